@@ -1,0 +1,1 @@
+"""Network-side machinery: layer resolution, inputs, capture, pooling, cache."""

@@ -1,0 +1,207 @@
+"""Turn layer specifications into concrete module names.
+
+A layer is named by its module path in ``model.named_modules()`` (``"layer3.1"``),
+optionally with the suffix ``":input"`` to capture what a module receives rather
+than what it returns. Two further names are special: ``"output"`` (the model's own
+output) and the spec ``"penultimate"`` (the input of the model's last
+``nn.Linear``).
+
+The *block list* is the network read as a sequence of stages: containers
+(``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``) and single-child wrappers
+are opened, and a leaf layer with parameters (a convolution, a linear layer)
+absorbs the parameter-free or normalising modules that follow it (activation,
+batch norm, pooling, dropout), so that each block is captured *after* its
+non-linearity. A composite module (a ResNet ``BasicBlock``, a BERT layer) is a
+block of its own.
+"""
+
+import fnmatch
+import numbers
+
+from torch import nn
+
+INPUT_SUFFIX = ":input"
+OUTPUT = "output"
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_NORMS = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+)
+_KEYWORDS = ("all", "penultimate", OUTPUT)
+
+
+def _has_own_parameters(module):
+    return any(True for _ in module.parameters(recurse=True))
+
+
+def _is_auxiliary(module):
+    """A module that transforms a stage's output without being a stage itself."""
+    if isinstance(module, _NORMS):
+        return True
+    return not _has_own_parameters(module)
+
+
+def _open(module, prefix):
+    """Yield ``(name, module)`` with containers and single-child wrappers opened."""
+    for name, child in module.named_children():
+        path = f"{prefix}.{name}" if prefix else name
+        children = list(child.named_children())
+        if isinstance(child, _CONTAINERS) or (
+            len(children) == 1 and not _has_direct_parameters(child)
+        ):
+            yield from _open(child, path)
+        else:
+            yield path, child
+
+
+def _has_direct_parameters(module):
+    return any(True for _ in module.parameters(recurse=False)) or any(
+        True for _ in module.buffers(recurse=False)
+    )
+
+
+def block_names(model):
+    """The model's block list: one module name per stage, in registration order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    names : list of str
+        Module paths as in ``model.named_modules()``.
+    """
+    blocks = []
+    run_open = False  # a leaf layer's run that may absorb following auxiliaries
+    for name, module in _open(model, ""):
+        if _is_auxiliary(module):
+            if run_open:
+                blocks[-1] = name
+            continue
+        blocks.append(name)
+        run_open = not any(True for _ in module.children())
+    if not blocks:
+        blocks = [OUTPUT]
+    return blocks
+
+
+def _last_linear(model):
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    return last
+
+
+def available_layers(model):
+    """Every name a layer spec may resolve to, for error messages."""
+    return [name for name, _ in model.named_modules() if name] + [OUTPUT]
+
+
+def _describe(model, limit=40):
+    blocks = block_names(model)
+    names = available_layers(model)
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return f"Blocks (int index and 'all'): {blocks}. Modules: {shown}{more}."
+
+
+def resolve_layers(model, spec):
+    """Resolve a layer specification to a list of unique layer names.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    spec : str, int or list/tuple of str and int
+        See :class:`~sklearn_layers.LayerFeatureTransformer` ``layers``.
+
+    Returns
+    -------
+    names : list of str
+        Module paths (optionally ending in ``":input"``) or ``"output"``, in the
+        order requested.
+
+    Raises
+    ------
+    ValueError
+        If a name matches nothing (the message lists what exists), an index is
+        out of range, or a layer is requested twice.
+    TypeError
+        If an element of the spec is neither a string nor an integer.
+    """
+    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not items:
+        raise ValueError("layers must name at least one layer; got an empty list.")
+    modules = dict(model.named_modules())
+    blocks = None
+    names = []
+    for item in items:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            blocks = blocks if blocks is not None else block_names(model)
+            if not -len(blocks) <= item < len(blocks):
+                raise ValueError(
+                    f"Layer index {item} is out of range for a model with "
+                    f"{len(blocks)} blocks: {blocks}."
+                )
+            names.append(blocks[item])
+        elif isinstance(item, str):
+            names.extend(_resolve_name(model, modules, item))
+        else:
+            raise TypeError(
+                f"A layer is given by a str or an int, got {type(item).__name__}: "
+                f"{item!r}."
+            )
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(
+                f"Layer {name!r} is requested more than once in layers={spec!r}."
+            )
+        seen.add(name)
+    return names
+
+
+def _resolve_name(model, modules, item):
+    if item == "all":
+        return block_names(model)
+    if item == OUTPUT:
+        return [OUTPUT]
+    if item == "penultimate":
+        last = _last_linear(model)
+        if last is None:
+            raise ValueError(
+                "layers='penultimate' means the input of the model's last nn.Linear, "
+                "but the model has no nn.Linear. " + _describe(model)
+            )
+        return [last + INPUT_SUFFIX]
+    path = item[: -len(INPUT_SUFFIX)] if item.endswith(INPUT_SUFFIX) else item
+    if any(ch in path for ch in "*?["):
+        matches = [n for n in modules if n and fnmatch.fnmatchcase(n, path)]
+        if not matches:
+            raise ValueError(
+                f"Layer pattern {item!r} matches no module. " + _describe(model)
+            )
+        suffix = item[len(path) :]
+        return [m + suffix for m in matches]
+    if path not in modules or path == "":
+        raise ValueError(f"Unknown layer {item!r}. " + _describe(model))
+    return [item]
+
+
+def module_of(model, name):
+    """The module whose output (or input) a resolved layer name captures."""
+    if name == OUTPUT:
+        return model
+    path = name[: -len(INPUT_SUFFIX)] if name.endswith(INPUT_SUFFIX) else name
+    return model.get_submodule(path)
+
+
+def captures_input(name):
+    """Whether a resolved layer name captures the module's input."""
+    return name.endswith(INPUT_SUFFIX)

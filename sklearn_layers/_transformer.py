@@ -1,0 +1,328 @@
+"""LayerFeatureTransformer: intermediate layers of a frozen network as features."""
+
+import os
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._extraction._cache import make_cache
+from ._extraction._extract import extract, prefetch_poolings, probe_widths, torch_threads
+from ._extraction._inputs import make_input
+from ._extraction._layers import block_names, resolve_layers
+from ._extraction._pooling import POOLING_NAMES, check_pooling
+from ._frozen import resolve_module
+from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
+
+# Parameters shared by reference, never deep-copied, when the transformer is cloned.
+_SHARED_PARAMS = ("model", "tokenizer", "cache")
+
+
+class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
+    """Features from the intermediate layers of a frozen PyTorch network.
+
+    Runs the network over batches of ``X`` under ``torch.inference_mode()`` in eval
+    mode, captures the outputs of the requested modules with forward hooks, pools
+    each to one vector per sample and returns them side by side. The forward pass
+    stops as soon as the last requested module has fired. The network itself is
+    never changed: weights, ``training`` flags, ``requires_grad`` flags and hooks
+    are the same after every call as before.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, fitted skorch net or callable
+        The network, used by reference (clones share it, nothing is copied). A
+        fitted skorch net contributes its ``module_``. A callable is a factory
+        called at ``fit`` as ``model(n_features_in)`` (or ``model()``).
+    layers : str, int or list of str and int, default="penultimate"
+        Which layers to extract:
+
+        - a module path as in ``model.named_modules()`` (``"layer3.1.conv2"``),
+          optionally ending in ``":input"`` to take the module's input;
+        - an int index into the model's block list (negative counts from the end);
+        - a glob over module paths (``"encoder.layer.*"``);
+        - ``"all"``: every block of the block list (see ``blocks_``);
+        - ``"penultimate"``: the input of the last ``nn.Linear``;
+        - ``"output"``: the model's output;
+        - a list or tuple of these, extracted in one pass, in that order.
+    pooling : {"auto", "mean", "max", "cls", "last", "flatten"}, int, callable or \
+            dict, default="auto"
+        How an activation becomes one vector per sample. ``"auto"`` and
+        ``"mean"``: spatial mean of ``(N, C, H, W)`` maps, mask-aware token mean of
+        ``(N, T, D)`` sequences, 2-D activations as they are. ``"max"``: the same
+        with a maximum. ``"cls"``: token 0. ``"last"``: the last real token.
+        ``"flatten"``: everything (can be very wide). An int ``k``: adaptive
+        ``k x k`` average pooling, then flatten. A callable maps the activation
+        tensor (and ``mask=`` if it accepts it) to ``(N, n_features)``. A dict
+        maps resolved layer names to any of these (others use ``"auto"``).
+    batch_size : int, default=256
+        Rows per forward pass.
+    device : str or torch.device, default="cpu"
+        Where input batches are sent; must be where the model's weights are.
+    cache : "memory", path, cache object or None, default="memory"
+        Row-keyed activation cache shared by clones. ``"memory"``: the
+        process-wide :class:`MemoryCache`; a directory path: a
+        :class:`DiskCache` shared by processes; ``None``: off. With a cache, a
+        miss computes every block of the model in the same pass so that other
+        layers are hits later; without one, the forward pass exits early.
+    tokenizer : callable, default=None
+        A Hugging Face tokenizer, for ``X`` given as a list of strings. Batches
+        are tokenised with padding; the attention mask reaches pooling.
+    max_length : int, default=None
+        Truncation length for the tokenizer.
+    verbose : bool, default=False
+        Show a progress bar over batches (needs ``tqdm``).
+    n_threads : int, default=None
+        Torch intra-op threads during each call (restored afterwards). ``None``
+        leaves torch's setting alone.
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module
+        The network used (the same object as ``model`` for a module).
+    blocks_ : list of str
+        The model's block list: what ``"all"`` and int indices refer to.
+    layer_names_ : list of str
+        The resolved layer names, in output order.
+    poolings_ : dict
+        Resolved layer name -> pooling.
+    n_features_per_layer_ : dict
+        Resolved layer name -> number of output columns.
+    n_features_out_ : int
+        Total number of output columns.
+    input_kind_ : str
+        ``"array"``, ``"dict"``, ``"text"`` or ``"dataset"``.
+    n_features_in_ : int
+        Number of features seen during :term:`fit` (axis 1 of array input).
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.frozen.FrozenEstimator : The same idea of sharing a fitted object
+        across clones, for scikit-learn estimators.
+
+    Notes
+    -----
+    Numeric arrays are cast to the model's floating dtype batch by batch;
+    integer torch tensors are passed as they are (e.g. token ids). Output is
+    ``float32``. Fitting only resolves layers and probes one row for the output
+    widths: the network is never trained.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from sklearn_layers import LayerFeatureTransformer
+    >>> net = torch.nn.Sequential(
+    ...     torch.nn.Linear(4, 8), torch.nn.ReLU(),
+    ...     torch.nn.Linear(8, 6), torch.nn.ReLU(),
+    ...     torch.nn.Linear(6, 3))
+    >>> X = np.random.default_rng(0).normal(size=(10, 4))
+    >>> lft = LayerFeatureTransformer(net, layers="all").fit(X)
+    >>> lft.blocks_
+    ['1', '3', '4']
+    >>> lft.transform(X).shape
+    (10, 17)
+    >>> LayerFeatureTransformer(net, layers=[0, "penultimate"]).fit_transform(X).shape
+    (10, 14)
+    """
+
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        "layers": [str, Integral, list, tuple],
+        "pooling": [
+            StrOptions(set(POOLING_NAMES)),
+            Interval(Integral, 1, None, closed="left"),
+            callable,
+            dict,
+        ],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
+        "tokenizer": [None, callable],
+        "max_length": [None, Interval(Integral, 1, None, closed="left")],
+        "verbose": ["boolean"],
+        "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        model,
+        *,
+        layers="penultimate",
+        pooling="auto",
+        batch_size=256,
+        device="cpu",
+        cache="memory",
+        tokenizer=None,
+        max_length=None,
+        verbose=False,
+        n_threads=None,
+    ):
+        self.model = model
+        self.layers = layers
+        self.pooling = pooling
+        self.batch_size = batch_size
+        self.device = device
+        self.cache = cache
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.verbose = verbose
+        self.n_threads = n_threads
+
+    def __sklearn_clone__(self):
+        params = self.get_params(deep=False)
+        shared = {name: params.pop(name) for name in _SHARED_PARAMS}
+        cloned = {name: clone(value, safe=False) for name, value in params.items()}
+        return type(self)(**shared, **cloned)
+
+    def _adapter(self, X, *, reset):
+        def validate(a):
+            return validate_data(
+                self, a, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1
+            )
+
+        adapter = make_input(
+            X, tokenizer=self.tokenizer, max_length=self.max_length, validate_array=validate
+        )
+        if reset:
+            self.input_kind_ = adapter.kind
+            self.sample_shape_ = adapter.sample_shape
+            if adapter.kind == "array" and isinstance(X, torch.Tensor):
+                self.n_features_in_ = int(X.shape[1])
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+        else:
+            self._check_same_input(adapter, X)
+        return adapter
+
+    def _check_same_input(self, adapter, X):
+        if adapter.kind != self.input_kind_:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {self.input_kind_} input but "
+                f"transform got {adapter.kind} input."
+            )
+        if adapter.kind == "array" and adapter.sample_shape != self.sample_shape_:
+            if isinstance(X, torch.Tensor) and X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                    f"expecting {self.n_features_in_} features as input."
+                )
+            raise ValueError(
+                f"X has samples of shape {adapter.sample_shape}, but "
+                f"{type(self).__name__} was fitted on samples of shape "
+                f"{self.sample_shape_}."
+            )
+
+    def _device(self):
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device={self.device!r} is not a torch device.") from exc
+        weights = next(iter(self.model_.parameters()), None)
+        if weights is not None and weights.device.type != device.type:
+            raise ValueError(
+                f"The model's weights are on {weights.device} but device={self.device!r}. "
+                "Move the model yourself (the transformer never moves it) or set device "
+                f"to {str(weights.device)!r}."
+            )
+        return device
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Resolve the layers and probe each one's output width.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Samples along axis 0 (strings need ``tokenizer``).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        adapter = self._adapter(X, reset=True)
+        self.model_ = resolve_module(self.model, getattr(self, "n_features_in_", None))
+        self.blocks_ = block_names(self.model_)
+        self.layer_names_ = resolve_layers(self.model_, self.layers)
+        self.poolings_ = check_pooling(self.pooling, self.layer_names_)
+        cache = make_cache(self.cache)
+        with torch_threads(self.n_threads):
+            self.n_features_per_layer_ = probe_widths(
+                self.model_,
+                adapter,
+                self.poolings_,
+                device=self._device(),
+                cache=cache,
+                prefetch=self._prefetch(cache),
+            )
+        self.n_features_out_ = int(sum(self.n_features_per_layer_.values()))
+        return self
+
+    def _prefetch(self, cache):
+        if cache is None:
+            return None
+        return prefetch_poolings(self.blocks_, self.poolings_, self.pooling)
+
+    def transform(self, X):
+        """Extract the fitted layers' pooled features.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Samples along axis 0, shaped like the fit data.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_features_out_), dtype float32
+            One block of columns per layer, in ``layer_names_`` order.
+        """
+        check_is_fitted(self)
+        adapter = self._adapter(X, reset=False)
+        cache = make_cache(self.cache)
+        with torch_threads(self.n_threads):
+            return extract(
+                self.model_,
+                adapter,
+                self.poolings_,
+                batch_size=self.batch_size,
+                device=self._device(),
+                cache=cache,
+                prefetch=self._prefetch(cache),
+                widths=self.n_features_per_layer_,
+                progress=self.verbose,
+            )
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names, ``"<layer>__<i>"``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        names = [
+            f"{layer}__{i}"
+            for layer in self.layer_names_
+            for i in range(self.n_features_per_layer_[layer])
+        ]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = False
+        return tags

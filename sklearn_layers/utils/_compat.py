@@ -1,0 +1,30 @@
+"""The one place that touches scikit-learn's private helpers.
+
+Parameter validation (``_fit_context`` and the constraint classes) is private
+in scikit-learn. We reach ``_fit_context`` and ``validate_data`` through
+``sklearn-compat`` (as imbalanced-learn and scikit-lego do) and the constraint
+classes from scikit-learn directly, here and nowhere else, so that a change in
+scikit-learn's private API is fixed in one file.
+"""
+
+from sklearn.utils._param_validation import (  # noqa: F401
+    HasMethods,
+    Hidden,
+    Interval,
+    Options,
+    RealNotInt,
+    StrOptions,
+)
+from sklearn_compat.base import _fit_context  # noqa: F401
+from sklearn_compat.utils.validation import validate_data  # noqa: F401
+
+__all__ = [
+    "HasMethods",
+    "Hidden",
+    "Interval",
+    "Options",
+    "RealNotInt",
+    "StrOptions",
+    "_fit_context",
+    "validate_data",
+]

@@ -1,0 +1,22 @@
+"""scikit-learn's estimator checks for the network-side estimators."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_layers import LayerFeatureTransformer
+from sklearn_layers.utils.toy import make_mlp
+
+
+def toy_mlp(n_features):
+    """A factory the transformer calls at fit with the data's width."""
+    return make_mlp(n_features, hidden=(5,), n_outputs=3)
+
+
+@parametrize_with_checks(
+    [
+        LayerFeatureTransformer(toy_mlp, layers="all", cache=None),
+        LayerFeatureTransformer(toy_mlp, layers=[0, "output"], pooling="max"),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
