@@ -42,7 +42,8 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         - a module path as in ``model.named_modules()`` (``"layer3.1.conv2"``),
           optionally ending in ``":input"`` to take the module's input;
         - an int index into the model's block list (negative counts from the end);
-        - a glob over module paths (``"encoder.layer.*"``);
+        - a glob over module paths (``"encoder.layer.*"``; ``*`` stays within one
+          path component);
         - ``"all"``: every block of the block list (see ``blocks_``);
         - ``"penultimate"``: the input of the last ``nn.Linear``;
         - ``"output"``: the model's output;

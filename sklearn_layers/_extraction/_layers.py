@@ -182,7 +182,7 @@ def _resolve_name(model, modules, item):
         return [last + INPUT_SUFFIX]
     path = item[: -len(INPUT_SUFFIX)] if item.endswith(INPUT_SUFFIX) else item
     if any(ch in path for ch in "*?["):
-        matches = [n for n in modules if n and fnmatch.fnmatchcase(n, path)]
+        matches = [n for n in modules if n and _glob_match(n, path)]
         if not matches:
             raise ValueError(
                 f"Layer pattern {item!r} matches no module. " + _describe(model)
@@ -192,6 +192,14 @@ def _resolve_name(model, modules, item):
     if path not in modules or path == "":
         raise ValueError(f"Unknown layer {item!r}. " + _describe(model))
     return [item]
+
+
+def _glob_match(name, pattern):
+    """Match a dotted path component by component: ``*`` never crosses a dot."""
+    parts, wanted = name.split("."), pattern.split(".")
+    return len(parts) == len(wanted) and all(
+        fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted)
+    )
 
 
 def module_of(model, name):

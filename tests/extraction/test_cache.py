@@ -1,0 +1,279 @@
+import multiprocessing
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import NearestCentroid
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_layers import DiskCache, LayerFeatureTransformer, MemoryCache
+from sklearn_layers.utils.toy import make_small_cnn
+
+
+class RowCounter:
+    """A forward pre-hook on the first block that sums the rows it sees."""
+
+    def __init__(self, module):
+        self.rows = 0
+        self.handle = module.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.rows += args[0].shape[0]
+
+    def remove(self):
+        self.handle.remove()
+
+
+@pytest.fixture
+def cnn():
+    return make_small_cnn(n_classes=3)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 1, 12, 12)).astype(np.float32)
+    y = np.arange(60) % 3
+    X[y == 1] += 0.5
+    return X, y
+
+
+def test_grid_search_runs_each_row_through_the_network_once(cnn, data):
+    X, y = data
+    counter = RowCounter(cnn[0])
+    pipe = Pipeline(
+        [
+            ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(), batch_size=16)),
+            ("head", NearestCentroid()),
+        ]
+    )
+    grid = GridSearchCV(
+        pipe,
+        {
+            "features__layers": ["2", "5", "9"],
+            "head": [make_pipeline(StandardScaler(), LogisticRegression()), NearestCentroid()],
+        },
+        cv=3,
+    )
+    try:
+        grid.fit(X, y)
+    finally:
+        counter.remove()
+    assert counter.rows <= len(X) + 2, counter.rows
+
+    # the same grid without a cache: every candidate x fold recomputes
+    counter = RowCounter(cnn[0])
+    try:
+        grid.set_params(estimator__features__cache=None).fit(X, y)
+    finally:
+        counter.remove()
+    assert counter.rows >= 3 * 2 * 3 * len(X) * 0.9
+
+
+def test_cached_features_equal_fresh_ones(cnn, data):
+    X, _ = data
+    cache = MemoryCache()
+    fresh = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
+    warm = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X[:20])
+    assert warm.shape == (20, 16)
+    counter = RowCounter(cnn[0])
+    try:
+        got = LayerFeatureTransformer(cnn, layers="all", cache=cache).fit_transform(X)
+    finally:
+        counter.remove()
+    assert counter.rows == len(X) - 20  # earlier rows were hits, for every block
+    assert_allclose(got, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_fully_cached_request_runs_no_forward(cnn, data):
+    X, _ = data
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(cnn, layers="9", cache=cache).fit(X)
+    first = lft.transform(X)
+    counter = RowCounter(cnn[0])
+    try:
+        second = lft.transform(X)
+        LayerFeatureTransformer(cnn, layers=["2", "5"], cache=cache).fit_transform(X)
+    finally:
+        counter.remove()
+    assert counter.rows == 0
+    assert_array_equal(first, second)
+
+
+def test_in_place_weight_change_is_never_served_stale(cnn, data):
+    X, _ = data
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit(X)
+    before = lft.transform(X)
+    with torch.no_grad():
+        cnn[3].weight.mul_(2.0)
+    after = lft.transform(X)
+    fresh = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    assert not np.allclose(before, after)
+    assert_allclose(after, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_is_part_of_the_key(cnn, data):
+    X, _ = data
+    cache = MemoryCache()
+    mean = LayerFeatureTransformer(cnn, layers="5", pooling="mean", cache=cache).fit_transform(X)
+    mx = LayerFeatureTransformer(cnn, layers="5", pooling="max", cache=cache).fit_transform(X)
+    assert not np.allclose(mean, mx)
+    assert_allclose(
+        mx,
+        LayerFeatureTransformer(cnn, layers="5", pooling="max", cache=None).fit_transform(X),
+        rtol=1e-6,
+    )
+
+
+def test_memory_cache_stays_within_its_bound(cnn, data):
+    X, _ = data
+    cache = MemoryCache(max_bytes=20_000)
+    fresh = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
+    got = LayerFeatureTransformer(cnn, layers="all", cache=cache).fit_transform(X)
+    assert 0 < cache.nbytes <= 20_000
+    assert_allclose(got, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_memory_cache_evicts_least_recently_used():
+    cache = MemoryCache(max_bytes=3 * (4 * 2 + 200))
+    for i in range(3):
+        cache.store("fp", {"l": np.full((1, 2), i)}, [bytes([i])])
+    cache.lookup("fp", ["l"], [bytes([0])])  # row 0 is now the most recent
+    cache.store("fp", {"l": np.full((1, 2), 3)}, [bytes([3])])
+    found = cache.lookup("fp", ["l"], [bytes([i]) for i in range(4)])["l"]
+    assert found[1] is None and found[0] is not None and found[3] is not None
+
+
+def test_served_rows_are_read_only():
+    cache = MemoryCache()
+    cache.store("fp", {"l": np.ones((1, 3))}, [b"r"])
+    row = cache.lookup("fp", ["l"], [b"r"])["l"][0]
+    with pytest.raises(ValueError):
+        row[0] = 5.0
+
+
+def test_memory_cache_pickles_empty_with_its_bound():
+    import pickle
+
+    cache = MemoryCache(max_bytes=1234)
+    cache.store("fp", {"l": np.ones((2, 3))}, [b"a", b"b"])
+    restored = pickle.loads(pickle.dumps(cache))
+    assert restored.max_bytes == 1234 and len(restored) == 0
+
+
+def test_disk_cache_is_shared_and_exact(cnn, data, tmp_path):
+    X, _ = data
+    fresh = LayerFeatureTransformer(cnn, layers=["2", "9"], cache=None).fit_transform(X)
+    first = LayerFeatureTransformer(cnn, layers=["2", "9"], cache=tmp_path).fit_transform(X)
+    counter = RowCounter(cnn[0])
+    try:
+        # a new transformer and a new DiskCache object: only the directory is shared
+        second = LayerFeatureTransformer(
+            cnn, layers=["5", "2"], cache=str(tmp_path)
+        ).fit_transform(X)
+    finally:
+        counter.remove()
+    assert counter.rows == 0
+    assert_allclose(first, fresh, rtol=1e-5, atol=1e-6)
+    assert_array_equal(second[:, 16:], first[:, :8])
+
+
+def _entry_files(root):
+    return sorted(p for p in root.rglob("*.npz") if not p.name.startswith(".tmp"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],  # truncated
+        lambda b: b[:100] + bytes(len(b) - 100),  # zeroed tail
+        lambda b: b"\x00" * len(b),  # garbage
+        lambda b: b"",  # empty
+    ],
+)
+def test_corrupt_disk_entries_are_recomputed_never_served(cnn, data, tmp_path, damage):
+    X, _ = data
+    expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    LayerFeatureTransformer(cnn, layers="5", cache=tmp_path).fit_transform(X)
+    files = _entry_files(tmp_path)
+    for f in files[::3]:
+        f.write_bytes(damage(f.read_bytes()))
+    counter = RowCounter(cnn[0])
+    try:
+        got = LayerFeatureTransformer(cnn, layers="5", cache=tmp_path).fit_transform(X)
+    finally:
+        counter.remove()
+    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert counter.rows >= len(files[::3])
+    # rewritten: a third pass is all hits
+    counter = RowCounter(cnn[0])
+    try:
+        LayerFeatureTransformer(cnn, layers="5", cache=tmp_path).fit_transform(X)
+    finally:
+        counter.remove()
+    assert counter.rows == 0
+
+
+def test_disk_cache_never_unpickles(tmp_path):
+    cache = DiskCache(tmp_path)
+    digest = b"\x01" * 16
+    file = cache._file("fp", digest)
+    file.parent.mkdir(parents=True)
+    np.savez(file, **{"6c": np.array([object()], dtype=object)})  # needs pickle to load
+    found = cache.lookup("fp", ["l"], [digest])
+    assert found["l"] == [None]
+
+
+def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path):
+    X, _ = data
+    expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    cache = DiskCache(tmp_path)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    cache._write = full_disk
+    with pytest.warns(RuntimeWarning, match="No space left"):
+        got = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cache_path_that_cannot_hold_files(cnn, data, tmp_path):
+    # A path under a regular file cannot be created, whoever runs the test (root
+    # ignores directory permission bits, so chmod is no test here).
+    X, _ = data
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    with pytest.warns(RuntimeWarning, match="not cached"):
+        got = LayerFeatureTransformer(cnn, layers="5", cache=blocker / "cache").fit_transform(X)
+    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert blocker.read_text() == "not a directory"
+
+
+def _write_same_entries(path, seed, n_rounds):
+    cache = DiskCache(path)
+    rng = np.random.default_rng(seed)
+    for _ in range(n_rounds):
+        value = np.full((8, 32), 1.0, dtype=np.float32)
+        cache.store("fp", {"layer": value, f"extra{seed}": rng.normal(size=(8, 4))},
+                    [bytes([i]) * 16 for i in range(8)])
+
+
+def test_concurrent_writers_of_the_same_keys(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_same_entries, args=(tmp_path, s, 30)) for s in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    found = DiskCache(tmp_path).lookup("fp", ["layer"], [bytes([i]) * 16 for i in range(8)])
+    for row in found["layer"]:
+        assert row is not None
+        assert_array_equal(row, np.ones(32, dtype=np.float32))
+    assert not list(tmp_path.rglob(".tmp-*"))

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sklearn_layers._extraction._pooling import check_pooling, pool
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 4),
+    dims=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    pooling=st.sampled_from(["auto", "mean", "max", "flatten", 1, 2]),
+)
+def test_every_pooling_gives_one_row_per_sample(batch, dims, pooling):
+    a = torch.randn(batch, *dims)
+    out = pool(a, pooling)
+    assert out.ndim == 2 and out.shape[0] == batch
+    if pooling == "flatten":
+        assert out.shape[1] == int(np.prod(dims))
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4))
+def test_mask_aware_pooling_ignores_padding(lengths):
+    T, D = 6, 3
+    a = torch.randn(len(lengths), T, D)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    padded = a.clone()
+    padded[mask == 0] = 1e6  # anything in the padding must not matter
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(pool(padded, "mean", mask)[i], a[i, :n].mean(0))
+        torch.testing.assert_close(pool(padded, "max", mask)[i], a[i, :n].amax(0))
+        torch.testing.assert_close(pool(padded, "last", mask)[i], a[i, n - 1])
+        torch.testing.assert_close(pool(padded, "cls", mask)[i], a[i, 0])
+
+
+def test_token_poolings_refuse_feature_maps():
+    with pytest.raises(ValueError, match="3-D"):
+        pool(torch.randn(2, 3, 4, 4), "cls")
+
+
+def test_callable_must_keep_the_batch():
+    with pytest.raises(ValueError, match="one row per sample"):
+        pool(torch.randn(3, 4), lambda a: a.sum())
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [("median", "Expected one of"), (1.5, "Expected one of"), (None, "Expected one of"),
+     (0, ">= 1"), (-1, ">= 1")],
+)
+def test_bad_pooling_names_what_exists(bad, match):
+    with pytest.raises(ValueError, match=match):
+        check_pooling(bad, ["x"])
