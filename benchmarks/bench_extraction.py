@@ -1,0 +1,92 @@
+"""Extraction throughput against the raw forward pass, and the cost of early exit.
+
+Run: ``.venv/bin/python benchmarks/bench_extraction.py`` (one torch thread).
+
+Prints, per network: raw ``model(x)`` time over the data set at the same batch
+size, LayerFeatureTransformer time (cache off) for every block and for the
+penultimate layer, their throughput ratios (target >= 0.95), and the time of
+extracting only the first block as a fraction of the full forward.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import best_time, print_table  # noqa: E402
+
+from sklearn_layers import LayerFeatureTransformer  # noqa: E402
+from sklearn_layers.utils.toy import make_resnet18, make_transformer_encoder  # noqa: E402
+
+
+def raw_forward(model, X, batch_size):
+    with torch.inference_mode():
+        for start in range(0, len(X), batch_size):
+            model(torch.as_tensor(X[start : start + batch_size]))
+
+
+def bench(name, model, X, batch_size, first_block):
+    def extract(layers):
+        lft = LayerFeatureTransformer(model, layers=layers, batch_size=batch_size, cache=None)
+        lft.fit(X[:2])
+        return lambda: lft.transform(X)
+
+    raw = best_time(lambda: raw_forward(model, X, batch_size))
+    every = best_time(extract("all"))
+    penult = best_time(extract("penultimate"))
+    first = best_time(extract(first_block))
+    return [
+        name,
+        f"{raw:.2f}",
+        f"{every:.2f}",
+        f"{raw / every:.3f}",
+        f"{raw / penult:.3f}",
+        f"{first / raw:.3f}",
+    ]
+
+
+def flops_share_of_first_block(model, X, first_block):
+    """Time share of the first block measured by hooks on a plain forward."""
+    import time
+
+    stamps = {}
+    module = model.get_submodule(first_block)
+    def stamp(*args):
+        stamps.setdefault("t", time.perf_counter())
+
+    h = module.register_forward_hook(stamp)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        model(torch.as_tensor(X))
+        end = time.perf_counter()
+    h.remove()
+    return (stamps["t"] - start) / (end - start)
+
+
+def main():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(1024, 3, 32, 32)).astype(np.float32)
+    tokens = torch.as_tensor(rng.integers(0, 1000, size=(1024, 64)))
+    resnet = make_resnet18()
+    encoder = make_transformer_encoder(d_model=256, n_heads=4, n_layers=6)
+    rows = [
+        bench("ResNet-18 3x32x32", resnet, images, 128, "layer1.0"),
+        bench("Transformer 6x256, T=64", encoder, tokens, 128, "encoder.layers.0"),
+    ]
+    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, 1024 rows, batch 128")
+    print_table(
+        rows,
+        ["network", "raw s", "all blocks s", "all/raw thrpt", "penult/raw thrpt",
+         "first block / full time"],
+    )
+    share_cnn = flops_share_of_first_block(resnet, images[:128], "layer1.0")
+    share_tr = flops_share_of_first_block(encoder, tokens[:128], "encoder.layers.0")
+    print(f"time share of the forward up to the first block (hook timestamps): "
+          f"ResNet {share_cnn:.3f}, transformer {share_tr:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The embedded default job: ``python -m sklearn_layers demo``."""

@@ -1,0 +1,137 @@
+"""``python -m sklearn_layers demo``: run a scenario, print the table, save CSV + PNG."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ._scenarios import SCENARIOS
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m sklearn_layers",
+        description="Layer sweeps of real pretrained networks on real data, offline.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="score every layer x head in and out of distribution",
+        description=(
+            "tweets (default): all-MiniLM-L6-v2 on 2016 election tweets, trained on "
+            "January-June, tested on held-out January-June and on August-September. "
+            "digits: an MNIST CNN on scikit-learn's digits under rotation, noise, "
+            "translation and scale."
+        ),
+    )
+    demo.add_argument("--scenario", choices=sorted(SCENARIOS), default="tweets")
+    demo.add_argument("--output", default="demo_output", help="folder for the CSV and PNG")
+    demo.add_argument("--pooling", default=None,
+                      help="pooling of every layer (default: mean for text, auto for images)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--n-train", type=int, default=None,
+                      help="use only this many training rows (quick runs)")
+    demo.add_argument("--n-test", type=int, default=None,
+                      help="rows per test split of the tweets scenario (default 400)")
+    demo.add_argument("--threads", type=int, default=1,
+                      help="torch threads (one is fastest on small machines)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _pivot(table):
+    pivot = table.pivot_table(index=["layer_index", "layer"], columns=["head", "split"],
+                              values="score")
+    return pivot.droplevel("layer_index")
+
+
+def _winners(scenario):
+    table = scenario.table
+    lines = []
+    for head in table["head"].unique():
+        for split in [scenario.id_split, *scenario.shifted_splits]:
+            rows = table[(table["head"] == head) & (table["split"] == split)]
+            best = rows.loc[rows["score"].idxmax()]
+            last = rows.loc[rows["layer_index"].idxmax()]
+            lines.append(
+                f"  {head:<17} {split:<16} best layer {best['layer']:<18} "
+                f"{best['score']:.3f}   last layer {last['layer']:<18} {last['score']:.3f}"
+            )
+    return "\n".join(lines)
+
+
+def _plot(scenario, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._display import LayerSweepDisplay
+
+    heads = list(scenario.table["head"].unique())
+    fig, axes = plt.subplots(1, len(heads), figsize=(5.5 * len(heads), 4.5), sharey=True)
+    for ax, head in zip(axes, heads):
+        rows = scenario.table[scenario.table["head"] == head]
+        LayerSweepDisplay.from_sweep(rows, ax=ax, score_name="accuracy")
+        ax.set_title(head)
+    fig.suptitle(scenario.description, fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_demo(args):
+    """Run one demo scenario and write its outputs; returns the Scenario."""
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    kwargs = {"seed": args.seed, "verbose": not args.quiet, "n_train": args.n_train}
+    if args.n_test is not None:
+        if args.scenario != "tweets":
+            raise SystemExit("--n-test applies to the tweets scenario only")
+        kwargs["n_test"] = args.n_test
+    if args.pooling is not None:
+        kwargs["pooling"] = int(args.pooling) if args.pooling.isdigit() else args.pooling
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    try:
+        scenario = SCENARIOS[args.scenario](**kwargs)
+    finally:
+        torch.set_num_threads(previous)
+    elapsed = time.perf_counter() - start
+    csv_path = output / f"{scenario.name}_layer_sweep.csv"
+    png_path = output / f"{scenario.name}_layer_sweep.png"
+    scenario.table.to_csv(csv_path, index=False)
+    _plot(scenario, png_path)
+    with _pandas_wide():
+        print(f"\n{scenario.description}\n")
+        print(_pivot(scenario.table).round(3).to_string())
+    print("\nBest layer per head and split (vs the last layer):")
+    print(_winners(scenario))
+    print(f"\nwrote {csv_path} and {png_path} in {elapsed:.0f} s")
+    return scenario
+
+
+class _pandas_wide:
+    def __enter__(self):
+        import pandas as pd
+
+        self._ctx = pd.option_context("display.width", 200, "display.max_columns", 50)
+        self._ctx.__enter__()
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+
+def main(argv=None):
+    """Entry point of ``python -m sklearn_layers``."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        run_demo(args)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
