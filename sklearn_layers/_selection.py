@@ -5,14 +5,14 @@ import time
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from ._extraction._pooling import POOLING_NAMES
 from ._transformer import LayerFeatureTransformer
@@ -46,7 +46,7 @@ def _extractor(model, layers, params):
     return LayerFeatureTransformer(model, layers=layers, **params)
 
 
-class IntermediateLayerClassifier(ClassifierMixin, BaseEstimator):
+class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """A probe on the best intermediate layer of a frozen network.
 
     ``fit`` extracts every candidate layer in one forward pass, fits a clone of
@@ -223,7 +223,12 @@ class IntermediateLayerClassifier(ClassifierMixin, BaseEstimator):
         """
         if (X_val is None) != (y_val is None):
             raise ValueError("Pass both X_val and y_val, or neither.")
-        y = np.asarray(y)
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        y = column_or_1d(check_array(y, ensure_2d=False, dtype=None, input_name="y"),
+                         warn=True)
         check_classification_targets(y)
         if len(np.unique(y)) < 2:
             raise ValueError(
@@ -286,6 +291,21 @@ class IntermediateLayerClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.extractor_.transform(X)
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the best layer's features, ``"<layer>__<i>"``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        return self.extractor_.get_feature_names_out()
+
     def _check_refit(self):
         check_is_fitted(self)
         if not hasattr(self, "head_"):
@@ -324,6 +344,7 @@ class IntermediateLayerClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
 

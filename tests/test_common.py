@@ -3,7 +3,7 @@
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_layers import LayerFeatureTransformer
+from sklearn_layers import IntermediateLayerClassifier, LayerFeatureTransformer
 from sklearn_layers.utils.toy import make_mlp
 
 
@@ -16,6 +16,7 @@ def toy_mlp(n_features):
     [
         LayerFeatureTransformer(toy_mlp, layers="all", cache=None),
         LayerFeatureTransformer(toy_mlp, layers=[0, "output"], pooling="max"),
+        IntermediateLayerClassifier(toy_mlp, cv=3),
     ]
 )
 def test_sklearn_compatible(estimator, check):
