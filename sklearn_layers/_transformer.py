@@ -1,6 +1,7 @@
 """LayerFeatureTransformer: intermediate layers of a frozen network as features."""
 
 import os
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -18,6 +19,7 @@ from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, valid
 
 # Parameters shared by reference, never deep-copied, when the transformer is cloned.
 _SHARED_PARAMS = ("model", "tokenizer", "cache")
+_LARGE_OUTPUT_BYTES = 2 << 30
 
 
 class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
@@ -287,6 +289,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         adapter = self._adapter(X, reset=False)
+        self._warn_if_huge(len(adapter))
         cache = make_cache(self.cache)
         with torch_threads(self.n_threads):
             return extract(
@@ -299,6 +302,18 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
                 prefetch=self._prefetch(cache),
                 widths=self.n_features_per_layer_,
                 progress=self.verbose,
+            )
+
+    def _warn_if_huge(self, n_rows):
+        nbytes = n_rows * self.n_features_out_ * 4
+        if nbytes > _LARGE_OUTPUT_BYTES:
+            widths = ", ".join(f"{k}: {v}" for k, v in self.n_features_per_layer_.items())
+            warnings.warn(
+                f"transform will return a {n_rows} x {self.n_features_out_} float32 "
+                f"matrix ({nbytes / 2**30:.1f} GiB; features per layer: {widths}). "
+                "Pooling ('mean', 'max' or an int k) keeps it small.",
+                UserWarning,
+                stacklevel=3,
             )
 
     def get_feature_names_out(self, input_features=None):

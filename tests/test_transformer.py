@@ -358,3 +358,12 @@ def test_sparse_input_is_refused(cnn):
 
     with pytest.raises(TypeError, match="dense"):
         LayerFeatureTransformer(cnn).fit(sparse.csr_matrix(np.ones((3, 256))))
+
+
+def test_huge_output_says_what_it_costs(cnn, images, monkeypatch):
+    import sklearn_layers._transformer as module
+
+    monkeypatch.setattr(module, "_LARGE_OUTPUT_BYTES", 1000)
+    lft = LayerFeatureTransformer(cnn, layers="2", pooling="flatten", cache=None).fit(images)
+    with pytest.warns(UserWarning, match=r"12 x 512 float32 matrix.*Pooling"):
+        lft.transform(images)

@@ -134,14 +134,22 @@ class DiskCache:
     When the directory cannot be written (read-only, disk full) the features are
     still returned, with a warning.
 
+    Rows read or written by this process are also kept in an in-memory
+    :class:`MemoryCache` front of ``memory_bytes``, so repeated lookups (the
+    folds and candidates of a grid search) do not reread files.
+
     Parameters
     ----------
     path : str or os.PathLike
         The cache directory (created if missing).
+    memory_bytes : int, default=268_435_456
+        Bound of the in-memory front; 0 turns it off.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, memory_bytes=256 << 20):
         self.path = Path(path)
+        self.memory_bytes = memory_bytes
+        self._front = MemoryCache(memory_bytes) if memory_bytes else None
         self._warned = False
 
     def __repr__(self):
@@ -165,19 +173,29 @@ class DiskCache:
 
     def lookup(self, fingerprint, layer_keys, digests):
         """Return cached rows (``None`` where missing or unreadable) per layer key."""
-        found = {key: [] for key in layer_keys}
-        for digest in digests:
+        if self._front is not None:
+            found = self._front.lookup(fingerprint, layer_keys, digests)
+        else:
+            found = {key: [None] * len(digests) for key in layer_keys}
+        for i, digest in enumerate(digests):
+            if all(found[key][i] is not None for key in layer_keys):
+                continue
             entry = self._read(self._file(fingerprint, digest)) or {}
             for layer_key in layer_keys:
                 value = entry.get(_npz_name(layer_key))
                 if value is not None and (value.ndim != 1 or value.dtype != np.float32):
                     value = None
-                found[layer_key].append(value)
+                if value is not None and self._front is not None:
+                    self._front.store(fingerprint, {layer_key: value[None]}, [digest])
+                if found[layer_key][i] is None:
+                    found[layer_key][i] = value
         return found
 
     def store(self, fingerprint, features, digests):
         """Merge each row's features into its file, atomically."""
         matrices = {k: np.asarray(v, dtype=np.float32) for k, v in features.items()}
+        if self._front is not None:
+            self._front.store(fingerprint, matrices, digests)
         for i, digest in enumerate(digests):
             file = self._file(fingerprint, digest)
             entry = self._read(file) or {}
@@ -216,6 +234,10 @@ class DiskCache:
             self._warned = True
 
 
+_DISK_CACHES = {}
+_DISK_LOCK = threading.Lock()
+
+
 def _npz_name(layer_key):
     # npz member names become file names inside the zip: keep them plain
     return layer_key.encode("utf-8").hex()
@@ -228,7 +250,13 @@ def make_cache(cache):
     if isinstance(cache, str) and cache == "memory":
         return default_memory_cache()
     if isinstance(cache, (str, os.PathLike)):
-        return DiskCache(cache)
+        # one DiskCache (and so one in-memory front) per directory and process
+        key = os.path.realpath(os.fspath(cache))
+        with _DISK_LOCK:
+            disk = _DISK_CACHES.get(key)
+            if disk is None:
+                disk = _DISK_CACHES[key] = DiskCache(cache)
+        return disk
     if hasattr(cache, "lookup") and hasattr(cache, "store"):
         return cache
     raise ValueError(

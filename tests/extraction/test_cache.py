@@ -171,9 +171,9 @@ def test_disk_cache_is_shared_and_exact(cnn, data, tmp_path):
     first = LayerFeatureTransformer(cnn, layers=["2", "9"], cache=tmp_path).fit_transform(X)
     counter = RowCounter(cnn[0])
     try:
-        # a new transformer and a new DiskCache object: only the directory is shared
+        # a new DiskCache object without a memory front: only the directory is shared
         second = LayerFeatureTransformer(
-            cnn, layers=["5", "2"], cache=str(tmp_path)
+            cnn, layers=["5", "2"], cache=DiskCache(tmp_path, memory_bytes=0)
         ).fit_transform(X)
     finally:
         counter.remove()
@@ -196,15 +196,19 @@ def _entry_files(root):
     ],
 )
 def test_corrupt_disk_entries_are_recomputed_never_served(cnn, data, tmp_path, damage):
+    # memory_bytes=0: no in-memory front, every lookup reads the files, as a
+    # different process would
     X, _ = data
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
-    LayerFeatureTransformer(cnn, layers="5", cache=tmp_path).fit_transform(X)
+    LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
     files = _entry_files(tmp_path)
     for f in files[::3]:
         f.write_bytes(damage(f.read_bytes()))
     counter = RowCounter(cnn[0])
     try:
-        got = LayerFeatureTransformer(cnn, layers="5", cache=tmp_path).fit_transform(X)
+        got = LayerFeatureTransformer(
+            cnn, layers="5", cache=DiskCache(tmp_path, 0)
+        ).fit_transform(X)
     finally:
         counter.remove()
     assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -212,14 +216,21 @@ def test_corrupt_disk_entries_are_recomputed_never_served(cnn, data, tmp_path, d
     # rewritten: a third pass is all hits
     counter = RowCounter(cnn[0])
     try:
-        LayerFeatureTransformer(cnn, layers="5", cache=tmp_path).fit_transform(X)
+        LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
     finally:
         counter.remove()
     assert counter.rows == 0
 
 
+def test_same_directory_shares_one_disk_cache_per_process(tmp_path):
+    from sklearn_layers._extraction._cache import make_cache
+
+    assert make_cache(tmp_path) is make_cache(str(tmp_path))
+    assert make_cache(tmp_path) is not make_cache(tmp_path / "other")
+
+
 def test_disk_cache_never_unpickles(tmp_path):
-    cache = DiskCache(tmp_path)
+    cache = DiskCache(tmp_path, memory_bytes=0)
     digest = b"\x01" * 16
     file = cache._file("fp", digest)
     file.parent.mkdir(parents=True)

@@ -1,0 +1,146 @@
+"""A grid search over layers and heads: the activation cache against the alternatives.
+
+Run: ``.venv/bin/python benchmarks/bench_gridsearch.py [--rows 5000] [--width 16]``
+
+A ResNet-18-style CNN on 3x32x32 inputs, 4 layers x 3 heads x 3 folds (+ refit):
+
+- ``cache="memory"`` (the default),
+- ``cache=None`` (every candidate and fold re-runs the network),
+- ``cache=None`` inside ``Pipeline(memory=joblib.Memory(...))`` (scikit-learn's own
+  caching, which never hits for a step that holds a torch module),
+- the floor: one forward pass over X for all four layers, then the same grid of
+  heads on the precomputed features.
+
+Prints wall times, the rows that went through the network (a forward pre-hook on the
+first block counts them) and the ratios. Targets: cached <= 1.3 x floor, and at least
+L x K times fewer rows than ``cache=None``.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import print_table  # noqa: E402
+
+from sklearn_layers import (  # noqa: E402
+    KNNInterpolatedClassifier,
+    LayerFeatureTransformer,
+    MemoryCache,
+    PrototypeClassifier,
+    default_probe,
+)
+from sklearn_layers.utils.toy import make_resnet18  # noqa: E402
+
+LAYERS = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
+
+
+class ColumnBlock(TransformerMixin, BaseEstimator):
+    """Select one layer's columns from a precomputed all-layer matrix (the floor)."""
+
+    def __init__(self, layers="layer1.1", slices=None):
+        self.layers = layers
+        self.slices = slices
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X[:, self.slices[self.layers]]
+
+
+def heads():
+    return [default_probe(), PrototypeClassifier(), KNNInterpolatedClassifier()]
+
+
+def make_data(n, seed=0):
+    """Images whose class shows in a mid-level texture: learnable from frozen features."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
+    stripes = np.sin(np.arange(32) * np.pi / 4).astype(np.float32)
+    X[y == 1] += 0.6 * stripes[None, None, None, :]
+    X[y == 2] += 0.6 * stripes[None, None, :, None]
+    return X, y
+
+
+def run_grid(net, X, y, *, cache, memory=None):
+    counter = {"rows": 0}
+    handle = net.stem[0].register_forward_pre_hook(
+        lambda m, args: counter.__setitem__("rows", counter["rows"] + args[0].shape[0])
+    )
+    pipe = Pipeline(
+        [("features", LayerFeatureTransformer(net, cache=cache, batch_size=256)),
+         ("head", default_probe())],
+        memory=memory,
+    )
+    grid = GridSearchCV(pipe, {"features__layers": LAYERS, "head": heads()},
+                        cv=KFold(3, shuffle=True, random_state=0))
+    start = time.perf_counter()
+    try:
+        grid.fit(X, y)
+    finally:
+        handle.remove()
+    return time.perf_counter() - start, counter["rows"], grid.best_params_, grid.best_score_
+
+
+def run_floor(net, X, y):
+    start = time.perf_counter()
+    lft = LayerFeatureTransformer(net, layers=LAYERS, cache=None, batch_size=256).fit(X[:1])
+    F = lft.transform(X)
+    slices, offset = {}, 0
+    for name in lft.layer_names_:
+        width = lft.n_features_per_layer_[name]
+        slices[name] = slice(offset, offset + width)
+        offset += width
+    pipe = Pipeline([("features", ColumnBlock(slices=slices)), ("head", default_probe())])
+    grid = GridSearchCV(pipe, {"features__layers": LAYERS, "head": heads()},
+                        cv=KFold(3, shuffle=True, random_state=0))
+    forward = time.perf_counter() - start
+    grid.fit(F, y)
+    return time.perf_counter() - start, forward, len(X), grid.best_score_
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--width", type=int, default=16, help="ResNet base width (64 = full)")
+    parser.add_argument("--skip-uncached", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    net = make_resnet18(n_classes=3, width=args.width)
+    X, y = make_data(args.rows)
+    print(f"ResNet-18 width {args.width}, {args.rows} rows of 3x32x32, {len(LAYERS)} layers "
+          f"x 3 heads x 3 folds, torch threads={torch.get_num_threads()}")
+
+    floor, forward, floor_rows, floor_score = run_floor(net, X, y)
+    cached, cached_rows, best, score = run_grid(net, X, y, cache=MemoryCache(2 << 30))
+    rows = [["floor: one forward + heads", f"{floor:.1f}", floor_rows, "1.00", f"{floor_score:.3f}"],
+            ["cache='memory'", f"{cached:.1f}", cached_rows, f"{cached / floor:.2f}", f"{score:.3f}"]]
+    if not args.skip_uncached:
+        uncached, uncached_rows, _, s2 = run_grid(net, X, y, cache=None)
+        with tempfile.TemporaryDirectory() as tmp:
+            jm, jm_rows, _, s3 = run_grid(net, X, y, cache=None,
+                                          memory=joblib.Memory(tmp, verbose=0))
+        rows += [["cache=None", f"{uncached:.1f}", uncached_rows, f"{uncached / floor:.2f}",
+                  f"{s2:.3f}"],
+                 ["cache=None + Pipeline(memory=joblib.Memory)", f"{jm:.1f}", jm_rows,
+                  f"{jm / floor:.2f}", f"{s3:.3f}"]]
+    print_table(rows, ["run", "wall s", "rows through network", "time / floor", "best CV score"])
+    print(f"one forward pass over X (4 layers): {forward:.1f} s; best params {best}")
+    if not args.skip_uncached:
+        print(f"cache=None / cached: time {uncached / cached:.1f}x, rows "
+              f"{uncached_rows / cached_rows:.1f}x (L x K = {len(LAYERS) * 3})")
+
+
+if __name__ == "__main__":
+    main()
