@@ -1,6 +1,5 @@
 """Choosing a layer: IntermediateLayerClassifier and layer_sweep."""
 
-import os
 import time
 from numbers import Integral
 
@@ -14,9 +13,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from ._extraction._pooling import POOLING_NAMES
-from ._transformer import LayerFeatureTransformer
-from .utils._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer
+from .utils._compat import HasMethods, _fit_context
 
 
 def default_probe():
@@ -133,23 +131,12 @@ class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimat
 
     _parameter_constraints: dict = {
         "model": "no_validation",
-        "layers": [str, Integral, list, tuple],
+        **EXTRACTION_CONSTRAINTS,
         "head": [None, HasMethods(["fit", "predict"])],
-        "pooling": [
-            StrOptions(set(POOLING_NAMES)),
-            Interval(Integral, 1, None, closed="left"),
-            callable,
-            dict,
-        ],
         "cv": ["cv_object"],
         "scoring": [None, str, callable],
         "refit": ["boolean"],
-        "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",
-        "tokenizer": [None, callable],
         "n_jobs": [None, Integral],
-        "verbose": ["boolean"],
     }
 
     def __init__(

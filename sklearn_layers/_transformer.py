@@ -21,6 +21,23 @@ from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, valid
 _SHARED_PARAMS = ("model", "tokenizer", "cache")
 _LARGE_OUTPUT_BYTES = 2 << 30
 
+# Constraints of the extraction parameters, shared with the estimators that
+# build a LayerFeatureTransformer internally.
+EXTRACTION_CONSTRAINTS = {
+    "layers": [str, Integral, list, tuple],
+    "pooling": [
+        StrOptions(set(POOLING_NAMES)),
+        Interval(Integral, 1, None, closed="left"),
+        callable,
+        dict,
+    ],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "device": [str, torch.device],
+    "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
+    "tokenizer": [None, callable],
+    "verbose": ["boolean"],
+}
+
 
 class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     """Features from the intermediate layers of a frozen PyTorch network.
@@ -136,19 +153,8 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "model": "no_validation",
-        "layers": [str, Integral, list, tuple],
-        "pooling": [
-            StrOptions(set(POOLING_NAMES)),
-            Interval(Integral, 1, None, closed="left"),
-            callable,
-            dict,
-        ],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-        "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
-        "tokenizer": [None, callable],
+        **EXTRACTION_CONSTRAINTS,
         "max_length": [None, Interval(Integral, 1, None, closed="left")],
-        "verbose": ["boolean"],
         "n_threads": [None, Interval(Integral, 1, None, closed="left")],
     }
 
@@ -284,7 +290,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_), dtype float32
+        X_new : ndarray of shape (n_samples, `n_features_out_`), dtype float32
             One block of columns per layer, in ``layer_names_`` order.
         """
         check_is_fitted(self)

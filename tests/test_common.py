@@ -1,6 +1,5 @@
 """scikit-learn's estimator checks for the network-side estimators."""
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_layers import IntermediateLayerClassifier, LayerFeatureTransformer
