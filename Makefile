@@ -8,6 +8,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile requirements/*.txt | cksum | cut -d' ' -f1)
+DOCS_STAMP := $(VENV)/.docs-installed-$(shell cat pyproject.toml Makefile requirements/*.txt | cksum | cut -d' ' -f1)
+SPHINXOPTS ?=
 
 .PHONY: venv demo test bench docs clean
 
@@ -22,11 +24,24 @@ $(STAMP): pyproject.toml Makefile $(wildcard requirements/*.txt)
 
 venv: $(STAMP)
 
+# The docs tools come on top of the main environment (the examples need the
+# demo's assets and extras), the same way: the package's `docs` extra.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	rm -f $(VENV)/.docs-installed-*
+	touch $(DOCS_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m sklearn_layers demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Warnings are errors. Generated API pages are rebuilt every time, so a name
+# removed from docs/api.rst cannot leave a stale page behind.
+docs: $(DOCS_STAMP)
+	rm -f docs/generated/*.rst
+	$(VENV)/bin/sphinx-build -W --keep-going -b html $(SPHINXOPTS) docs docs/_build/html
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
