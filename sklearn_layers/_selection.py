@@ -368,6 +368,7 @@ def layer_sweep(
     scoring=None,
     cache="memory",
     batch_size=256,
+    device="cpu",
     tokenizer=None,
     n_jobs=None,
     verbose=False,
@@ -399,7 +400,7 @@ def layer_sweep(
         Held-out sets; each head is fitted on all of ``X`` and scored on each.
     scoring : str or callable, default=None
         ``None`` uses the head's ``score`` (accuracy).
-    cache, batch_size, tokenizer, verbose
+    cache, batch_size, device, tokenizer, verbose
         Passed to :class:`LayerFeatureTransformer`.
     n_jobs : int, default=None
         Parallel jobs of the cross-validation.
@@ -430,7 +431,7 @@ def layer_sweep(
     y = np.asarray(y)
     lft = LayerFeatureTransformer(
         model, layers=layers, pooling=pooling, cache=cache, batch_size=batch_size,
-        tokenizer=tokenizer, verbose=verbose,
+        device=device, tokenizer=tokenizer, verbose=verbose,
     )
     features = lft.fit_transform(X)
     tests = {name: (lft.transform(Xt), np.asarray(yt)) for name, (Xt, yt) in test_sets.items()}

@@ -44,10 +44,13 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
 
     Runs the network over batches of ``X`` under ``torch.inference_mode()`` in eval
     mode, captures the outputs of the requested modules with forward hooks, pools
-    each to one vector per sample and returns them side by side. The forward pass
-    stops as soon as the last requested module has fired. The network itself is
-    never changed: weights, ``training`` flags, ``requires_grad`` flags and hooks
-    are the same after every call as before.
+    each to one vector per sample and returns them side by side. Without a cache
+    (or with a ``"flatten"`` or callable pooling, which are not prefetched), the
+    forward pass stops as soon as the last requested module has fired. With a
+    cache, rows already cached run no forward at all, and a missing row computes
+    every block of the network in the same pass, so that other layers are cache
+    hits later. The network itself is never changed: weights, ``training`` flags,
+    ``requires_grad`` flags and hooks are the same after every call as before.
 
     Parameters
     ----------

@@ -89,3 +89,18 @@ def test_text_is_cached_by_string(minilm):
     again = lft.transform(SENTENCES[::-1])
     assert_allclose(again, first[::-1], rtol=1e-5, atol=1e-6)
     assert cache.hits > 0
+
+
+def test_max_length_is_part_of_the_cache_key(minilm):
+    from sklearn_layers import MemoryCache
+
+    model, tokenizer = minilm
+    cache = MemoryCache()
+    full = LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tokenizer,
+                                   cache=cache).fit_transform(SENTENCES)
+    short = LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tokenizer,
+                                    max_length=4, cache=cache).fit_transform(SENTENCES)
+    fresh = LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tokenizer,
+                                    max_length=4, cache=None).fit_transform(SENTENCES)
+    assert_allclose(short, fresh, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(short[1], full[1])  # the long sentence was truncated

@@ -34,7 +34,8 @@ def _model_float_dtype(model):
 
 
 def _layer_key(name, pooling):
-    return f"{name}|{pooling_key(pooling)}"
+    key = pooling_key(pooling)
+    return None if key is None else f"{name}|{key}"
 
 
 def prefetch_poolings(blocks, poolings, pooling_param):
@@ -96,6 +97,8 @@ def extract(
     """
     names = list(poolings)
     keys = {name: _layer_key(name, p) for name, p in poolings.items()}
+    if any(key is None for key in keys.values()):
+        cache = None  # a pooling without a stable identity is never cached
     prefetch = dict(prefetch or {}) if cache is not None else {}
     captured = {**poolings, **prefetch}
     float_dtype = _model_float_dtype(model)

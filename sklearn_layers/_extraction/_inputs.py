@@ -74,7 +74,16 @@ class Batch:
             if not isinstance(t, torch.Tensor):
                 return t
             if cast or t.is_floating_point():
-                return t.to(device=device, dtype=float_dtype)
+                moved = t.to(device=device, dtype=float_dtype)
+                if _may_overflow(t.dtype, float_dtype) and not bool(
+                    torch.isfinite(moved).all()
+                ):
+                    raise ValueError(
+                        f"Input values overflow the model's dtype {float_dtype} (their "
+                        f"magnitude exceeds {torch.finfo(float_dtype).max:.3g}); "
+                        "rescale X."
+                    )
+                return moved
             return t.to(device=device)
 
         return Batch(
@@ -84,6 +93,14 @@ class Batch:
             digests=self.digests,
             cast_args=False,
         )
+
+
+def _may_overflow(source, target):
+    """Whether finite ``source`` values can become infinite as ``target``."""
+    if source == target or source == torch.bool:
+        return False
+    info = torch.finfo(source) if source.is_floating_point else torch.iinfo(source)
+    return float(info.max) > float(torch.finfo(target).max)
 
 
 def _take(t, index):
@@ -182,8 +199,23 @@ class TextInput:
     def sample_shape(self):
         return None
 
+    def _identity(self):
+        """Everything about the tokenisation that can change a row's features."""
+        tok = self.tokenizer
+        init = getattr(tok, "init_kwargs", {})
+        described = {k: v for k, v in init.items() if isinstance(v, (str, int, float, bool))}
+        return repr(
+            (
+                f"{type(tok).__module__}.{type(tok).__qualname__}",
+                getattr(tok, "name_or_path", None),
+                _safe_len(tok),
+                self.max_length,
+                sorted(described.items()),
+            )
+        ).encode()
+
     def batches(self, batch_size):
-        name = type(self.tokenizer).__name__.encode()
+        name = self._identity()
         for start in range(0, len(self), batch_size):
             part = [str(t) for t in self.texts[start : start + batch_size]]
             encoded = self.tokenizer(
@@ -242,6 +274,13 @@ class DatasetInput:
                     args=(tensor,), kwargs={}, mask=None,
                     digests=_row_digests([tensor.numpy()]),
                 )
+
+
+def _safe_len(obj):
+    try:
+        return len(obj)
+    except TypeError:
+        return None
 
 
 def _first_input(item):

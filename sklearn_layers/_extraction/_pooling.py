@@ -6,6 +6,7 @@ activations are ``(N, T, D)`` token sequences (a padding mask of shape ``(N, T)`
 may come with them), 2-D activations are already vectors.
 """
 
+import hashlib
 import inspect
 import numbers
 
@@ -136,12 +137,33 @@ def _accepts_mask(func):
 
 
 def pooling_key(pooling):
-    """A stable string naming a pooling, for cache keys and error messages."""
-    if callable(pooling):
-        module = getattr(pooling, "__module__", "")
-        name = getattr(pooling, "__qualname__", type(pooling).__qualname__)
-        return f"callable:{module}.{name}"
-    return str(pooling)
+    """A stable string naming a pooling in cache keys, or None if it has none.
+
+    Names and ints name themselves. A module-level function is named by its
+    module, qualified name and a hash of its code, so two different functions
+    never share a key and an edited function gets a new one. Lambdas, local
+    functions, ``functools.partial`` objects and callable instances have no
+    name that identifies their behaviour (closures, bound arguments, state), so
+    they get ``None``: their features are never cached.
+    """
+    if not callable(pooling):
+        return str(pooling)
+    code = getattr(pooling, "__code__", None)
+    qualname = getattr(pooling, "__qualname__", "")
+    if (
+        not inspect.isfunction(pooling)
+        or code is None
+        or "<" in qualname
+        or pooling.__closure__
+        or pooling.__defaults__
+        or pooling.__kwdefaults__
+    ):
+        return None
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(code.co_code)
+    digest.update(repr(code.co_consts).encode())
+    digest.update(repr(code.co_names).encode())
+    return f"callable:{pooling.__module__}.{qualname}:{digest.hexdigest()}"
 
 
 def check_pooling(pooling, layer_names):

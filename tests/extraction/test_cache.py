@@ -288,3 +288,39 @@ def test_concurrent_writers_of_the_same_keys(tmp_path):
         assert row is not None
         assert_array_equal(row, np.ones(32, dtype=np.float32))
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def channel_mean(a):
+    return a.mean(dim=(2, 3))
+
+
+def channel_max(a):
+    return a.amax(dim=(2, 3))
+
+
+def test_callable_poolings_never_share_a_cache_entry(cnn, data):
+    X, _ = data
+    cache = MemoryCache()
+    first = LayerFeatureTransformer(cnn, layers="5", pooling=lambda a: a.mean(dim=(2, 3)),
+                                    cache=cache).fit_transform(X)
+    second = LayerFeatureTransformer(cnn, layers="5", pooling=lambda a: a.amax(dim=(2, 3)),
+                                     cache=cache).fit_transform(X)
+    assert not np.allclose(first, second)
+    assert len(cache) == 0  # lambdas have no stable identity: never cached
+    a = LayerFeatureTransformer(cnn, layers="5", pooling=channel_mean, cache=cache)
+    b = LayerFeatureTransformer(cnn, layers="5", pooling=channel_max, cache=cache)
+    assert_allclose(a.fit_transform(X), first, rtol=1e-6)
+    assert_allclose(b.fit_transform(X), second, rtol=1e-6)
+    assert len(cache) > 0  # module-level functions are keyed by name and code
+
+
+def test_pooling_key_tells_functions_apart():
+    from functools import partial
+
+    from sklearn_layers._extraction._pooling import pooling_key
+
+    assert pooling_key(channel_mean) != pooling_key(channel_max)
+    assert pooling_key(channel_mean) == pooling_key(channel_mean)
+    assert pooling_key(lambda a: a) is None
+    assert pooling_key(partial(channel_mean)) is None
+    assert pooling_key("mean") == "mean" and pooling_key(2) == "2"
