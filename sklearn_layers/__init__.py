@@ -1,12 +1,31 @@
 """Intermediate layers of frozen PyTorch networks as scikit-learn features."""
 
+from ._display import LayerSweepDisplay
 from ._extraction._cache import DiskCache, MemoryCache
+from ._frozen import FrozenModel
+from ._selection import ILC, IntermediateLayerClassifier, default_probe, layer_sweep
 from ._transformer import LayerFeatureTransformer
 from ._version import __version__
+from .heads import (
+    GrowNetClassifier,
+    GrowNetRegressor,
+    KNNInterpolatedClassifier,
+    PrototypeClassifier,
+)
 
 __all__ = [
     "DiskCache",
+    "FrozenModel",
+    "GrowNetClassifier",
+    "GrowNetRegressor",
+    "ILC",
+    "IntermediateLayerClassifier",
+    "KNNInterpolatedClassifier",
     "LayerFeatureTransformer",
+    "LayerSweepDisplay",
     "MemoryCache",
+    "PrototypeClassifier",
     "__version__",
+    "default_probe",
+    "layer_sweep",
 ]

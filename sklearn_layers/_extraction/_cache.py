@@ -164,7 +164,8 @@ class DiskCache:
 
     def _read(self, file):
         try:
-            with np.load(file, allow_pickle=False) as data:
+            # open the file here: np.load leaks its own handle on a corrupt zip
+            with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 return {key: data[key] for key in data.files}
         except FileNotFoundError:
             return None

@@ -1,0 +1,346 @@
+import copy
+import functools
+import os
+import pickle
+import threading
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from torch import nn
+
+from sklearn_layers import (
+    FrozenModel,
+    IntermediateLayerClassifier,
+    LayerFeatureTransformer,
+    layer_sweep,
+)
+from sklearn_layers._frozen import _clear_loaded, resolve_module
+from sklearn_layers.utils.toy import make_mlp
+
+CALLS = {"n": 0}
+
+
+def counting_mlp():
+    """make_mlp() that counts how often the architecture is built."""
+    CALLS["n"] += 1
+    return make_mlp()
+
+
+class NoArgNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 5)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+class NeedsArgs(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.lin = nn.Linear(4, width)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class WithNonPersistentBuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.register_buffer("offset", torch.full((3,), 0.5), persistent=False)
+
+    def forward(self, x):
+        return self.lin(x) + self.offset
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_cache():
+    _clear_loaded()
+    yield
+    _clear_loaded()
+
+
+@pytest.fixture
+def net():
+    return make_mlp()
+
+
+@pytest.fixture
+def handle(net, tmp_path):
+    return FrozenModel.from_module(net, tmp_path / "mlp.pt", factory=make_mlp)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int) + (X[:, 2] > 1).astype(int)
+    return X, y
+
+
+def test_pickles_to_a_few_hundred_bytes(handle):
+    assert len(pickle.dumps(handle)) < 1024
+    # the estimator around it stays small too: this is what travels per task
+    lft = LayerFeatureTransformer(handle, layers="3")
+    assert len(pickle.dumps(lft)) < 2048
+    restored = pickle.loads(pickle.dumps(handle))
+    assert restored == handle and restored.sha256 == handle.sha256
+
+
+def test_joblib_hash_is_stable(handle, net, tmp_path):
+    again = FrozenModel(make_mlp, handle.weights)
+    relative = FrozenModel(make_mlp, os.path.relpath(handle.weights))
+    assert joblib.hash(handle) == joblib.hash(again) == joblib.hash(relative)
+    assert joblib.hash(pickle.loads(pickle.dumps(handle))) == joblib.hash(handle)
+    _ = handle.module  # loading changes nothing that is hashed
+    assert joblib.hash(handle) == joblib.hash(again)
+    lft = LayerFeatureTransformer(handle, layers="3")
+    assert joblib.hash(clone(lft)) == joblib.hash(lft)
+    # other weights, other hash
+    other = make_mlp(seed=1)
+    other_handle = FrozenModel.from_module(
+        other, tmp_path / "other.pt", factory=make_mlp
+    )
+    assert joblib.hash(other_handle) != joblib.hash(handle)
+
+
+def test_shared_by_reference(handle):
+    assert copy.deepcopy(handle) is handle
+    assert copy.copy(handle) is handle
+    lft = LayerFeatureTransformer(handle, layers="3")
+    assert clone(lft).model is handle
+    assert clone(IntermediateLayerClassifier(handle)).model is handle
+    assert resolve_module(handle) is handle.module
+
+
+def test_loads_once_per_process(net, tmp_path, data):
+    X, _ = data
+    handle = FrozenModel.from_module(net, tmp_path / "mlp.pt", factory=counting_mlp)
+    CALLS["n"] = 0
+    copies = [pickle.loads(pickle.dumps(handle)) for _ in range(3)]
+    copies.append(FrozenModel(counting_mlp, handle.weights))
+    modules = [c.module for c in copies] + [handle.module]
+    assert all(m is modules[0] for m in modules)
+    for _ in range(3):
+        LayerFeatureTransformer(
+            pickle.loads(pickle.dumps(handle)), layers="3"
+        ).fit_transform(X)
+    assert CALLS["n"] == 1
+
+    # many threads asking at once for a handle not yet loaded: still one load
+    _clear_loaded()
+    CALLS["n"] = 0
+    barrier = threading.Barrier(6)
+    seen = []
+
+    def load():
+        barrier.wait()
+        seen.append(pickle.loads(pickle.dumps(handle)).module)
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert CALLS["n"] == 1 and len(seen) == 6 and all(m is seen[0] for m in seen)
+
+
+def test_loaded_module_is_frozen_on_cpu_with_the_weights(handle, net):
+    module = handle.module
+    assert not module.training
+    assert not any(p.requires_grad for p in module.parameters())
+    assert not any(t.is_meta for t in module.parameters())
+    for key, value in net.state_dict().items():
+        assert torch.equal(module.state_dict()[key], value), key
+    # the user's network is untouched by from_module
+    assert net[0].weight.requires_grad
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_same_features_as_the_raw_module(handle, net, data, cache):
+    X, _ = data
+    raw = LayerFeatureTransformer(net, layers="all", cache=None).fit_transform(X)
+    got = LayerFeatureTransformer(handle, layers="all", cache=cache).fit_transform(X)
+    if cache is None:
+        assert_array_equal(got, raw)
+    else:  # row 0 was cached by fit's one-row probe: batch size changes the last ulp
+        assert_allclose(got, raw, rtol=1e-5, atol=1e-6)
+
+
+def test_accepted_by_ilc_and_layer_sweep(handle, net, data):
+    X, y = data
+    params = {"layers": ["1", "3"], "cv": 2, "cache": None}
+    a = IntermediateLayerClassifier(net, **params).fit(X, y)
+    b = IntermediateLayerClassifier(handle, **params).fit(X, y)
+    assert a.layer_scores_ == b.layer_scores_
+    assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    raw_rows = _rows(layer_sweep(net, X, y, **params))
+    handle_rows = _rows(layer_sweep(handle, X, y, **params))
+    assert len(raw_rows) == 2
+    assert [r["score"] for r in raw_rows] == [r["score"] for r in handle_rows]
+
+
+def _rows(table):
+    if hasattr(table, "to_dict"):
+        return table.to_dict("records")
+    return list(table)
+
+
+def _swap_weights(path, seed):
+    """Replace the file with other weights (a new inode, as a careful writer does)."""
+    tmp = f"{path}.new"
+    torch.save(make_mlp(seed=seed).state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def test_changed_weights_file_is_a_clear_error(handle, data):
+    X, _ = data
+    _swap_weights(handle.weights, seed=3)
+    with pytest.raises(ValueError, match="changed since this FrozenModel was made"):
+        _ = handle.module
+    # a handle unpickled in another process would fail the same way, at fit
+    travelled = pickle.loads(pickle.dumps(handle))
+    with pytest.raises(ValueError, match="changed since"):
+        LayerFeatureTransformer(travelled, layers="3").fit(X)
+
+
+def test_file_changed_after_loading_is_detected(handle):
+    _ = handle.module
+    _swap_weights(handle.weights, seed=4)
+    with pytest.raises(ValueError, match="changed since"):
+        _ = handle.module
+
+
+def test_touched_file_with_same_bytes_keeps_the_loaded_module(handle):
+    module = handle.module
+    st = os.stat(handle.weights)
+    os.utime(handle.weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert handle.module is module
+
+
+def test_missing_file_and_bad_hash(tmp_path, handle):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        FrozenModel(make_mlp, tmp_path / "nope.pt")
+    with pytest.raises(ValueError, match="64-character"):
+        FrozenModel(make_mlp, handle.weights, sha256="abc")
+    wrong = FrozenModel(make_mlp, handle.weights, sha256="0" * 64)
+    with pytest.raises(ValueError, match="changed since"):
+        _ = wrong.module
+    gone = FrozenModel(make_mlp, tmp_path / "gone.pt", sha256=handle.sha256)
+    with pytest.raises(ValueError, match="shared filesystem"):
+        _ = gone.module
+
+
+def test_torch_load_uses_weights_only_and_mmap(handle, monkeypatch):
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    _ = handle.module
+    assert calls and all(c.get("weights_only") is True for c in calls)
+    assert all(c.get("mmap") is True for c in calls)
+
+
+class _Payload:
+    ran = False
+
+    def __reduce__(self):
+        return (_mark_ran, ())
+
+
+def _mark_ran():
+    _Payload.ran = True
+    return "pwned"
+
+
+def test_a_weights_file_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"0.weight": _Payload()}, path)
+    handle = FrozenModel(make_mlp, path)
+    with pytest.raises(pickle.UnpicklingError):
+        _ = handle.module
+    assert not _Payload.ran
+
+
+def test_architecture_mismatch_is_a_clear_error(handle, net, tmp_path):
+    wide = functools.partial(make_mlp, hidden=(32, 8))
+    with pytest.raises(ValueError, match="does not rebuild"):
+        FrozenModel.from_module(net, tmp_path / "x.pt", factory=wide)
+    with pytest.raises(ValueError, match="do not fit the architecture"):
+        _ = FrozenModel(wide, handle.weights).module
+
+
+def test_factory_defaults_to_the_class(tmp_path, data):
+    X, _ = data
+    net = NoArgNet()
+    handle = FrozenModel.from_module(net, tmp_path / "n.pt")
+    assert handle.factory is NoArgNet
+    assert_array_equal(
+        LayerFeatureTransformer(handle, layers="body", cache=None).fit_transform(X),
+        LayerFeatureTransformer(net, layers="body", cache=None).fit_transform(X),
+    )
+    with pytest.raises(TypeError, match="cannot be called without arguments"):
+        FrozenModel.from_module(NeedsArgs(3), tmp_path / "a.pt")
+    # callable without arguments, but not this architecture
+    with pytest.raises(ValueError, match="does not rebuild"):
+        FrozenModel.from_module(make_mlp(), tmp_path / "s.pt")
+
+
+def test_factory_must_be_importable(tmp_path, net):
+    def local_factory():
+        return make_mlp()
+
+    with pytest.raises(TypeError, match="pickled by reference"):
+        FrozenModel.from_module(net, tmp_path / "l.pt", factory=local_factory)
+    with pytest.raises(TypeError, match="pickled by reference"):
+        FrozenModel(lambda: net, tmp_path / "l.pt")
+    with pytest.raises(TypeError, match="callable"):
+        FrozenModel("make_mlp", tmp_path / "l.pt")
+
+
+def test_non_persistent_buffers_are_rebuilt(tmp_path, data):
+    X, _ = data
+    net = WithNonPersistentBuffer()
+    handle = FrozenModel.from_module(net, tmp_path / "b.pt")
+    assert torch.equal(handle.module.offset, net.offset)
+    assert_allclose(
+        LayerFeatureTransformer(handle, layers="output", cache=None).fit_transform(X),
+        LayerFeatureTransformer(net, layers="output", cache=None).fit_transform(X),
+    )
+
+
+def test_repr_names_factory_and_file(handle):
+    text = repr(handle)
+    assert "make_mlp" in text and "mlp.pt" in text
+
+
+def test_grid_search_loky_equals_sequential(handle, data):
+    X, y = data
+    pipe = Pipeline(
+        [
+            ("features", LayerFeatureTransformer(handle, cache=None)),
+            ("head", LogisticRegression(max_iter=500)),
+        ]
+    )
+    grid = {"features__layers": ["1", "3", "penultimate"]}
+    sequential = GridSearchCV(pipe, grid, cv=3, n_jobs=1).fit(X, y)
+    with joblib.parallel_backend("loky"):
+        parallel = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(X, y)
+    assert_allclose(
+        parallel.cv_results_["mean_test_score"],
+        sequential.cv_results_["mean_test_score"],
+    )
+    assert parallel.best_params_ == sequential.best_params_
