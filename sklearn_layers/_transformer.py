@@ -10,12 +10,13 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._extraction._cache import make_cache
-from ._extraction._extract import extract, prefetch_poolings, probe_widths, torch_threads
+from ._extraction._extract import extract, prefetch_poolings, probe_widths
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
 from ._extraction._pooling import POOLING_NAMES, check_pooling
 from ._frozen import resolve_module
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
+from .utils._threads import torch_threads
 
 # Parameters shared by reference, never deep-copied, when the transformer is cloned.
 _SHARED_PARAMS = ("model", "tokenizer", "cache")

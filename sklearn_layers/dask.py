@@ -13,47 +13,18 @@ the workers is a few hundred bytes.
 Needs ``dask`` (``pip install sklearn-layers[dask]``).
 """
 
-import threading
-from contextlib import contextmanager
-
 import numpy as np
-import torch
 
 from .utils._optional import import_optional
+from .utils._threads import torch_threads
 
 __all__ = ["predict", "predict_proba", "transform"]
-
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"users": 0, "saved": None}
-
-
-@contextmanager
-def _one_torch_thread():
-    """One torch intra-op thread while any task of this process runs.
-
-    ``torch.set_num_threads`` is process-wide, so concurrent tasks (Dask's
-    threaded scheduler) share one reference count: the first task in saves the
-    setting, the last one out restores it.
-    """
-    with _THREADS_LOCK:
-        if _THREADS_STATE["users"] == 0:
-            _THREADS_STATE["saved"] = torch.get_num_threads()
-            if _THREADS_STATE["saved"] != 1:
-                torch.set_num_threads(1)
-        _THREADS_STATE["users"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["users"] -= 1
-            if _THREADS_STATE["users"] == 0 and _THREADS_STATE["saved"] != 1:
-                torch.set_num_threads(_THREADS_STATE["saved"])
 
 
 def _apply_block(block, estimator, method, trailing, dtype):
     if block.shape[0] == 0:
         return np.empty((0, *trailing), dtype=dtype)
-    with _one_torch_thread():
+    with torch_threads(1):
         result = np.asarray(getattr(estimator, method)(block))
     if result.shape[1:] != trailing or result.shape[0] != block.shape[0]:
         raise ValueError(
@@ -72,7 +43,7 @@ def _output_spec(estimator, method, X):
         return (estimator.n_features_out_,), np.dtype(np.float32)
     # one row of zeros, shaped like X's rows, through the fitted estimator
     probe = np.zeros((1, *X.shape[1:]), dtype=X.dtype)
-    with _one_torch_thread():
+    with torch_threads(1):
         result = getattr(estimator, method)(probe)
     if isinstance(result, list):
         raise TypeError(

@@ -367,3 +367,12 @@ def test_huge_output_says_what_it_costs(cnn, images, monkeypatch):
     lft = LayerFeatureTransformer(cnn, layers="2", pooling="flatten", cache=None).fit(images)
     with pytest.warns(UserWarning, match=r"12 x 512 float32 matrix.*Pooling"):
         lft.transform(images)
+
+
+def test_integer_tensor_for_a_float_model_is_a_clear_error(cnn):
+    ints = torch.ones((2, 1, 16, 16), dtype=torch.long)
+    with pytest.raises(ValueError, match="integer input"):
+        LayerFeatureTransformer(cnn, layers="2", cache=None).fit(ints)
+    # the same values as a numpy array are cast to the model's dtype
+    got = LayerFeatureTransformer(cnn, layers="2", cache=None).fit_transform(ints.numpy())
+    assert got.shape == (2, 8)

@@ -103,6 +103,23 @@ class _Recorder:
             raise _StopForward
 
 
+def _integer_inputs(batch):
+    tensors = [*batch.args, *batch.kwargs.values()]
+    return [
+        str(t.dtype)
+        for t in tensors
+        if isinstance(t, torch.Tensor) and not t.is_floating_point()
+    ]
+
+
+def _annotate(exc):
+    if hasattr(exc, "add_note"):
+        exc.add_note(
+            "(raised by the model's forward pass during feature extraction; "
+            "the model was restored and no hook was left on it)"
+        )
+
+
 @contextmanager
 def capture(model, names, poolings, *, early_exit=True):
     """Register hooks on ``names`` and yield a function running one batch.
@@ -149,12 +166,20 @@ def capture(model, names, poolings, *, early_exit=True):
                 model(*batch.args, **batch.kwargs)
             except _StopForward:
                 pass
+            except RuntimeError as exc:
+                integers = _integer_inputs(batch)
+                if integers and any(w in str(exc) for w in ("dtype", "type", "Long", "Int")):
+                    raise ValueError(
+                        f"The model rejected integer input ({', '.join(integers)}): "
+                        "integer tensors are passed to the model unchanged, as token "
+                        "ids are. Pass a float tensor or a numpy array (which is cast "
+                        f"to the model's dtype) if the model expects floats. The model "
+                        f"said: {exc}"
+                    ) from exc
+                _annotate(exc)
+                raise
             except Exception as exc:
-                if hasattr(exc, "add_note"):
-                    exc.add_note(
-                        "(raised by the model's forward pass during feature extraction; "
-                        "the model was restored and no hook was left on it)"
-                    )
+                _annotate(exc)
                 raise
             missing = [n for n in recorder.names if n not in recorder.results]
             if missing:

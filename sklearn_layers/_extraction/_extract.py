@@ -1,6 +1,6 @@
 """The batch loop: inputs -> (cache) -> capture -> pooled feature matrix."""
 
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -10,20 +10,6 @@ from ._fingerprint import model_fingerprint
 from ._pooling import pooling_key
 
 _PREFETCHABLE = ("auto", "mean", "max")
-
-
-@contextmanager
-def torch_threads(n_threads):
-    """Set torch's intra-op thread count for the duration only."""
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _model_float_dtype(model):
