@@ -17,13 +17,13 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 from torch import nn
 
+from _helpers import assert_unchanged, snapshot
 from sklearn_layers import (
     DiskCache,
     IntermediateLayerClassifier,
@@ -34,26 +34,6 @@ from sklearn_layers.utils.toy import make_mlp
 
 LAYERS = ["1", "3"]
 N_FEATURES = 4
-
-
-def snapshot(model):
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "training": [m.training for m in model.modules()],
-        "grad": [p.requires_grad for p in model.parameters()],
-        "hooks": [
-            (len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()
-        ],
-    }
-
-
-def assert_unchanged(model, before):
-    after = snapshot(model)
-    assert before["training"] == after["training"]
-    assert before["grad"] == after["grad"]
-    assert before["hooks"] == after["hooks"]
-    for key, value in before["state"].items():
-        assert torch.equal(value, after["state"][key]), key
 
 
 def _train_data():

@@ -8,6 +8,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import NearestCentroid
 from torch import nn
 
+from _helpers import RowCounter
 from sklearn_layers import (
     ILC,
     IntermediateLayerClassifier,
@@ -106,15 +107,6 @@ def test_clone_shares_the_model():
     assert clone(ILC(net)).model is net
 
 
-class RowCounter:
-    def __init__(self, module):
-        self.rows = 0
-        self.handle = module.register_forward_pre_hook(self)
-
-    def __call__(self, module, args):
-        self.rows += args[0].shape[0]
-
-
 @pytest.fixture
 def images():
     rng = np.random.default_rng(0)
@@ -138,7 +130,7 @@ def test_layer_sweep_table_and_one_forward_per_row(images):
     assert counter.rows == 60 + 30 + 30  # each distinct row once, all layers, all folds
     layer_sweep(net, X[:60], y[:60], heads={"c": NearestCentroid()}, cv=2, cache=cache,
                 test_sets=test_sets)
-    counter.handle.remove()
+    counter.remove()
     assert counter.rows == 120
     assert list(table.columns) == [
         "layer", "layer_index", "head", "split", "score", "score_std", "fit_time"

@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
+from _helpers import assert_unchanged, snapshot
 from sklearn_layers import LayerFeatureTransformer
 from sklearn_layers.utils.toy import make_mlp, make_resnet18, make_small_cnn
 
@@ -37,26 +38,6 @@ def images():
 @pytest.fixture
 def cnn():
     return make_small_cnn().eval()
-
-
-def snapshot(model):
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "training": [m.training for m in model.modules()],
-        "grad": [p.requires_grad for p in model.parameters()],
-        "hooks": [
-            (len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()
-        ],
-    }
-
-
-def assert_unchanged(model, before):
-    after = snapshot(model)
-    assert before["training"] == after["training"]
-    assert before["grad"] == after["grad"]
-    assert before["hooks"] == after["hooks"]
-    for key, value in before["state"].items():
-        assert torch.equal(value, after["state"][key]), key
 
 
 @pytest.mark.parametrize(

@@ -9,22 +9,9 @@ from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from _helpers import RowCounter
 from sklearn_layers import DiskCache, LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_small_cnn
-
-
-class RowCounter:
-    """A forward pre-hook on the first block that sums the rows it sees."""
-
-    def __init__(self, module):
-        self.rows = 0
-        self.handle = module.register_forward_pre_hook(self)
-
-    def __call__(self, module, args):
-        self.rows += args[0].shape[0]
-
-    def remove(self):
-        self.handle.remove()
 
 
 @pytest.fixture
