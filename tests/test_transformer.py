@@ -357,3 +357,68 @@ def test_integer_tensor_for_a_float_model_is_a_clear_error(cnn):
     # the same values as a numpy array are cast to the model's dtype
     got = LayerFeatureTransformer(cnn, layers="2", cache=None).fit_transform(ints.numpy())
     assert got.shape == (2, 8)
+
+
+def test_transformer_layers_keep_their_fused_fast_path():
+    from torch.profiler import profile
+
+    from sklearn_layers.utils.toy import make_transformer_encoder
+
+    net = make_transformer_encoder(d_model=32, n_heads=2, n_layers=3)
+    ids = torch.randint(0, 1000, (6, 10), generator=torch.Generator().manual_seed(0))
+    before = snapshot(net)
+    names = ["encoder.layers.0", "encoder.layers.1:input", "encoder.layers.2"]
+    lft = LayerFeatureTransformer(net, layers=names, pooling="mean", cache=None).fit(ids)
+    with profile() as prof:
+        got = lft.transform(ids)
+    fused = [e for e in prof.events() if e.name == "aten::_transformer_encoder_layer_fwd"]
+    assert len(fused) == 3  # every layer ran its fused kernel
+    assert_unchanged(net, before)
+    assert all("forward" not in m.__dict__ for m in net.modules())
+    # the same numbers as plain hooks on the slow path
+    hidden = {}
+    hooks = [net.encoder.layers[i].register_forward_hook(
+        lambda m, a, out, i=i: hidden.__setitem__(i, out)) for i in (0, 2)]
+    pre = net.encoder.layers[1].register_forward_pre_hook(
+        lambda m, a: hidden.__setitem__("in", a[0]))
+    with torch.no_grad():
+        net(ids)
+    for h in [*hooks, pre]:
+        h.remove()
+    expected = np.hstack([hidden[0].mean(1).numpy(), hidden["in"].mean(1).numpy(),
+                          hidden[2].mean(1).numpy()])
+    assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # a module inside a fused layer only runs on the slow path: a hook takes it there
+    inner = LayerFeatureTransformer(net, layers="encoder.layers.1.self_attn:input",
+                                    cache=None).fit_transform(ids)
+    assert_allclose(inner, expected[:, 32:64], rtol=1e-4, atol=1e-5)
+    assert_unchanged(net, before)
+
+
+def test_threads_share_tapped_transformer_layers():
+    from sklearn_layers.utils.toy import make_transformer_encoder
+
+    net = make_transformer_encoder(d_model=32, n_heads=2, n_layers=3)
+    ids = torch.randint(0, 1000, (16, 8), generator=torch.Generator().manual_seed(1))
+    specs = ["encoder.layers.0", "encoder.layers.2", ["encoder.layers.1", "head"]]
+    expected = [LayerFeatureTransformer(net, layers=s, cache=None).fit_transform(ids)
+                for s in specs]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            lft = LayerFeatureTransformer(net, layers=specs[i], batch_size=3, cache=None)
+            results[i] = [lft.fit(ids).transform(ids) for _ in range(5)]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(specs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(len(specs)):
+        for got in results[i]:
+            assert_allclose(got, expected[i], rtol=1e-5, atol=1e-6)
+    assert all("forward" not in m.__dict__ for m in net.modules())

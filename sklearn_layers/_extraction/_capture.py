@@ -6,6 +6,10 @@ nothing when another thread runs the same model, so two threads can extract
 different layers of one shared network at once. Once every requested module
 has fired, the forward pass is stopped (early exit) by an exception derived
 from ``BaseException``, so a model's own ``except Exception`` cannot swallow it.
+
+An ``nn.TransformerEncoderLayer`` is observed through a tap (:mod:`._tap`)
+instead of a hook, because a hook on it switches off PyTorch's fused encoder
+kernel.
 """
 
 import threading
@@ -14,6 +18,7 @@ from contextlib import contextmanager
 import torch
 
 from ._layers import OUTPUT, captures_input, module_of
+from ._tap import is_fused_layer, tap
 from ._pooling import pool
 
 
@@ -103,6 +108,10 @@ class _Recorder:
             raise _StopForward
 
 
+def _reporter(recorder, name):
+    return lambda value: recorder.record(name, value)
+
+
 def _integer_inputs(batch):
     tensors = [*batch.args, *batch.kwargs.values()]
     return [
@@ -154,7 +163,10 @@ def capture(model, names, poolings, *, early_exit=True):
         with lock:
             for name in names:
                 module = module_of(model, name)
-                if captures_input(name):
+                kind = "input" if captures_input(name) else "output"
+                if name != OUTPUT and is_fused_layer(module):
+                    handles.append(tap(module, kind, _reporter(recorder, name)))
+                elif kind == "input":
                     handles.append(module.register_forward_pre_hook(input_hook(name)))
                 else:
                     handles.append(module.register_forward_hook(output_hook(name)))
