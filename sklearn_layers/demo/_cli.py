@@ -107,7 +107,7 @@ def run_demo(args):
     _plot(scenario, png_path)
     with _pandas_wide():
         print(f"\n{scenario.description}\n")
-        print(_pivot(scenario.table).round(3).to_string())
+        print(_pivot(scenario.table).to_string(float_format=lambda v: f"{v:.3f}"))
     print("\nBest layer per head and split (vs the last layer):")
     print(_winners(scenario))
     print(f"\nwrote {csv_path} and {png_path} in {elapsed:.0f} s")
