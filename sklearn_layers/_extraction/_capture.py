@@ -85,8 +85,9 @@ def first_tensor(value):
 class _Recorder:
     """Per-call state shared by the hooks of one :func:`capture`."""
 
-    def __init__(self, names, poolings, early_exit):
+    def __init__(self, names, poolings, early_exit, optional=()):
         self.names = names
+        self.optional = set(optional)
         self.poolings = poolings
         self.early_exit = early_exit and OUTPUT not in names
         self.owner = threading.get_ident()
@@ -96,6 +97,19 @@ class _Recorder:
     def record(self, name, value):
         if threading.get_ident() != self.owner or name in self.results:
             return
+        if name in self.optional:
+            # a prefetched layer is a bonus for the cache: if it cannot be pooled
+            # it is skipped, never an error for the layers the user asked for
+            try:
+                self._store(name, value)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        else:
+            self._store(name, value)
+        if self.early_exit and len(self.results) == len(self.names):
+            raise _StopForward
+
+    def _store(self, name, value):
         tensor = first_tensor(value)
         if tensor is None:
             raise TypeError(
@@ -104,8 +118,6 @@ class _Recorder:
         self.results[name] = (
             pool(tensor, self.poolings[name], self.mask).to(torch.float32).cpu()
         )
-        if self.early_exit and len(self.results) == len(self.names):
-            raise _StopForward
 
 
 def _reporter(recorder, name):
@@ -130,7 +142,7 @@ def _annotate(exc):
 
 
 @contextmanager
-def capture(model, names, poolings, *, early_exit=True):
+def capture(model, names, poolings, *, early_exit=True, optional=()):
     """Register hooks on ``names`` and yield a function running one batch.
 
     Parameters
@@ -143,13 +155,16 @@ def capture(model, names, poolings, *, early_exit=True):
         Layer name -> pooling.
     early_exit : bool, default=True
         Stop the forward pass once every requested module has fired.
+    optional : collection of str, default=()
+        Names whose capture may fail or not happen (prefetched blocks): they are
+        then missing from the results instead of raising.
 
     Yields
     ------
     run : callable
         ``run(batch) -> dict name -> torch.Tensor (batch, n_features)``.
     """
-    recorder = _Recorder(list(names), poolings, early_exit)
+    recorder = _Recorder(list(names), poolings, early_exit, optional)
     handles = []
 
     def output_hook(name):
@@ -193,7 +208,10 @@ def capture(model, names, poolings, *, early_exit=True):
             except Exception as exc:
                 _annotate(exc)
                 raise
-            missing = [n for n in recorder.names if n not in recorder.results]
+            missing = [
+                n for n in recorder.names
+                if n not in recorder.results and n not in recorder.optional
+            ]
             if missing:
                 raise ValueError(
                     f"Layers {missing} did not run during the model's forward pass, "

@@ -115,7 +115,8 @@ def extract(
             if todo:
                 if run is None:  # hooks go on only once some row misses
                     run = stack.enter_context(
-                        capture(model, list(captured), captured, early_exit=not prefetch)
+                        capture(model, list(captured), captured,
+                                early_exit=not prefetch, optional=set(prefetch))
                     )
                 sub = batch if len(todo) == rows else batch.select(todo)
                 results = run(sub.to(device, float_dtype))
@@ -123,7 +124,7 @@ def extract(
                 for name in names:
                     _write(out, slices, name, start + np.asarray(todo), arrays[name])
                 if cache is not None:
-                    stored = {_layer_key(nm, captured[nm]): arrays[nm] for nm in captured}
+                    stored = {_layer_key(nm, captured[nm]): arrays[nm] for nm in arrays}
                     cache.store(fingerprint, stored, sub.digests)
             start += rows
             bar.update(rows)

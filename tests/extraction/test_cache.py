@@ -311,3 +311,28 @@ def test_pooling_key_tells_functions_apart():
     assert pooling_key(lambda a: a) is None
     assert pooling_key(partial(channel_mean)) is None
     assert pooling_key("mean") == "mean" and pooling_key(2) == "2"
+
+
+def test_a_block_that_does_not_run_or_pool_never_breaks_a_request(data):
+    from torch import nn
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.unused = nn.Linear(4, 4)  # a block that never runs
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean(dim=(2, 3)))
+
+    X, _ = data
+    net = Branchy()
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(net, layers="conv", cache=cache)
+    assert "unused" in lft.fit(X).blocks_
+    got = lft.transform(X)
+    expected = LayerFeatureTransformer(net, layers="conv", cache=None).fit_transform(X)
+    assert_allclose(got, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="did not run"):
+        LayerFeatureTransformer(net, layers="unused", cache=cache).fit(X)
