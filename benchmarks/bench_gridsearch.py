@@ -106,12 +106,8 @@ def run_floor(net, X, y):
     start = time.perf_counter()
     lft = LayerFeatureTransformer(net, layers=LAYERS, cache=None, batch_size=256).fit(X[:1])
     F = lft.transform(X)
-    slices, offset = {}, 0
-    for name in lft.layer_names_:
-        width = lft.n_features_per_layer_[name]
-        slices[name] = slice(offset, offset + width)
-        offset += width
-    pipe = Pipeline([("features", ColumnBlock(slices=slices)), ("head", default_probe())])
+    pipe = Pipeline([("features", ColumnBlock(slices=lft.feature_slices_)),
+                     ("head", default_probe())])
     grid = GridSearchCV(pipe, {"features__layers": LAYERS, "head": heads()},
                         cv=KFold(3, shuffle=True, random_state=0))
     forward = time.perf_counter() - start

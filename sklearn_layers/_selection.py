@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from ._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer
+from ._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer, clone_sharing
 from .utils._compat import HasMethods, _fit_context
 
 
@@ -29,15 +29,6 @@ def default_probe():
     probe : Pipeline
     """
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-
-
-def _layer_columns(lft):
-    columns, offset = {}, 0
-    for name in lft.layer_names_:
-        width = lft.n_features_per_layer_[name]
-        columns[name] = slice(offset, offset + width)
-        offset += width
-    return columns
 
 
 def _extractor(model, layers, params):
@@ -171,10 +162,7 @@ class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimat
         self.verbose = verbose
 
     def __sklearn_clone__(self):
-        params = self.get_params(deep=False)
-        shared = {name: params.pop(name) for name in ("model", "tokenizer", "cache")}
-        cloned = {name: clone(value, safe=False) for name, value in params.items()}
-        return type(self)(**shared, **cloned)
+        return clone_sharing(self)
 
     def _extractor_params(self):
         return dict(
@@ -232,7 +220,7 @@ class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimat
         for attribute in ("n_features_in_", "feature_names_in_"):
             if hasattr(candidates, attribute):
                 setattr(self, attribute, getattr(candidates, attribute))
-        columns = _layer_columns(candidates)
+        columns = candidates.feature_slices_
         head = self._head()
         scorer = check_scoring(head, scoring=self.scoring)
         self.layer_scores_, self.layer_score_std_ = {}, {}
@@ -435,13 +423,14 @@ def layer_sweep(
     )
     features = lft.fit_transform(X)
     tests = {name: (lft.transform(Xt), np.asarray(yt)) for name, (Xt, yt) in test_sets.items()}
-    columns = _layer_columns(lft)
+    columns = lft.feature_slices_
+    scorers = {name: check_scoring(head, scoring=scoring) for name, head in named_heads.items()}
+    splitter = None if cv is None else check_cv(cv, y, classifier=True)
     rows = []
     for index, (layer, cols) in enumerate(columns.items()):
         for head_name, head in named_heads.items():
-            scorer = check_scoring(head, scoring=scoring)
-            if cv is not None:
-                splitter = check_cv(cv, y, classifier=True)
+            scorer = scorers[head_name]
+            if splitter is not None:
                 result = cross_validate(
                     clone(head), features[:, cols], y, cv=splitter, scoring=scorer,
                     n_jobs=n_jobs,

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._extraction._cache import make_cache
-from ._extraction._extract import extract, prefetch_poolings, probe_widths
+from ._extraction._extract import extract, layer_slices, prefetch_poolings, probe_widths
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
 from ._extraction._pooling import POOLING_NAMES, check_pooling
@@ -38,6 +38,20 @@ EXTRACTION_CONSTRAINTS = {
     "tokenizer": [None, callable],
     "verbose": ["boolean"],
 }
+
+
+def clone_sharing(estimator, shared=_SHARED_PARAMS):
+    """Clone ``estimator`` keeping the ``shared`` parameters by reference.
+
+    ``sklearn.clone`` deep-copies every parameter that is not an estimator: the
+    network (and a tokenizer, and a cache) would be copied for every candidate
+    and fold of a grid search. Like ``sklearn.frozen.FrozenEstimator``, these
+    estimators opt out through ``__sklearn_clone__``.
+    """
+    params = estimator.get_params(deep=False)
+    kept = {name: params.pop(name) for name in shared}
+    cloned = {name: clone(value, safe=False) for name, value in params.items()}
+    return type(estimator)(**kept, **cloned)
 
 
 class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
@@ -116,6 +130,8 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         Resolved layer name -> number of output columns.
     n_features_out_ : int
         Total number of output columns.
+    feature_slices_ : dict
+        Resolved layer name -> ``slice`` of its columns in the output.
     input_kind_ : str
         ``"array"``, ``"dict"``, ``"text"`` or ``"dataset"``.
     n_features_in_ : int
@@ -188,10 +204,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         self.n_threads = n_threads
 
     def __sklearn_clone__(self):
-        params = self.get_params(deep=False)
-        shared = {name: params.pop(name) for name in _SHARED_PARAMS}
-        cloned = {name: clone(value, safe=False) for name, value in params.items()}
-        return type(self)(**shared, **cloned)
+        return clone_sharing(self)
 
     def _adapter(self, X, *, reset):
         def validate(a):
@@ -276,6 +289,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
                 cache=cache,
                 prefetch=self._prefetch(cache),
             )
+        self.feature_slices_ = layer_slices(self.layer_names_, self.n_features_per_layer_)
         self.n_features_out_ = int(sum(self.n_features_per_layer_.values()))
         return self
 

@@ -64,6 +64,7 @@ def test_several_layers_are_side_by_side_in_request_order(cnn, images):
     second = hand_features(cnn, "2", images, lambda a: a.mean(dim=(2, 3)))
     assert_allclose(got, np.hstack([first, second]), rtol=1e-5, atol=1e-6)
     assert lft.n_features_per_layer_ == {"5": 16, "2": 8}
+    assert lft.feature_slices_ == {"5": slice(0, 16), "2": slice(16, 24)}
     names = lft.get_feature_names_out()
     assert names[0] == "5__0" and names[16] == "2__0" and len(names) == 24
 

@@ -83,10 +83,11 @@ def extract(
     """
     names = list(poolings)
     keys = {name: _layer_key(name, p) for name, p in poolings.items()}
-    if any(key is None for key in keys.values()):
+    if None in keys.values():
         cache = None  # a pooling without a stable identity is never cached
     prefetch = dict(prefetch or {}) if cache is not None else {}
     captured = {**poolings, **prefetch}
+    captured_keys = {name: _layer_key(name, p) for name, p in captured.items()}
     float_dtype = _model_float_dtype(model)
     fingerprint = None
     if cache is not None:
@@ -124,21 +125,28 @@ def extract(
                 for name in names:
                     _write(out, slices, name, start + np.asarray(todo), arrays[name])
                 if cache is not None:
-                    stored = {_layer_key(nm, captured[nm]): arrays[nm] for nm in arrays}
+                    stored = {captured_keys[nm]: arrays[nm] for nm in arrays}
                     cache.store(fingerprint, stored, sub.digests)
             start += rows
             bar.update(rows)
     return out
 
 
-def _allocate(n, names, widths):
-    if widths is None:  # probe mode: one array per layer, allocated on first write
-        return {}, None
+def layer_slices(names, widths):
+    """Column slice of each layer in the side-by-side feature matrix."""
     slices, offset = {}, 0
     for name in names:
         slices[name] = slice(offset, offset + widths[name])
         offset += widths[name]
-    return np.empty((n, offset), dtype=np.float32), slices
+    return slices
+
+
+def _allocate(n, names, widths):
+    if widths is None:  # probe mode: one array per layer, allocated on first write
+        return {}, None
+    slices = layer_slices(names, widths)
+    total = max((sl.stop for sl in slices.values()), default=0)
+    return np.empty((n, total), dtype=np.float32), slices
 
 
 def _write(out, slices, name, rows, values):

@@ -7,6 +7,7 @@ and one digest per row for the activation cache.
 
 import numbers
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -28,8 +29,14 @@ def _digest(*chunks):
 
 
 def _row_digests(arrays):
-    """One digest per row over the bytes (and dtype and shape) of each array."""
-    arrays = [np.ascontiguousarray(a) for a in arrays]
+    """One digest per row over the bytes (and dtype and shape) of each array.
+
+    Tensors are read on the CPU; everything else through ``np.asarray``.
+    """
+    arrays = [
+        np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
+        for a in arrays
+    ]
     header = repr([(a.dtype.str, a.shape[1:]) for a in arrays]).encode()
     n = arrays[0].shape[0]
     if any(a.dtype.hasobject for a in arrays):
@@ -50,18 +57,31 @@ class Batch:
         Keyword inputs, batched along axis 0.
     mask : torch.Tensor or None
         Padding mask ``(batch, tokens)`` handed to pooling.
+    n : int
+        Number of rows.
+    cast_args : bool
+        Whether the positional inputs take the model's floating dtype.
     digests : list of bytes
-        One digest per row (what the cache keys rows on).
+        One digest per row (what the cache keys rows on), computed on first
+        access only: without a cache no row is ever hashed.
     """
 
     args: tuple
     kwargs: dict
     mask: object
-    digests: list = field(default_factory=list)
+    n: int
     cast_args: bool = False
+    digest_rows: object = field(default=None, repr=False)
+    _digests: list = field(default=None, repr=False)
+
+    @property
+    def digests(self):
+        if self._digests is None:
+            self._digests = self.digest_rows()
+        return self._digests
 
     def __len__(self):
-        return len(self.digests)
+        return self.n
 
     def select(self, rows):
         """The sub-batch of the given row positions."""
@@ -70,8 +90,9 @@ class Batch:
             args=tuple(_take(a, index) for a in self.args),
             kwargs={k: _take(v, index) for k, v in self.kwargs.items()},
             mask=None if self.mask is None else self.mask[index],
-            digests=[self.digests[i] for i in rows],
+            n=len(rows),
             cast_args=self.cast_args,
+            digest_rows=lambda: [self.digests[i] for i in rows],
         )
 
     def to(self, device, float_dtype):
@@ -97,8 +118,8 @@ class Batch:
             args=tuple(move(a, self.cast_args) for a in self.args),
             kwargs={k: move(v) for k, v in self.kwargs.items()},
             mask=None if self.mask is None else self.mask.to(device),
-            digests=self.digests,
-            cast_args=False,
+            n=self.n,
+            digest_rows=lambda: self.digests,
         )
 
 
@@ -144,15 +165,15 @@ class ArrayInput:
         for start in range(0, len(self), batch_size):
             part = self.X[start : start + batch_size]
             is_tensor = isinstance(part, torch.Tensor)
-            array = part.detach().cpu().numpy() if is_tensor else part
             yield Batch(
                 args=(part if is_tensor else _as_tensor(part),),
                 kwargs={},
                 mask=None,
-                digests=_row_digests([array]),
+                n=len(part),
                 # numeric arrays (tabular or images) always feed a float network;
                 # integer tensors are kept as they are (token ids)
                 cast_args=not is_tensor,
+                digest_rows=partial(_row_digests, [part]),
             )
 
 
@@ -176,16 +197,13 @@ class DictInput:
         keys = sorted(self.X)
         for start in range(0, len(self), batch_size):
             parts = {k: self.X[k][start : start + batch_size] for k in keys}
-            arrays = [
-                p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p)
-                for p in parts.values()
-            ]
             kwargs = {k: _as_tensor(v) for k, v in parts.items()}
             yield Batch(
                 args=(),
                 kwargs=kwargs,
                 mask=kwargs.get("attention_mask"),
-                digests=_row_digests(arrays),
+                n=len(next(iter(parts.values()))),
+                digest_rows=partial(_row_digests, list(parts.values())),
             )
 
 
@@ -237,7 +255,8 @@ class TextInput:
                 args=(),
                 kwargs=kwargs,
                 mask=kwargs.get("attention_mask"),
-                digests=[_digest(name, t.encode("utf-8")) for t in part],
+                n=len(part),
+                digest_rows=partial(_text_digests, name, part),
             )
 
 
@@ -267,20 +286,24 @@ class DatasetInput:
             collated = default_collate(items)
             if isinstance(collated, dict):
                 kwargs = {k: _as_tensor(v) for k, v in collated.items()}
-                arrays = [kwargs[k].numpy() for k in sorted(kwargs)]
                 yield Batch(
                     args=(),
                     kwargs=kwargs,
                     mask=kwargs.get("attention_mask"),
-                    digests=_row_digests(arrays),
+                    n=len(items),
+                    digest_rows=partial(_row_digests, [kwargs[k] for k in sorted(kwargs)]),
                 )
             else:
                 tensor = _as_tensor(collated)
                 _check_finite_tensor(tensor, "Dataset items")
                 yield Batch(
-                    args=(tensor,), kwargs={}, mask=None,
-                    digests=_row_digests([tensor.numpy()]),
+                    args=(tensor,), kwargs={}, mask=None, n=len(items),
+                    digest_rows=partial(_row_digests, [tensor]),
                 )
+
+
+def _text_digests(identity, texts):
+    return [_digest(identity, t.encode("utf-8")) for t in texts]
 
 
 def _safe_len(obj):

@@ -336,3 +336,18 @@ def test_a_block_that_does_not_run_or_pool_never_breaks_a_request(data):
     assert_allclose(got, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="did not run"):
         LayerFeatureTransformer(net, layers="unused", cache=cache).fit(X)
+
+
+def test_without_a_cache_no_row_is_hashed(cnn, data, monkeypatch):
+    import sklearn_layers._extraction._inputs as inputs
+
+    X, _ = data
+
+    def no_hashing(arrays):
+        raise AssertionError("rows were hashed although no cache is used")
+
+    monkeypatch.setattr(inputs, "_row_digests", no_hashing)
+    got = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
+    assert got.shape[0] == len(X)
+    with pytest.raises(AssertionError, match="hashed"):
+        LayerFeatureTransformer(cnn, layers="all", cache=MemoryCache()).fit(X)
