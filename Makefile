@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC := torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile requirements/*.txt | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.docs-installed-$(shell cat pyproject.toml Makefile requirements/*.txt | cksum | cut -d' ' -f1)
 SPHINXOPTS ?=
