@@ -10,7 +10,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._extraction._cache import make_cache
-from ._extraction._extract import extract, layer_slices, prefetch_poolings, probe_widths
+from ._extraction._extract import extract, layer_slices
+from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
 from ._extraction._pooling import POOLING_NAMES, check_pooling
@@ -282,12 +283,8 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         cache = make_cache(self.cache)
         with torch_threads(self.n_threads):
             self.n_features_per_layer_ = probe_widths(
-                self.model_,
-                adapter,
-                self.poolings_,
-                device=self._device(),
-                cache=cache,
-                prefetch=self._prefetch(cache),
+                extract, self.model_, adapter, self.poolings_, device=self._device(),
+                cache=cache, prefetch=self._prefetch(cache),
             )
         self.feature_slices_ = layer_slices(self.layer_names_, self.n_features_per_layer_)
         self.n_features_out_ = int(sum(self.n_features_per_layer_.values()))
@@ -296,7 +293,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     def _prefetch(self, cache):
         if cache is None:
             return None
-        return prefetch_poolings(self.blocks_, self.poolings_, self.pooling)
+        return prefetch_poolings(self.model_, self.blocks_, self.poolings_, self.pooling)
 
     def transform(self, X):
         """Extract the fitted layers' pooled features.

@@ -63,14 +63,13 @@ def test_grid_search_runs_each_row_through_the_network_once(cnn, data):
 def test_cached_features_equal_fresh_ones(cnn, data):
     X, _ = data
     cache = MemoryCache()
+    counter = RowCounter(cnn[0])
     fresh = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
     warm = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X[:20])
     assert warm.shape == (20, 16)
-    counter = RowCounter(cnn[0])
-    try:
-        got = LayerFeatureTransformer(cnn, layers="all", cache=cache).fit_transform(X)
-    finally:
-        counter.remove()
+    counter.take()
+    got = LayerFeatureTransformer(cnn, layers="all", cache=cache).fit_transform(X)
+    counter.remove()
     assert counter.rows == len(X) - 20  # earlier rows were hits, for every block
     assert_allclose(got, fresh, rtol=1e-5, atol=1e-6)
 
@@ -78,14 +77,13 @@ def test_cached_features_equal_fresh_ones(cnn, data):
 def test_fully_cached_request_runs_no_forward(cnn, data):
     X, _ = data
     cache = MemoryCache()
+    counter = RowCounter(cnn[0])
     lft = LayerFeatureTransformer(cnn, layers="9", cache=cache).fit(X)
     first = lft.transform(X)
-    counter = RowCounter(cnn[0])
-    try:
-        second = lft.transform(X)
-        LayerFeatureTransformer(cnn, layers=["2", "5"], cache=cache).fit_transform(X)
-    finally:
-        counter.remove()
+    counter.take()
+    second = lft.transform(X)
+    LayerFeatureTransformer(cnn, layers=["2", "5"], cache=cache).fit_transform(X)
+    counter.remove()
     assert counter.rows == 0
     assert_array_equal(first, second)
 
@@ -126,7 +124,9 @@ def test_memory_cache_stays_within_its_bound(cnn, data):
 
 
 def test_memory_cache_evicts_least_recently_used():
-    cache = MemoryCache(max_bytes=3 * (4 * 2 + 200))
+    probe = MemoryCache()
+    probe.store("fp", {"l": np.zeros((1, 2))}, [bytes([0])])
+    cache = MemoryCache(max_bytes=3 * probe.nbytes)
     for i in range(3):
         cache.store("fp", {"l": np.full((1, 2), i)}, [bytes([i])])
     cache.lookup("fp", ["l"], [bytes([0])])  # row 0 is now the most recent
@@ -154,17 +154,17 @@ def test_memory_cache_pickles_empty_with_its_bound():
 
 def test_disk_cache_is_shared_and_exact(cnn, data, tmp_path):
     X, _ = data
+    counter = RowCounter(cnn[0])
     fresh = LayerFeatureTransformer(cnn, layers=["2", "9"], cache=None).fit_transform(X)
     first = LayerFeatureTransformer(cnn, layers=["2", "9"], cache=tmp_path).fit_transform(X)
-    counter = RowCounter(cnn[0])
-    try:
-        # a new DiskCache object without a memory front: only the directory is shared
-        second = LayerFeatureTransformer(
-            cnn, layers=["5", "2"], cache=DiskCache(tmp_path, memory_bytes=0)
-        ).fit_transform(X)
-    finally:
-        counter.remove()
-    assert counter.rows == 0
+    counter.take()
+    # a new DiskCache object without a memory front: only the directory is shared
+    second = LayerFeatureTransformer(
+        cnn, layers=["5", "2"], cache=DiskCache(tmp_path, memory_bytes=0)
+    ).fit_transform(X)
+    counter.remove()
+    # fit computes its first row: widths never come from a file someone else wrote
+    assert counter.rows == 1
     assert_allclose(first, fresh, rtol=1e-5, atol=1e-6)
     assert_array_equal(second[:, 16:], first[:, :8])
 
@@ -186,27 +186,20 @@ def test_corrupt_disk_entries_are_recomputed_never_served(cnn, data, tmp_path, d
     # memory_bytes=0: no in-memory front, every lookup reads the files, as a
     # different process would
     X, _ = data
+    counter = RowCounter(cnn[0])
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
     files = _entry_files(tmp_path)
     for f in files[::3]:
         f.write_bytes(damage(f.read_bytes()))
-    counter = RowCounter(cnn[0])
-    try:
-        got = LayerFeatureTransformer(
-            cnn, layers="5", cache=DiskCache(tmp_path, 0)
-        ).fit_transform(X)
-    finally:
-        counter.remove()
+    counter.take()
+    got = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
     assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert counter.rows >= len(files[::3])
-    # rewritten: a third pass is all hits
-    counter = RowCounter(cnn[0])
-    try:
-        LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
-    finally:
-        counter.remove()
-    assert counter.rows == 0
+    assert counter.take() >= len(files[::3])
+    # rewritten: a third pass is all hits (fit computes its first row)
+    LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
+    counter.remove()
+    assert counter.rows == 1
 
 
 def test_same_directory_shares_one_disk_cache_per_process(tmp_path):
@@ -226,7 +219,7 @@ def test_disk_cache_never_unpickles(tmp_path):
     assert found["l"] == [None]
 
 
-def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path):
+def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path, monkeypatch):
     X, _ = data
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     cache = DiskCache(tmp_path)
@@ -234,7 +227,7 @@ def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    cache._write = full_disk
+    monkeypatch.setattr("sklearn_layers._extraction._cache.write_entry", full_disk)
     with pytest.warns(RuntimeWarning, match="No space left"):
         got = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
     assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -343,10 +336,10 @@ def test_without_a_cache_no_row_is_hashed(cnn, data, monkeypatch):
 
     X, _ = data
 
-    def no_hashing(arrays):
+    def no_hashing(arrays, names=None):
         raise AssertionError("rows were hashed although no cache is used")
 
-    monkeypatch.setattr(inputs, "_row_digests", no_hashing)
+    monkeypatch.setattr(inputs, "row_digests", no_hashing)
     got = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
     assert got.shape[0] == len(X)
     with pytest.raises(AssertionError, match="hashed"):
