@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._extraction._cache import make_cache
+from ._extraction._capture import eager_module
 from ._extraction._extract import extract, layer_slices
 from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._inputs import make_input
@@ -37,7 +38,7 @@ EXTRACTION_CONSTRAINTS = {
     "device": [str, torch.device],
     "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
     "tokenizer": [None, callable],
-    "verbose": ["boolean"],
+    "verbose": ["verbose"],
 }
 
 
@@ -111,8 +112,9 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         are tokenised with padding; the attention mask reaches pooling.
     max_length : int, default=None
         Truncation length for the tokenizer.
-    verbose : bool, default=False
-        Show a progress bar over batches (needs ``tqdm``).
+    verbose : int, default=0
+        0: silent; 1 or more: a progress bar over the rows that go through the
+        network (rows served by the cache show none; needs ``tqdm``).
     n_threads : int, default=None
         Torch intra-op threads during each call (restored afterwards). ``None``
         leaves torch's setting alone.
@@ -190,7 +192,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         cache="memory",
         tokenizer=None,
         max_length=None,
-        verbose=False,
+        verbose=0,
         n_threads=None,
     ):
         self.model = model
@@ -276,7 +278,9 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         adapter = self._adapter(X, reset=True)
-        self.model_ = resolve_module(self.model, getattr(self, "n_features_in_", None))
+        self.model_ = eager_module(
+            resolve_module(self.model, getattr(self, "n_features_in_", None))
+        )
         self.blocks_ = block_names(self.model_)
         self.layer_names_ = resolve_layers(self.model_, self.layers)
         self.poolings_ = check_pooling(self.pooling, self.layer_names_)
@@ -322,7 +326,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
                 cache=cache,
                 prefetch=self._prefetch(cache),
                 widths=self.n_features_per_layer_,
-                progress=self.verbose,
+                progress=self.verbose >= 1,
             )
 
     def _warn_if_huge(self, n_rows):

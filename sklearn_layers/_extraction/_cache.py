@@ -26,14 +26,9 @@ import xxhash
 
 from ._npz import read_entry, write_entry
 
-# Bytes of bookkeeping per entry beyond the key, digest and value objects: an
-# OrderedDict slot (hash table entry, index, linked-list node) with the table's
-# spare capacity after a resize. Measured with tracemalloc at 75-110 bytes.
-_SLOT_BYTES = 128
-# An evicted key is remembered (for the eviction warning) as a 64-bit hash in
-# an OrderedDict: about this many bytes each, counted in the bound, and at most
-# a sixteenth of the bound.
-_TRACKED_BYTES = 160
+# An evicted key is remembered (for the eviction warning) as a 64-bit hash and
+# its size, two ints of about this many bytes together, plus its table slot.
+_TRACKED_INTS_BYTES = 64
 
 
 class MemoryCache:
@@ -43,11 +38,12 @@ class MemoryCache:
     candidates of a grid search) use the same instance. Pickling keeps the bound
     and drops the contents.
 
-    The bound counts everything an entry costs in memory (its key, its digest,
-    its value and its slot in the table), as ``tracemalloc`` measures it, and
-    the hashes of recently evicted keys (at most a sixteenth of the bound).
-    When rows it evicted are requested again, it warns once, with a lower
-    bound on the size that would have held them.
+    The bound counts everything the cache holds, as ``tracemalloc`` measures
+    it: each entry's key, digest and value, the table holding them (its size
+    as Python reports it, spare capacity included), and the hashes of recently
+    evicted keys (at most a sixteenth of the bound). When rows it evicted are
+    requested again, it warns once, with a lower bound on the size that would
+    have held them.
 
     Parameters
     ----------
@@ -70,14 +66,25 @@ class MemoryCache:
         if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
             raise ValueError(f"max_bytes must be a non-negative int, got {max_bytes!r}.")
         self.max_bytes = max_bytes
-        self._entries = OrderedDict()
         self._lock = threading.Lock()
-        self.nbytes = 0
         self.hits = 0
         self.misses = 0
+        self._warned = False
+        self._reset()
+
+    def _reset(self):
+        self._entries = OrderedDict()
+        self._object_bytes = 0  # keys, digests and values of the entries
         self._evicted = OrderedDict()  # hash of an evicted key -> its bytes
         self._evicted_bytes = 0
-        self._warned = False
+
+    @property
+    def nbytes(self):
+        """Bytes currently held (entries, their table, the eviction record)."""
+        return self._object_bytes + sys.getsizeof(self._entries) + self._tracking_bytes()
+
+    def _tracking_bytes(self):
+        return sys.getsizeof(self._evicted) + _TRACKED_INTS_BYTES * len(self._evicted)
 
     def __repr__(self):
         return f"MemoryCache(max_bytes={self.max_bytes})"
@@ -94,10 +101,7 @@ class MemoryCache:
     def clear(self):
         """Drop every entry."""
         with self._lock:
-            self._entries.clear()
-            self._evicted.clear()
-            self._evicted_bytes = 0
-            self.nbytes = 0
+            self._reset()
             self._warned = False
 
     def lookup(self, fingerprint, layer_keys, digests):
@@ -122,7 +126,7 @@ class MemoryCache:
                         self.hits += 1
                         rows.append(np.frombuffer(value, dtype=np.float32))
                 found[layer_key] = rows
-                needed = self.nbytes - self._tracking_bytes() + self._evicted_bytes
+            needed = self._object_bytes + sys.getsizeof(self._entries) + self._evicted_bytes
         if recomputed and not self._warned:
             self._warned = True
             warnings.warn(
@@ -144,38 +148,35 @@ class MemoryCache:
                 for digest, row in zip(digests, matrix):
                     key = (fingerprint, layer_key, digest)
                     value = row.tobytes()
-                    size = _entry_bytes(key, value)
+                    size = _object_bytes(key, value)
                     if size > self.max_bytes:
                         continue
                     old = self._entries.pop(key, None)
                     if old is not None:
-                        self.nbytes -= _entry_bytes(key, old)
+                        self._object_bytes -= _object_bytes(key, old)
                     self._entries[key] = value
-                    self.nbytes += size
+                    self._object_bytes += size
             while self.nbytes > self.max_bytes and self._entries:
                 key, old = self._entries.popitem(last=False)
-                size = _entry_bytes(key, old)
-                self.nbytes -= size
+                size = _object_bytes(key, old)
+                self._object_bytes -= size
                 self._remember_eviction(key, size)
-
-    def _tracking_bytes(self):
-        return len(self._evicted) * _TRACKED_BYTES
+            if not self._entries:
+                self._entries = OrderedDict()  # release an emptied table
 
     def _remember_eviction(self, key, size):
         h = _key_hash(key)
-        if h in self._evicted or _TRACKED_BYTES * 16 > self.max_bytes:
+        if h in self._evicted:
             return
         self._evicted[h] = size
         self._evicted_bytes += size
-        self.nbytes += _TRACKED_BYTES
-        while self._tracking_bytes() * 16 > self.max_bytes:
+        while self._evicted and self._tracking_bytes() * 16 > self.max_bytes:
             _, dropped = self._evicted.popitem(last=False)
             self._evicted_bytes -= dropped
-            self.nbytes -= _TRACKED_BYTES
 
 
-def _entry_bytes(key, value):
-    return sys.getsizeof(key) + sys.getsizeof(key[2]) + sys.getsizeof(value) + _SLOT_BYTES
+def _object_bytes(key, value):
+    return sys.getsizeof(key) + sys.getsizeof(key[2]) + sys.getsizeof(value)
 
 
 def _key_hash(key):

@@ -176,8 +176,18 @@ class _Hook:
         self.recorder.record(self.name, value)
 
 
-def check_eager(model):
-    """Raise if hooks cannot observe ``model`` (a scripted or traced module)."""
+def eager_module(model):
+    """The eager module whose submodules hooks can observe.
+
+    A ``torch.compile``-d model is unwrapped (its compiled graph would not call
+    the hooks, and hooks would force recompilation); a TorchScript module
+    (``torch.jit.script`` or ``torch.jit.trace``) runs compiled code that hooks
+    cannot observe, and is refused.
+    """
+    compiled = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
+    optimized = getattr(compiled, "OptimizedModule", ())
+    if optimized and isinstance(model, optimized):
+        model = model._orig_mod
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError(
             f"The model is a TorchScript module ({type(model).__name__}, from "
@@ -185,6 +195,7 @@ def check_eager(model):
             "that forward hooks cannot observe. Pass the eager nn.Module it was "
             "made from."
         )
+    return model
 
 
 def _module_paths(model):
@@ -307,7 +318,6 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
         ``run(batch) -> dict name -> torch.Tensor (batch, n_features)``: float32
         CPU tensors owning their memory.
     """
-    check_eager(model)
     recorder = _Recorder(list(names), poolings, early_exit, optional)
     handles = []
     try:

@@ -94,8 +94,11 @@ def _tensor_bytes(h, name, t):
 
 
 def _as_bytes(t):
-    # a byte view needs a contiguous tensor; numpy has no bfloat16, bytes do
-    return memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy())
+    t = t.contiguous()
+    try:
+        return t.numpy()  # a buffer over the tensor's own bytes
+    except TypeError:  # numpy has no bfloat16 (nor float8): read the bytes
+        return t.reshape(-1).view(torch.uint8).numpy()
 
 
 def _update_attributes(h, module):
@@ -128,9 +131,12 @@ def _structure_and_tensors(model):
     for attribute in _GLOBAL_HOOKS:
         hooks = getattr(torch.nn.modules.module, attribute, {})
         h.update(repr([_hook_name(k) for k in hooks.values()]).encode())
+    classes = {}  # each class's code is read once per call
     for path, module in model.named_modules(remove_duplicate=False):
         cls = type(module)
-        h.update(f"<{path}:{cls.__module__}.{cls.__qualname__}:{class_digest(cls)}>".encode())
+        if cls not in classes:
+            classes[cls] = f"{cls.__module__}.{cls.__qualname__}:{class_digest(cls)}"
+        h.update(f"<{path}:{classes[cls]}>".encode())
         h.update(module.extra_repr().encode())
         _update_attributes(h, module)
         _update_hooks(h, module)

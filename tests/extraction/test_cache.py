@@ -125,8 +125,8 @@ def test_memory_cache_stays_within_its_bound(cnn, data):
 
 def test_memory_cache_evicts_least_recently_used():
     probe = MemoryCache()
-    probe.store("fp", {"l": np.zeros((1, 2))}, [bytes([0])])
-    cache = MemoryCache(max_bytes=3 * probe.nbytes)
+    probe.store("fp", {"l": np.zeros((4, 2))}, [bytes([i]) for i in range(4)])
+    cache = MemoryCache(max_bytes=probe.nbytes - 1)  # one row too small for four
     for i in range(3):
         cache.store("fp", {"l": np.full((1, 2), i)}, [bytes([i])])
     cache.lookup("fp", ["l"], [bytes([0])])  # row 0 is now the most recent
@@ -344,3 +344,111 @@ def test_without_a_cache_no_row_is_hashed(cnn, data, monkeypatch):
     assert got.shape[0] == len(X)
     with pytest.raises(AssertionError, match="hashed"):
         LayerFeatureTransformer(cnn, layers="all", cache=MemoryCache()).fit(X)
+
+
+def test_foreign_entry_of_another_width_is_recomputed_and_never_decides_widths(
+    cnn, data, tmp_path
+):
+    X, _ = data
+    expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    cache = DiskCache(tmp_path, memory_bytes=0)
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    # overwrite every entry's "5" rows with rows of another width, in our format
+    from sklearn_layers._extraction._npz import read_entry, write_entry
+
+    for f in _entry_files(tmp_path):
+        entry = read_entry(f)
+        write_entry(f, {k: np.zeros(3, np.float32) for k in entry})
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, memory_bytes=0))
+    got = lft.fit_transform(X)
+    assert lft.n_features_out_ == 16
+    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # and the entries were rewritten: served from the directory now
+    again = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0))
+    assert_allclose(again.fit_transform(X), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_memory_cache_bound_holds_as_measured(cnn):
+    import gc
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 1, 12, 12)).astype(np.float32)
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=None).fit(X[:2])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        cache = MemoryCache(max_bytes=2_000_000)
+        lft.set_params(cache=cache).fit(X).transform(X)
+        del lft
+        gc.collect()
+        base = tracemalloc.take_snapshot()
+        cache.clear()
+        gc.collect()
+        freed = tracemalloc.take_snapshot().compare_to(base, "filename")
+        held = -sum(stat.size_diff for stat in freed)
+    finally:
+        tracemalloc.stop()
+    assert cache.max_bytes * 0.5 < held <= cache.max_bytes, held
+
+
+def test_disk_caches_are_released_when_unused(tmp_path, cnn, data):
+    import gc
+    import weakref
+
+    from sklearn_layers._extraction._cache import make_cache
+
+    X, _ = data
+    LayerFeatureTransformer(cnn, layers="5", cache=tmp_path / "a").fit_transform(X[:4])
+    first = weakref.ref(make_cache(tmp_path / "a"))
+    for i in range(6):  # other directories in use push it out of the recent few
+        make_cache(tmp_path / f"other{i}")
+    gc.collect()
+    assert first() is None
+    # a directory deleted under a held instance gets a fresh one
+    held = make_cache(tmp_path / "b")
+    held.store("fp", {"l": np.ones((1, 2))}, [b"r" * 16])
+    import shutil
+
+    shutil.rmtree(tmp_path / "b")
+    assert make_cache(tmp_path / "b") is not held
+
+
+def test_empty_cache_path_is_an_error(cnn, data):
+    X, _ = data
+    with pytest.raises(ValueError, match="cache=''"):
+        LayerFeatureTransformer(cnn, cache="").fit(X)
+
+
+def test_progress_bar_only_for_rows_through_the_network(cnn, data, monkeypatch):
+    import tqdm
+
+    X, _ = data
+    totals = []
+
+    class Recorder(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, disable=True, **kwargs)
+            totals.append(self)
+
+    monkeypatch.setattr(tqdm, "tqdm", Recorder)
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=cache, verbose=1).fit(X)
+    lft.transform(X[:40])
+    assert len(totals) == 1 and totals[0].total == 39  # row 0 came with fit
+    lft.transform(X)
+    assert len(totals) == 2 and totals[1].total == 20
+    lft.transform(X)
+    assert len(totals) == 2  # all cached: no bar
+
+
+def test_eviction_of_rows_still_needed_warns_once(cnn, data):
+    X, y = data
+    pipe = Pipeline([
+        ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(max_bytes=60_000))),
+        ("head", NearestCentroid()),
+    ])
+    grid = GridSearchCV(pipe, {"features__layers": ["2", "5", "9"]}, cv=3)
+    with pytest.warns(RuntimeWarning, match="max_bytes of at least") as record:
+        grid.fit(X, y)
+    assert sum("evicted rows" in str(w.message) for w in record) == 1
