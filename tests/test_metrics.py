@@ -347,3 +347,17 @@ def test_layer_metrics_samples_text_lists_and_dataframes():
 
     assert _take_rows(torch.arange(3), rows).tolist() == [0, 2]
     assert _take_rows({"ids": torch.arange(3)}, rows)["ids"].tolist() == [0, 2]
+
+
+def test_digit_cnn_classes_separate_with_depth():
+    # Real network, real data: an MNIST CNN's classes are far better separated
+    # at its 256-wide hidden layer than after its first convolution stage.
+    from sklearn_layers.datasets import load_digits_28x28
+    from sklearn_layers.models import load_digit_cnn
+
+    X, y = load_digits_28x28(return_X_y=True)
+    table = layer_metrics(load_digit_cnn(), X, y, max_samples=600, random_state=0,
+                          metrics=["nc1", "knn_loo_accuracy"]).set_index("layer")
+    first, hidden = table.loc["conv_layers.2"], table.loc["fc_layers.1"]
+    assert hidden["nc1"] < first["nc1"] / 4
+    assert hidden["knn_loo_accuracy"] > first["knn_loo_accuracy"] + 0.1
