@@ -6,7 +6,9 @@ import torch
 from numpy.testing import assert_allclose
 
 from sklearn_layers import LayerFeatureTransformer
-from sklearn_layers.demo._assets import load_minilm
+from sklearn_layers.models import load_minilm
+
+pytestmark = pytest.mark.slow  # every test here loads all-MiniLM-L6-v2
 
 SENTENCES = [
     "The cat sat on the mat.",
