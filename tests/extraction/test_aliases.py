@@ -116,7 +116,7 @@ def test_compiled_model_is_extracted_through_its_eager_module(data):
 
 @pytest.mark.slow
 def test_hugging_face_names_of_one_hidden_state_share_an_entry():
-    from sklearn_layers.demo._assets import load_minilm
+    from sklearn_layers.models import load_minilm
 
     model, tokenizer = load_minilm()
     texts = ["a short one", "a somewhat longer sentence for the encoder", "hi", "x y z"]
