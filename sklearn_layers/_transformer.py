@@ -80,10 +80,16 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
 
         - a module path as in ``model.named_modules()`` (``"layer3.1.conv2"``),
           optionally ending in ``":input"`` to take the module's input;
-        - an int index into the model's block list (negative counts from the end);
+        - an int index into the model's block list (``blocks_``; negative counts
+          from the end). The block list opens containers, so on a timm ResNet
+          ``1`` is ``"layer1.0"``, where timm's ``out_indices`` and
+          ``feature_info`` count stages (timm's ``1`` is ``"layer1"``): use
+          ``"stages"`` or the stage's name for timm's meaning;
         - a glob over module paths (``"encoder.layer.*"``; ``*`` stays within one
           path component);
         - ``"all"``: every block of the block list (see ``blocks_``);
+        - ``"stages"``: the stages a model declares in ``feature_info`` (timm
+          models: a list of dicts with a ``"module"`` key);
         - ``"penultimate"``: the input of the last ``nn.Linear``;
         - ``"output"``: the model's output;
         - a list or tuple of these, extracted in one pass, in that order.

@@ -202,9 +202,41 @@ def resolve_layers(model, spec):
     return names
 
 
+def stage_names(model):
+    """The stages a timm-style model declares in ``feature_info``.
+
+    timm models carry ``feature_info``: one dict per stage with the stage's
+    module path under ``"module"`` (a list, or an object whose ``get_dicts()``
+    returns that list). Those are the stages timm's ``out_indices`` count;
+    ``layers=1`` counts this package's block list instead.
+    """
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        raise ValueError(
+            "layers='stages' takes the stages a model declares in feature_info (as "
+            f"timm models do); {type(model).__name__} has no feature_info. "
+            + _describe(model)
+        )
+    dicts = info.get_dicts() if hasattr(info, "get_dicts") else info
+    try:
+        stages = [d["module"] for d in dicts]
+    except (TypeError, KeyError) as exc:
+        raise ValueError(
+            "feature_info must be a list of dicts with a 'module' key (timm's "
+            f"layout); got {info!r}."
+        ) from exc
+    modules = dict(model.named_modules())
+    unknown = [s for s in stages if s not in modules]
+    if unknown:
+        raise ValueError(f"feature_info names modules the model does not have: {unknown}.")
+    return stages
+
+
 def _resolve_name(model, modules, item):
     if item == "all":
         return block_names(model)
+    if item == "stages":
+        return stage_names(model)
     if item == OUTPUT:
         return [OUTPUT]
     if item == "penultimate":
