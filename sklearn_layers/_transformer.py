@@ -21,7 +21,7 @@ from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, valid
 from .utils._threads import torch_threads
 
 # Parameters shared by reference, never deep-copied, when the transformer is cloned.
-_SHARED_PARAMS = ("model", "tokenizer", "cache")
+_SHARED_PARAMS = ("model", "tokenizer", "cache", "preprocess")
 _LARGE_OUTPUT_BYTES = 2 << 30
 
 # Constraints of the extraction parameters, shared with the estimators that
@@ -38,6 +38,7 @@ EXTRACTION_CONSTRAINTS = {
     "device": [str, torch.device],
     "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
     "tokenizer": [None, callable],
+    "preprocess": [None, callable],
     "verbose": ["verbose"],
 }
 
@@ -51,7 +52,7 @@ def clone_sharing(estimator, shared=_SHARED_PARAMS):
     estimators opt out through ``__sklearn_clone__``.
     """
     params = estimator.get_params(deep=False)
-    kept = {name: params.pop(name) for name in shared}
+    kept = {name: params.pop(name) for name in shared if name in params}
     cloned = {name: clone(value, safe=False) for name, value in params.items()}
     return type(estimator)(**kept, **cloned)
 
@@ -118,6 +119,17 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         are tokenised with padding; the attention mask reaches pooling.
     max_length : int, default=None
         Truncation length for the tokenizer.
+    preprocess : callable, default=None
+        Turns the raw rows of one batch into what the model takes:
+        ``preprocess(rows) -> tensor`` (or a mapping of tensors, passed as
+        keyword arguments, as a Hugging Face image processor returns). With it,
+        ``X`` is a sequence of items of any kind: PIL images, file paths,
+        arrays of different sizes. A per-item transform (torchvision's, or the
+        one timm's ``create_transform`` builds) is applied with
+        ``lambda rows: torch.stack([transform(r) for r in rows])``. Rows are
+        cached only when the preprocess has a stable name, as for poolings: a
+        module-level function (by its code) or an object with a ``to_dict()``
+        (a Hugging Face image processor, by its configuration).
     verbose : int, default=0
         0: silent; 1 or more: a progress bar over the rows that go through the
         network (rows served by the cache show none; needs ``tqdm``).
@@ -142,7 +154,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     feature_slices_ : dict
         Resolved layer name -> ``slice`` of its columns in the output.
     input_kind_ : str
-        ``"array"``, ``"dict"``, ``"text"`` or ``"dataset"``.
+        ``"array"``, ``"dict"``, ``"text"``, ``"dataset"`` or ``"items"``.
     n_features_in_ : int
         Number of features seen during :term:`fit` (axis 1 of array input).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -198,6 +210,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         cache="memory",
         tokenizer=None,
         max_length=None,
+        preprocess=None,
         verbose=0,
         n_threads=None,
     ):
@@ -209,6 +222,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         self.cache = cache
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.preprocess = preprocess
         self.verbose = verbose
         self.n_threads = n_threads
 
@@ -222,7 +236,8 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
             )
 
         adapter = make_input(
-            X, tokenizer=self.tokenizer, max_length=self.max_length, validate_array=validate
+            X, tokenizer=self.tokenizer, max_length=self.max_length,
+            preprocess=self.preprocess, validate_array=validate,
         )
         if reset:
             self.input_kind_ = adapter.kind

@@ -66,3 +66,39 @@ def text_digests(tokenizer_name, texts):
     """One digest per string, under a tokenizer's name."""
     head = tokenizer_name.encode()
     return [digest(head, b"\0", t.encode("utf-8")) for t in texts]
+
+
+def item_digest(item):
+    """Bytes identifying one raw item (an image, a file, an array), or None.
+
+    A PIL image is read by mode, size and pixels; a file path by its content
+    (so a file rewritten in place is another row); arrays and tensors by
+    dtype, shape and bytes; ``bytes`` as they are. Other objects have no
+    digest: input holding them is not cached.
+    """
+    import os
+
+    if _is_pil_image(item):
+        return digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
+    if isinstance(item, (str, os.PathLike)):
+        with open(item, "rb") as handle:
+            return digest(b"file|", handle.read())
+    if isinstance(item, (np.ndarray, torch.Tensor)):
+        dtype, shape, flat = _row_bytes(item[None] if isinstance(item, np.ndarray) else item.unsqueeze(0))
+        return digest(f"array|{dtype}|{shape}|".encode(), flat[0])
+    if isinstance(item, bytes):
+        return digest(b"bytes|", item)
+    return None
+
+
+def _is_pil_image(obj):
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "tobytes")
+
+
+def digestible(item):
+    """Whether :func:`item_digest` can name ``item`` (without reading it)."""
+    import os
+
+    return _is_pil_image(item) or isinstance(
+        item, (str, os.PathLike, np.ndarray, torch.Tensor, bytes)
+    )

@@ -279,3 +279,23 @@ def tokenizer_name(tok, max_length):
             state = b"none" if component is None else component.__getstate__()
             parts.append(xxhash.xxh3_64_hexdigest(state))
     return "|".join(parts)
+
+
+def preprocess_name(preprocess):
+    """A name for a ``preprocess`` callable, or ``None`` (then nothing is cached).
+
+    A module-level function is named by its code (:func:`function_name`); an
+    object with a ``to_dict()`` (a Hugging Face image processor) by its class
+    and configuration. Anything else -- a lambda, a ``functools.partial``, a
+    torchvision ``Compose`` -- has no name that identifies its behaviour.
+    """
+    name = function_name(preprocess)
+    if name is not None:
+        return f"preprocess|{name}"
+    if callable(getattr(preprocess, "to_dict", None)) and not inspect.isfunction(preprocess):
+        try:
+            described = config_repr(preprocess)
+        except Unnameable:
+            return None
+        return None if described.startswith("object:") else f"preprocess|{described}"
+    return None

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
-from ._digests import row_digests, text_digests
-from ._identity import tokenizer_name
+from ._digests import _is_pil_image, digest, digestible, item_digest, row_digests, text_digests
+from ._identity import preprocess_name, tokenizer_name
 
 _ROWS_PER_CHUNK = 32  # batches per chunk of an in-memory array
 
@@ -276,6 +276,103 @@ class TextInput:
         yield _TextChunk(0, self.texts, self.tokenizer, self.max_length, self._name())
 
 
+class _ItemChunk(Chunk):
+    def __init__(self, start, items, preprocess, name):
+        super().__init__(start, len(items))
+        self.items = items
+        self.preprocess = preprocess
+        self.name = name
+
+    def _digest_rows(self):
+        head = self.name.encode()
+        return [digest(head, b"\0", item_digest(item)) for item in self.items]
+
+    def build(self, positions):
+        rows = [self.items[i] for i in positions]
+        out = self.preprocess(rows)
+        if isinstance(out, Mapping):
+            kwargs = {k: _as_tensor(out[k]) for k in out}
+            args = ()
+        else:
+            args, kwargs = (_as_tensor(out),), {}
+        tensors = [*args, *kwargs.values()]
+        if not tensors or any(
+            not isinstance(t, torch.Tensor) or t.ndim == 0 or t.shape[0] != len(rows)
+            for t in tensors
+        ):
+            shapes = [tuple(getattr(t, "shape", ())) for t in tensors]
+            raise ValueError(
+                f"preprocess={self.preprocess!r} must return a tensor (or a mapping of "
+                f"tensors) with one row per item: it got {len(rows)} items and "
+                f"returned shapes {shapes}."
+            )
+        for key, t in (*enumerate(args), *kwargs.items()):
+            _check_tensor_values(t, f"preprocess output ({key})")
+        return Batch(args=args, kwargs=kwargs, mask=kwargs.get("attention_mask"),
+                     n=len(rows), cast_args=bool(args) and args[0].is_floating_point())
+
+
+class ItemInput:
+    """Raw items (images, file paths, arrays of any size) turned into batches by ``preprocess``."""
+
+    kind = "items"
+
+    def __init__(self, items, preprocess):
+        self.items = items
+        self.preprocess = preprocess
+
+    def __len__(self):
+        return len(self.items)
+
+    @property
+    def sample_shape(self):
+        return None
+
+    def _name(self):
+        if not hasattr(self, "_preprocess_name"):
+            self._preprocess_name = preprocess_name(self.preprocess)
+        return self._preprocess_name
+
+    @property
+    def cacheable(self):
+        """Whether the preprocess has a stable name and every item a digest."""
+        return self._name() is not None and all(map(digestible, self.items))
+
+    def chunks(self, batch_size):
+        name = self._name()
+        for start in range(0, len(self), batch_size):
+            yield _ItemChunk(start, self.items[start : start + batch_size], self.preprocess,
+                             name)
+
+
+def _items(X):
+    """``X`` as a list of items: a sequence as it is, an array by its rows."""
+    if isinstance(X, (list, tuple)):
+        return list(X)
+    if isinstance(X, (np.ndarray, torch.Tensor)):
+        return [X[i] for i in range(len(X))]
+    if hasattr(X, "__len__") and hasattr(X, "__getitem__"):
+        return [X[i] for i in range(len(X))]
+    raise TypeError(
+        f"With preprocess=, X must be a sequence of items (images, file paths, "
+        f"arrays); got {type(X).__name__}."
+    )
+
+
+def _needs_preprocess(X):
+    """A reason why ``X`` cannot be read without ``preprocess=``, or None."""
+    if not isinstance(X, (list, tuple)) or not X:
+        return None
+    first = X[0]
+    if _is_pil_image(first):
+        return "X holds PIL images"
+    if isinstance(first, np.ndarray) and any(
+        not isinstance(x, np.ndarray) or x.shape != first.shape for x in X
+    ):
+        return "X holds arrays of different shapes"
+    return None
+
+
 class _CollatedChunk(Chunk):
     """Rows already collated into tensors (a Dataset slice or a DataLoader batch)."""
 
@@ -438,7 +535,7 @@ def check_tensor(X):
     return X
 
 
-def make_input(X, *, tokenizer=None, max_length=None, validate_array=None):
+def make_input(X, *, tokenizer=None, max_length=None, preprocess=None, validate_array=None):
     """Wrap ``X`` in the matching adapter.
 
     Parameters
@@ -449,13 +546,16 @@ def make_input(X, *, tokenizer=None, max_length=None, validate_array=None):
         A Hugging Face tokenizer; required for lists of strings.
     max_length : int, default=None
         Truncation length for the tokenizer.
+    preprocess : callable, default=None
+        Turns a list of raw items into a model batch; makes ``X`` an
+        :class:`ItemInput`.
     validate_array : callable, default=None
         ``validate_array(X) -> ndarray`` used for array-likes (the transformer
         passes its ``validate_data`` here so feature names are tracked).
 
     Returns
     -------
-    adapter : ArrayInput, DictInput, TextInput, DatasetInput or LoaderInput
+    adapter : ArrayInput, DictInput, TextInput, DatasetInput, LoaderInput or ItemInput
     """
     from scipy import sparse
     from torch.utils.data import DataLoader, Dataset
@@ -469,6 +569,18 @@ def make_input(X, *, tokenizer=None, max_length=None, validate_array=None):
         raise ValueError(
             "Expected a list of strings (one per sample), got a single string. "
             "Wrap it in a list: [text]."
+        )
+    if preprocess is not None:
+        items = _items(X)
+        if not items:
+            raise ValueError("Found no items in X; at least 1 is required.")
+        return ItemInput(items, preprocess)
+    reason = _needs_preprocess(X)
+    if reason is not None:
+        raise ValueError(
+            f"{reason}: a network takes tensors of one shape. Pass preprocess=, a "
+            "callable turning a list of items into a tensor batch (for example "
+            "lambda rows: torch.stack([transform(r) for r in rows]))."
         )
     if isinstance(X, torch.Tensor):
         return ArrayInput(check_tensor(X))
@@ -484,7 +596,8 @@ def make_input(X, *, tokenizer=None, max_length=None, validate_array=None):
         if tokenizer is None:
             raise ValueError(
                 "Got a list of strings but no tokenizer; pass tokenizer=... (e.g. "
-                "transformers.AutoTokenizer.from_pretrained(path))."
+                "transformers.AutoTokenizer.from_pretrained(path)), or preprocess= "
+                "if the strings are file paths to load."
             )
         texts = list(X)
         if not texts:
