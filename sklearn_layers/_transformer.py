@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._extraction._cache import make_cache
 from ._extraction._capture import eager_module
-from ._extraction._extract import extract, layer_slices
+from ._extraction._extract import extract, layer_slices, model_float_dtype
 from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
@@ -39,6 +39,8 @@ EXTRACTION_CONSTRAINTS = {
     "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
     "tokenizer": [None, callable],
     "preprocess": [None, callable],
+    "max_length": [None, Interval(Integral, 1, None, closed="left")],
+    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
     "verbose": ["verbose"],
 }
 
@@ -111,9 +113,13 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     cache : "memory", path, cache object or None, default="memory"
         Row-keyed activation cache shared by clones. ``"memory"``: the
         process-wide :class:`MemoryCache`; a directory path: a
-        :class:`DiskCache` shared by processes; ``None``: off. With a cache, a
-        miss computes every block of the model in the same pass so that other
-        layers are hits later; without one, the forward pass exits early.
+        :class:`DiskCache` shared by processes; ``None``: off.
+    prefetch : bool, default=True
+        With a cache, a miss also computes, in the same pass, the layers users
+        write for a stage (every block, every top-level child,
+        ``"penultimate"``) so that a grid over them is all hits later. False
+        (or no cache): only the requested layers, and the forward pass exits
+        right after the last of them -- what deployment wants.
     tokenizer : callable, default=None
         A Hugging Face tokenizer, for ``X`` given as a list of strings. Batches
         are tokenised with padding; the attention mask reaches pooling.
@@ -195,8 +201,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "model": "no_validation",
         **EXTRACTION_CONSTRAINTS,
-        "max_length": [None, Interval(Integral, 1, None, closed="left")],
-        "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+        "prefetch": ["boolean"],
     }
 
     def __init__(
@@ -208,6 +213,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         batch_size=256,
         device="cpu",
         cache="memory",
+        prefetch=True,
         tokenizer=None,
         max_length=None,
         preprocess=None,
@@ -220,6 +226,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.cache = cache
+        self.prefetch = prefetch
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.preprocess = preprocess
@@ -315,8 +322,15 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         self.n_features_out_ = int(sum(self.n_features_per_layer_.values()))
         return self
 
+    def _one_row(self, X):
+        """The first row of ``X``, ready for the fitted model (for cost counting)."""
+        check_is_fitted(self)
+        adapter = self._adapter(X, reset=False)
+        batch = next(adapter.chunks(1)).build([0])
+        return batch.to(self._device(), model_float_dtype(self.model_))
+
     def _prefetch(self, cache):
-        if cache is None:
+        if cache is None or not self.prefetch:
             return None
         return prefetch_poolings(self.model_, self.blocks_, self.poolings_, self.pooling)
 
