@@ -157,3 +157,143 @@ def test_layer_sweep_names_heads_given_as_a_list(images):
                         heads=[NearestCentroid(), NearestCentroid()], cv=2)
     assert set(table["head"]) == {"NearestCentroid", "NearestCentroid_2"}
     assert set(table["split"]) == {"cv"}
+
+
+# --- one network per fit, NaN-safe choice, pandas output, optional methods ------
+
+
+def test_a_factory_builds_one_network_per_fit():
+    from sklearn.datasets import load_iris
+
+    from sklearn_layers.utils.toy import make_mlp
+
+    calls = []
+
+    def factory(n_features):
+        calls.append(n_features)
+        return make_mlp(n_features, hidden=(16,), seed=len(calls))  # a new net each call
+
+    X, y = load_iris(return_X_y=True)
+    ilc = ILC(factory, cv=3).fit(X, y)
+    assert calls == [4]
+    assert ilc.score(X, y) >= ilc.best_score_ - 0.1  # the scored network predicts
+
+
+class ScoreByLayer:
+    """A scorer returning a fixed score per layer width (NaN for some)."""
+
+    def __init__(self, by_width):
+        self.by_width = by_width
+
+    def __call__(self, estimator, X, y):
+        return self.by_width[X.shape[1]]
+
+
+def test_nan_never_wins_and_all_nan_is_an_error():
+    X, y = two_view_data(60, shifted=False, seed=7)
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    ilc = ILC(net, layers=["1", "3"], cv=2, scoring=ScoreByLayer({3: np.nan, 4: 0.5}))
+    assert ilc.fit(X, y).best_layer_ == "3"
+    all_nan = ScoreByLayer({3: np.nan, 4: np.nan})
+    with pytest.raises(ValueError, match="Every layer scored NaN.*ScoreByLayer"):
+        ILC(net, layers=["1", "3"], cv=2, scoring=all_nan).fit(X, y)
+    # roc_auc on a validation set with a single class is undefined everywhere
+    with pytest.raises(ValueError, match="scoring='roc_auc'"):
+        ILC(net, layers=["1", "3"], scoring="roc_auc").fit(
+            X, y, X_val=X[:5], y_val=np.zeros(5, dtype=int)
+        )
+
+
+def test_pandas_output_config_does_not_reach_internal_transformers():
+    import warnings
+
+    import sklearn
+
+    X, y = two_view_data(80, shifted=False, seed=8)
+    with sklearn.config_context(transform_output="pandas"):
+        fitted = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+        table = layer_sweep(TwoViews(), X, y, layers=["a", "b"], cv=2, cost_sample=0)
+        assert hasattr(fitted.transform(X), "columns")  # the user asked for pandas
+    assert len(table) == 2
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    ilc.set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ilc.predict(X)
+        ilc.predict_proba(X)
+
+
+def test_optional_methods_follow_the_estimator():
+    from sklearn.svm import LinearSVC
+
+    X, y = two_view_data(60, shifted=False, seed=9)
+    svc = ILC(TwoViews(), layers=["a", "b"], cv=2, estimator=LinearSVC())
+    assert not hasattr(svc, "predict_proba")
+    svc.fit(X, y)
+    assert not hasattr(svc, "predict_proba") and not hasattr(svc, "predict_log_proba")
+    assert svc.decision_function(X).shape == (60,)
+    probe = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    assert_allclose(probe.predict_log_proba(X), np.log(probe.predict_proba(X)), rtol=1e-6)
+    assert probe.best_score_ == probe.layer_scores_[probe.best_layer_]
+
+
+def test_extraction_parameters_reach_the_extractors():
+    X, y = two_view_data(40, shifted=False, seed=10)
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=2, n_threads=1, max_length=7,
+              batch_size=5).fit(X, y)
+    params = ilc.extractor_.get_params()
+    assert params["n_threads"] == 1 and params["max_length"] == 7
+    assert params["batch_size"] == 5 and params["prefetch"] is False
+
+
+# --- cost-aware choice and deployment ---------------------------------------------
+
+
+class Deep(nn.Module):
+    """Layer ``early`` carries the label as well as ``late``, at a fraction of the cost."""
+
+    def __init__(self):
+        super().__init__()
+        self.early = nn.Linear(2, 2)
+        self.middle = nn.Sequential(*[nn.Linear(2 if i == 0 else 64, 64) for i in range(4)])
+        self.late = nn.Linear(64, 2)
+
+    def forward(self, x):
+        return self.late(self.middle(self.early(x)))
+
+
+def test_selection_tolerance_picks_the_cheapest_good_layer():
+    X, y = two_view_data(200, shifted=False, seed=11)
+    net = Deep()
+    plain = ILC(net, layers=["early", "late"], cv=3).fit(X, y)
+    assert plain.layer_costs_["early"] < 0.05 < plain.layer_costs_["late"] == 1.0
+    tolerant = ILC(net, layers=["early", "late"], cv=3, selection_tolerance=1.0).fit(X, y)
+    assert tolerant.best_layer_ == "early"
+    assert tolerant.cost_unit_ == "flops"
+
+
+def test_prediction_runs_the_network_only_up_to_the_chosen_layer():
+    X, y = two_view_data(80, shifted=False, seed=12)
+    net = Deep()
+    ilc = ILC(net, layers=["early", "late"], cv=2, selection_tolerance=1.0).fit(X, y)
+    assert ilc.best_layer_ == "early"
+    counter = RowCounter(net.late)
+    X_new, _ = two_view_data(30, shifted=True, seed=13)
+    ilc.predict(X_new)
+    counter.remove()
+    assert counter.rows == 0  # no prefetch of later blocks, early exit
+
+
+def test_a_label_free_metric_chooses_without_fitting_heads():
+    from sklearn_layers.metrics import effective_rank
+
+    X, y = two_view_data(100, shifted=False, seed=14)
+    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1), nn.ReLU(),
+                        nn.Linear(1, 2))
+    ilc = ILC(net, layers=["1", "3"], scoring="effective_rank").fit(X, y)
+    assert ilc.selection_ == "metric"
+    F = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X)
+    assert ilc.layer_scores_["1"] == pytest.approx(effective_rank(F))
+    assert ilc.best_layer_ == "1"  # 8 features have more rank than 1
+    lower = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
+    assert lower.best_layer_ == min(lower.layer_scores_, key=lower.layer_scores_.get)

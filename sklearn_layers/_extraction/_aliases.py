@@ -12,7 +12,8 @@ activation after it never share). Each group is cached under one canonical
 name, so whatever names a grid uses, each row goes through the network once.
 
 The map is observed on the first row a model meets in a process (per model
-fingerprint) and memoised. Extractions that capture an alias and its canonical
+fingerprint) and memoised; an extraction that prefetches nothing observes
+only up to its early exit, and a later one that prefetches observes again. Extractions that capture an alias and its canonical
 layer together compare them on every batch; a module that returns the same
 object only for some inputs loses its alias.
 """
@@ -25,7 +26,7 @@ from ._capture import first_tensor
 from ._layers import INPUT_SUFFIX, OUTPUT
 from ._tap import is_fused_layer, tap
 
-_MEMO = weakref.WeakKeyDictionary()  # model -> (fingerprint, {name: canonical})
+_MEMO = weakref.WeakKeyDictionary()  # model -> (fingerprint, {name: canonical}, complete)
 _LOCK = threading.Lock()
 
 
@@ -106,16 +107,22 @@ class AliasObserver:
         return found
 
 
-def known_aliases(model, fingerprint):
-    """The memoised alias map of ``model`` at ``fingerprint``, or None."""
+def known_aliases(model, fingerprint, *, complete):
+    """The memoised alias map of ``model`` at ``fingerprint``, or None.
+
+    ``complete=True`` asks for a map observed over a whole forward pass; a map
+    observed up to an early exit only covers the modules that ran.
+    """
     with _LOCK:
         memo = _MEMO.get(model)
-    return memo[1] if memo is not None and memo[0] == fingerprint else None
+    if memo is None or memo[0] != fingerprint or (complete and not memo[2]):
+        return None
+    return memo[1]
 
 
-def remember_aliases(model, fingerprint, aliases):
+def remember_aliases(model, fingerprint, aliases, *, complete):
     with _LOCK:
-        _MEMO[model] = (fingerprint, aliases)
+        _MEMO[model] = (fingerprint, aliases, complete)
 
 
 def drop_alias(model, name, canonical):

@@ -82,7 +82,9 @@ def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefet
         model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
         device=device, float_dtype=float_dtype,
     )
-    aliases = None if fingerprint is None else known_aliases(model, fingerprint)
+    complete = bool(prefetch)  # without prefetch, the trace may exit early
+    aliases = None if fingerprint is None else known_aliases(model, fingerprint,
+                                                             complete=complete)
     if fingerprint is not None and aliases is None:
         aliases = _trace_first_row(model, first, poolings, prefetch, fingerprint, cache,
                                    device=device, float_dtype=float_dtype)
@@ -133,11 +135,11 @@ def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, de
     observer = AliasObserver()
     captured = {**dict(prefetch or {}), **poolings}
     optional = set(captured) - set(poolings)
-    with capture(model, list(captured), captured, early_exit=False, optional=optional,
+    with capture(model, list(captured), captured, early_exit=not optional, optional=optional,
                  observer=observer) as run:
         results = run(chunk.build([0]).to(device, float_dtype))
     aliases = observer.aliases()
-    remember_aliases(model, fingerprint, aliases)
+    remember_aliases(model, fingerprint, aliases, complete=bool(optional))
     plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
                      aliases=aliases)
     keyed = plan.keyed({name: t.numpy() for name, t in results.items()})

@@ -19,6 +19,9 @@ from ._progress import fit_progress
 from ._scoring import Splits, score_layers
 
 
+_METRIC_SAMPLES = 2000  # rows a label-free metric reads (stratified, seed 0)
+
+
 def _estimator_has(method):
     """``available_if`` check: the refitted estimator (or the one to fit) has ``method``."""
 
@@ -59,9 +62,11 @@ class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimat
     scoring : str or callable, default=None
         Score to maximise; ``None`` uses the estimator's ``score`` (accuracy).
         The name of a layer metric (:func:`sklearn_layers.metrics.get_layer_metric_names`:
-        ``"rankme"``, ``"matrix_entropy"``, ``"nc1"`` ...) ranks the layers by
-        that quantity on the training features instead, in the direction the
-        metric prefers, without fitting the estimator per layer.
+        ``"effective_rank"``, ``"matrix_entropy"``, ``"twonn_dimension"``,
+        ``"nc1"``, ``"knn_loo_accuracy"``) ranks the layers by that quantity on
+        (at most 2,000 stratified rows of) the training features instead, in
+        the direction the metric prefers, without fitting the estimator per
+        layer; the label-free ones need no labels beyond those of ``fit``.
     selection_tolerance : float, default=0.0
         Choose the cheapest layer (the smallest share of a full forward pass,
         ``layer_costs_``) whose score is at least the best score minus this.
@@ -278,12 +283,15 @@ class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimat
                 {r["layer"]: r["score_std"] for r in rows})
 
     def _score_by_metric(self, metric, features, slices, y):
-        if metric.needs_y:
-            values = {layer: float(metric.function(features[:, cols], y))
-                      for layer, cols in slices.items()}
-        else:
-            values = {layer: float(metric.function(features[:, cols]))
-                      for layer, cols in slices.items()}
+        from ..metrics._table import _subsample
+
+        # the same deterministic, stratified rows for every layer
+        rows = _subsample(len(y), y, _METRIC_SAMPLES, random_state=0)
+        values = {}
+        for layer, cols in slices.items():
+            args = (features[rows][:, cols], y[rows]) if metric.needs_y else (
+                features[rows][:, cols],)
+            values[layer] = float(metric.function(*args))
         return values, dict.fromkeys(values, 0.0), metric.greater_is_better
 
     def transform(self, X):

@@ -64,10 +64,9 @@ def _take_rows(X, rows):
 
 
 def _as_table(rows):
-    try:
-        import pandas as pd
-    except ImportError:
-        return rows
+    from ..utils._optional import import_optional
+
+    pd = import_optional("pandas", purpose="layer metrics (their table is a DataFrame)")
     return pd.DataFrame(rows)
 
 
@@ -109,11 +108,10 @@ def layer_metrics_from_features(
 
     Returns
     -------
-    table : pandas.DataFrame or list of dict
+    table : pandas.DataFrame
         One row per layer with columns ``layer``, ``layer_index``,
         ``n_samples`` (rows used), ``n_features``, one column per metric, and
-        ``seconds`` (time spent on that layer's metrics). A list of dicts
-        when pandas is not installed.
+        ``seconds`` (time spent on that layer's metrics).
 
     See Also
     --------
@@ -241,7 +239,7 @@ def layer_metrics(
 
     Returns
     -------
-    table : pandas.DataFrame or list of dict
+    table : pandas.DataFrame
         One row per layer, in network order: ``layer``, ``layer_index``,
         ``n_samples``, ``n_features``, one column per metric, ``seconds``
         (that layer's metric time). The extraction time of all layers
