@@ -632,7 +632,7 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
     >>> from sklearn.datasets import load_iris
     >>> from sklearn_layers import GrowNetClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = GrowNetClassifier(max_iter=10, random_state=0).fit(X, y)
+    >>> clf = GrowNetClassifier(random_state=0).fit(X, y)
     >>> clf.predict(X[:3])
     array([0, 0, 0])
     >>> clf.predict_proba(X[:1]).shape
