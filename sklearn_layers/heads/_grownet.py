@@ -550,7 +550,6 @@ class _BaseGrowNet(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.input_tags.sparse = False
         return tags
 
 
