@@ -11,6 +11,8 @@ forward pass. It is not a cryptographic hash: collisions are a concern only
 against someone who can already write to the cache.
 """
 
+import os
+
 import numpy as np
 import torch
 import xxhash
@@ -76,9 +78,7 @@ def item_digest(item):
     dtype, shape and bytes; ``bytes`` as they are. Other objects have no
     digest: input holding them is not cached.
     """
-    import os
-
-    if _is_pil_image(item):
+    if is_pil_image(item):
         return digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
     if isinstance(item, (str, os.PathLike)):
         with open(item, "rb") as handle:
@@ -91,14 +91,13 @@ def item_digest(item):
     return None
 
 
-def _is_pil_image(obj):
+def is_pil_image(obj):
+    """Whether ``obj`` is a PIL image (without importing PIL)."""
     return type(obj).__module__.startswith("PIL.") and hasattr(obj, "tobytes")
 
 
 def digestible(item):
     """Whether :func:`item_digest` can name ``item`` (without reading it)."""
-    import os
-
-    return _is_pil_image(item) or isinstance(
+    return is_pil_image(item) or isinstance(
         item, (str, os.PathLike, np.ndarray, torch.Tensor, bytes)
     )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
-from ._digests import _is_pil_image, digest, digestible, item_digest, row_digests, text_digests
+from ._digests import digest, digestible, is_pil_image, item_digest, row_digests, text_digests
 from ._identity import preprocess_name, tokenizer_name
 
 _ROWS_PER_CHUNK = 32  # batches per chunk of an in-memory array
@@ -364,7 +364,7 @@ def _needs_preprocess(X):
     if not isinstance(X, (list, tuple)) or not X:
         return None
     first = X[0]
-    if _is_pil_image(first):
+    if is_pil_image(first):
         return "X holds PIL images"
     if isinstance(first, np.ndarray) and any(
         not isinstance(x, np.ndarray) or x.shape != first.shape for x in X
