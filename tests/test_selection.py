@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import RowCounter
 from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -8,7 +9,6 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import NearestCentroid
 from torch import nn
 
-from _helpers import RowCounter
 from sklearn_layers import (
     ILC,
     IntermediateLayerClassifier,

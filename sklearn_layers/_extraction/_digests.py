@@ -84,7 +84,8 @@ def item_digest(item):
         with open(item, "rb") as handle:
             return digest(b"file|", handle.read())
     if isinstance(item, (np.ndarray, torch.Tensor)):
-        dtype, shape, flat = _row_bytes(item[None] if isinstance(item, np.ndarray) else item.unsqueeze(0))
+        batch = item[None] if isinstance(item, np.ndarray) else item.unsqueeze(0)
+        dtype, shape, flat = _row_bytes(batch)
         return digest(f"array|{dtype}|{shape}|".encode(), flat[0])
     if isinstance(item, bytes):
         return digest(b"bytes|", item)

@@ -11,14 +11,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from .._extraction._progress import one_bar
-from .._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer, clone_sharing
-from ._defaults import default_probe
+from .._transformer import (
+    EXTRACTION_CONSTRAINTS,
+    LayerFeatureTransformer,
+    clone_sharing,
+)
 from ..utils._compat import HasMethods, Interval, _fit_context
 from ._choice import choose_layer
 from ._cost import forward_shares
+from ._defaults import default_probe
 from ._progress import fit_progress
 from ._scoring import Splits, score_layers
-
 
 _METRIC_SAMPLES = 2000  # rows a label-free metric reads (stratified, seed 0)
 
