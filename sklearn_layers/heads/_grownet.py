@@ -19,12 +19,12 @@ from ..utils._compat import (
     _fit_context,
     validate_data,
 )
+from ..utils._threads import cpu_settings
 from ._grownet_core import (
     BinaryLogistic,
     Multinomial,
     SquaredError,
     build_ensemble,
-    cpu_settings,
     fit_grownet,
 )
 

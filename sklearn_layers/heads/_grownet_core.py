@@ -14,7 +14,6 @@ dominates (inherent to a fully corrective step: every learner changes); with
 ``corrective_epochs=0`` it is linear in ``n_estimators``.
 """
 
-import contextlib
 import math
 import time
 
@@ -23,35 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as nnf
 
-from ..utils._threads import torch_threads
 
 # Rows per chunk when running a no-grad pass over a whole data set: one chunk
 # for every data set this package is likely to see, bounded memory otherwise.
 _CHUNK = 65536
-
-
-def _flush_denormal_on():
-    """Whether this thread flushes denormals to zero (torch has no getter)."""
-    return float(torch.tensor([1e-30]) * torch.tensor([1e-10])) == 0.0
-
-
-@contextlib.contextmanager
-def cpu_settings(n_threads):
-    """Torch thread count and flush-to-zero of denormals, for one call only.
-
-    Both are process (or thread) state, so they are restored on exit. Flushing
-    denormals matters: as the ensemble grows, confident logits make
-    ``sigmoid``/``softmax`` gradients subnormal, and subnormal operands made the
-    corrective step up to 10x slower on CPU (measured: stage 27 of a 30,000-row
-    fit took 20 s of CPU instead of 3 s), with no effect on the results.
-    """
-    previous_flush = _flush_denormal_on()
-    with torch_threads(n_threads):
-        torch.set_flush_denormal(True)
-        try:
-            yield
-        finally:
-            torch.set_flush_denormal(previous_flush)
 
 
 class _WeakLearner(nn.Module):
