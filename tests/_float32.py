@@ -1,0 +1,184 @@
+"""How far apart two float32 computations of the same features can be.
+
+Extraction gives the same features for a row whatever the batch it runs in, up
+to rounding: another batch composition (a cache hit computed earlier in another
+batch, ``batch_size``, one row alone) makes GEMM and convolution kernels block
+their sums differently, and float32 addition is not associative. These helpers
+turn that into tolerances derived from the arithmetic, scaled by each feature's
+own magnitude, instead of a guessed ``rtol``/``atol``.
+
+Sequential networks of linear layers, convolutions, ReLU and pooling get a
+rigorous componentwise bound (:func:`feature_error_bound`); transformer
+encoders, whose attention has no simple magnitude twin, get the probabilistic
+bound of Higham & Mary (:func:`transformer_rtol`).
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+U = 2.0**-24  # unit roundoff of float32
+# with flush-to-zero a product loses at most the smallest normal float32
+TINY = float(np.finfo(np.float32).tiny)
+
+
+def gamma(n):
+    """Higham's gamma_n = n u / (1 - n u): the relative error of an n-term sum."""
+    return n * U / (1 - n * U)
+
+
+def _affine(M, E, weight, bias, apply):
+    """Bounds after ``apply(x, W) + b`` with fan-in ``n`` per output.
+
+    A computed dot product of n terms, in any order (blocked, FMA, threads),
+    is within gamma(n) * |w|.|x| of the exact one (Higham, *Accuracy and
+    Stability of Numerical Algorithms*, 2nd ed., eq. 3.5). With x known to
+    within E: |fl(W x^ + b) - (W x + b)| <= (1 + g)|W| E + g M_out (+ n TINY
+    for products flushed to zero), where M_out = |W| M + |b| bounds the
+    exact output's magnitude.
+    """
+    n = weight[0].numel() + (bias is not None)
+    g = gamma(n)
+    absw = weight.abs().double()
+    absb = None if bias is None else bias.abs().double()
+    M_out = apply(M, absw, absb)
+    E_out = (1 + g) * apply(E, absw, None) + g * M_out + n * TINY
+    return M_out, E_out
+
+
+def _step(module, M, E):
+    if isinstance(module, nn.Linear):
+        return _affine(M, E, module.weight, module.bias, F.linear)
+    if isinstance(module, nn.Conv2d):
+        assert module.padding_mode == "zeros"
+
+        def conv(x, w, b):
+            return F.conv2d(
+                x, w, b, module.stride, module.padding, module.dilation, module.groups
+            )
+
+        return _affine(M, E, module.weight, module.bias, conv)
+    if isinstance(module, (nn.ReLU, nn.Identity, nn.Dropout)):
+        return M, E  # 1-Lipschitz, |f(z)| <= |z|, exact in float32
+    if isinstance(module, nn.Flatten):
+        return M.flatten(module.start_dim), E.flatten(module.start_dim)
+    if isinstance(module, nn.MaxPool2d):
+        # |max(a) - max(b)| <= max|a - b|: the error of a max is the max error
+        pool = nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+        return pool(M), pool(E)
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return _average(M, E, lambda t: F.adaptive_avg_pool2d(t, module.output_size))
+    raise NotImplementedError(f"no rounding bound for {type(module).__name__}")
+
+
+def _average(M, E, average, n=None):
+    """Bounds after averaging n values: a sum of n terms, then one division."""
+    n = n or M.shape[-1] * M.shape[-2]
+    g = gamma(n)
+    M_out = average(M)
+    return M_out, (1 + g) * average(E) + g * M_out
+
+
+def _pool(M, E, pooling):
+    if M.ndim == 2 or pooling == "flatten":
+        return M.flatten(1), E.flatten(1)
+    if pooling in ("auto", "mean"):
+        return _average(M, E, lambda t: t.mean(dim=(2, 3)))
+    if pooling == "max":
+        return M.amax(dim=(2, 3)), E.amax(dim=(2, 3))
+    if isinstance(pooling, int):
+        M, E = _average(M, E, lambda t: F.adaptive_avg_pool2d(t, pooling))
+        return M.flatten(1), E.flatten(1)
+    raise NotImplementedError(f"no rounding bound for pooling={pooling!r}")
+
+
+def feature_error_bound(net, X, layers, pooling="auto"):
+    """Componentwise bound on the rounding error of a transformer's features.
+
+    Parameters
+    ----------
+    net : nn.Sequential
+        Top-level children among Linear, Conv2d, ReLU, MaxPool2d,
+        AdaptiveAvgPool2d, Flatten.
+    X : array-like
+        The rows, as passed to the transformer (rounded to float32 first, as
+        the transformer does; both computations start from the same floats).
+    layers : list of str
+        Child names, or ``"<child>:input"`` (``lft.layer_names_``), in the
+        transformer's column order.
+    pooling : str or int
+        The transformer's pooling of every layer.
+
+    Returns
+    -------
+    bound : ndarray of shape (n_samples, n_features)
+        Each float32 computation of the features lies within ``bound`` of
+        the exact features, so two of them differ by at most ``2 * bound``.
+    """
+    M = torch.as_tensor(np.asarray(X, dtype=np.float32)).double().abs()
+    E = torch.zeros_like(M)
+    found = {}
+    with torch.no_grad():
+        for name, child in net.named_children():
+            if f"{name}:input" in layers:
+                found[f"{name}:input"] = _pool(M, E, pooling)[1]
+            M, E = _step(child, M, E)
+            if name in layers:
+                found[name] = _pool(M, E, pooling)[1]
+            if len(found) == len(layers):
+                break
+    missing = set(layers) - set(found)
+    assert not missing, f"layers {missing} are not top-level children of the net"
+    return np.hstack([found[name].numpy() for name in layers])
+
+
+def assert_float32_close(got, expected, bound):
+    """``|got - expected| <= 2 * bound``: both are float32 computations."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    assert got.shape == expected.shape == bound.shape
+    excess = np.abs(got - expected) - 2 * bound
+    worst = np.unravel_index(np.argmax(excess), excess.shape)
+    assert (excess <= 0).all(), (
+        f"features differ by {abs(got - expected)[worst]:.3g} at {worst}, beyond "
+        f"the float32 rounding bound {2 * bound[worst]:.3g}"
+    )
+
+
+def same_features(net, X, layers, got, expected, pooling="auto"):
+    """Assert two float32 extractions of ``layers`` from ``net`` agree."""
+    assert_float32_close(got, expected, feature_error_bound(net, X, layers, pooling))
+
+
+def transformer_rtol(d_model, d_ff, n_layers, seq_len, n_heads, lam=6.0):
+    """Normwise relative tolerance between two float32 runs of an encoder.
+
+    Probabilistic rounding error analysis (Higham & Mary, SIAM J. Sci.
+    Comput. 41(5), 2019, Thm. 2.4): a dot product of n terms has a relative
+    error below lam * sqrt(n) * u with probability at least
+    1 - 2 exp(-lam**2 / 2) (below 3e-8 for lam = 6), for any summation order.
+    An encoder layer chains the Q, K, V and output projections (n = d_model),
+    the attention scores (n = d_model / n_heads), the weighted sum of values
+    (n = seq_len) and two feed-forward products (n = d_model, then d_ff);
+    layer norm, softmax and the activation add a few u each. Residual
+    connections and layer norm keep each block's gain on incoming errors near
+    one, so the relative errors add along the layers; two runs differ by
+    twice that, relative to the size of the features of the row.
+    """
+    fan_ins = [d_model] * 4 + [d_model // n_heads, seq_len, d_model, d_ff]
+    per_layer = sum(lam * math.sqrt(n) * U for n in fan_ins) + 10 * U
+    return 2 * n_layers * per_layer
+
+
+def assert_rows_close(got, expected, rtol):
+    """``max|got_i - expected_i| <= rtol * max|expected_i|`` for every row i."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    assert got.shape == expected.shape
+    scale = np.abs(expected).max(axis=1)
+    diff = np.abs(got - expected).max(axis=1)
+    assert (diff <= rtol * scale).all(), (
+        f"rows differ by up to {(diff / scale).max():.3g} of their size, beyond "
+        f"the float32 tolerance {rtol:.3g}"
+    )
