@@ -25,9 +25,37 @@ U = 2.0**-24  # unit roundoff of float32
 TINY = float(np.finfo(np.float32).tiny)
 
 
-def gamma(n):
+def gamma(n, dtype=np.float32):
     """Higham's gamma_n = n u / (1 - n u): the relative error of an n-term sum."""
-    return n * U / (1 - n * U)
+    u = float(np.finfo(dtype).eps) / 2
+    return n * u / (1 - n * u)
+
+
+def cosine_error(n_features, dtype=np.float64):
+    """Bound on the error of a computed cosine similarity, in any order.
+
+    Centring (one rounding per entry), a norm (n + 1 roundings with the square
+    root), one division per entry and a dot product of n terms of two unit
+    vectors (|q|.|t| <= 1): within gamma(3 n + 8) of the exact cosine.
+    """
+    return gamma(3 * n_features + 8, dtype)
+
+
+def euclidean_error(Q, T, distances, dtype=np.float64):
+    """Bound on the error of Euclidean distances from queries ``Q`` to ``T``.
+
+    The worst route is the expansion |q|^2 - 2 q.t + |t|^2, whose squared
+    distance is within gamma(n + 2) (|q| + |t|)^2 of exact (a direct sum of
+    squared differences is more accurate). A square root maps an error e of
+    a squared distance D^2 to at most min(sqrt(e), e / D). ``distances``
+    (n_queries, k) are computed distances to neighbours of the rows of ``Q``.
+    """
+    Q, T = np.asarray(Q, np.float64), np.asarray(T, np.float64)
+    q = np.linalg.norm(Q, axis=1)[:, None]
+    t = np.linalg.norm(T, axis=1).max()
+    e = gamma(Q.shape[1] + 2, dtype) * (q + t) ** 2
+    with np.errstate(divide="ignore"):
+        return np.minimum(np.sqrt(e), e / np.abs(distances))
 
 
 def _affine(M, E, weight, bias, apply):
