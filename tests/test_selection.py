@@ -72,7 +72,8 @@ def test_layer_scores_are_cross_validation_of_the_head():
     expected = cross_val_score(default_probe(), features, y, cv=cv).mean()
     # the same features and folds give the same fold scores; only the order in
     # which three float64 scores are averaged may differ: gamma_3 in float64
-    assert ilc.layer_scores_["b"] == pytest.approx(expected, rel=3 * np.finfo(float).eps)
+    rel = 3 * np.finfo(float).eps
+    assert ilc.layer_scores_["b"] == pytest.approx(expected, rel=rel)
 
 
 def test_prediction_api_with_string_labels():
