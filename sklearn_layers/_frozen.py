@@ -158,9 +158,20 @@ def _mismatch(expected, built):
     return "; ".join(parts)
 
 
+def _memory_file():
+    """A file descriptor of anonymous memory that ``torch.load`` can map, or None."""
+    if not (hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")):
+        return None
+    try:
+        fd = os.memfd_create("sklearn-layers-weights", os.MFD_CLOEXEC)
+    except OSError:  # e.g. forbidden by a sandbox: fall back to a buffer
+        return None
+    return fd
+
+
 @contextlib.contextmanager
 def _private_copy(path):
-    """Copy the file into memory of this process only; yield (sha256, identity, source).
+    """Copy the file into memory of this process; yield (sha256, identity, source).
 
     ``source`` is what ``torch.load`` reads: on Linux an anonymous memory file
     (``memfd``) that ``torch.load(mmap=True)`` maps, so the tensors live in the
@@ -168,26 +179,32 @@ def _private_copy(path):
     is computed over the very bytes copied, so what is loaded is what was
     verified, and no later write to the file can reach the loaded tensors.
     """
+    digest = hashlib.sha256()
     with open(path, "rb") as file:
         identity = _identity(os.fstat(file.fileno()))
-        digest = hashlib.sha256()
-        if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-            fd = os.memfd_create("sklearn-layers-weights", os.MFD_CLOEXEC)
+        fd = _memory_file()
+        if fd is None:
+            buffer = io.BytesIO()
+            for chunk in iter(lambda: file.read(_CHUNK), b""):
+                digest.update(chunk)
+                buffer.write(chunk)
+            buffer.seek(0)
+        else:
             try:
                 with open(fd, "wb", closefd=False) as copy:
                     for chunk in iter(lambda: file.read(_CHUNK), b""):
                         digest.update(chunk)
                         copy.write(chunk)
-                yield digest.hexdigest(), identity, f"/proc/self/fd/{fd}"
-            finally:
-                os.close(fd)  # the tensors' mapping keeps the memory alive
-            return
-        buffer = io.BytesIO()
-        for chunk in iter(lambda: file.read(_CHUNK), b""):
-            digest.update(chunk)
-            buffer.write(chunk)
-    buffer.seek(0)
-    yield digest.hexdigest(), identity, buffer
+            except BaseException:
+                os.close(fd)
+                raise
+    if fd is None:
+        yield digest.hexdigest(), identity, buffer
+        return
+    try:
+        yield digest.hexdigest(), identity, f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)  # the tensors' mapping keeps the memory alive
 
 
 _EXPECTED = "a state_dict saved with torch.save(module.state_dict(), path)"

@@ -401,9 +401,12 @@ def test_factory_is_part_of_the_key(handle, net, data):
 # --- the loaded weights are a verified private copy -------------------------------
 
 
+@pytest.mark.parametrize("copy", ["memory file", "buffer"])
 def test_overwriting_the_file_in_place_after_fit_changes_no_feature(
-    handle, data, tmp_path
+    copy, handle, data, tmp_path, monkeypatch
 ):
+    if copy == "buffer":  # where memfd_create is missing or forbidden
+        monkeypatch.setattr(_frozen, "_memory_file", lambda: None)
     X, _ = data
     lft = LayerFeatureTransformer(handle, layers="3", cache=None).fit(X)
     before = lft.transform(X)

@@ -109,7 +109,9 @@ def torch_threads(n_threads):
     with ``n_threads`` and gets its own count back on exit; calls in other
     threads, running at the same time with other counts, each get theirs, and
     threads that start meanwhile start with the process's count, not this
-    call's. With a backend that has one count per process, the first of
+    call's (except a thread whose first torch operation falls in the few
+    microseconds in which a call switches counts: it may start with that
+    call's count). With a backend that has one count per process, the first of
     concurrent calls sets it and the last restores it; a concurrent call asking
     for another count runs with the current one and gets a ``RuntimeWarning``
     (waiting for the count instead could deadlock a call that waits on

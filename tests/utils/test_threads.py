@@ -70,6 +70,9 @@ def test_concurrent_calls_each_run_with_their_own_count():
 
     def call(i):
         before[i] = torch.get_num_threads()
+        # every thread has run torch code before any call switches counts (a
+        # thread starting in the microseconds of a switch may take that count)
+        barrier.wait()
         with torch_threads(wanted[i]):
             barrier.wait()  # every call is inside at once
             inside[i] = torch.get_num_threads()
