@@ -1,8 +1,12 @@
 """A grid search over layers and heads: the activation cache against the alternatives.
 
-Run: ``.venv/bin/python benchmarks/bench_gridsearch.py [--rows 5000] [--width 16]``
+Run: ``.venv/bin/python benchmarks/bench_gridsearch.py [--rows 5000] [--width 16]
+[--model resnet|staged|both]``
 
-A ResNet-18-style CNN on 3x32x32 inputs, 4 layers x 3 heads x 3 folds (+ refit):
+Two networks on 3x32x32 inputs, 4 layers x 3 heads x 3 folds (+ refit): a
+ResNet-18-style CNN searched by its block names (``layer1.1`` ...), and a CNN whose
+stages are user-named ``nn.Sequential`` children searched by those names
+(``block1`` ... ``block4``, which the block list calls ``block1.2`` ...):
 
 - ``cache="memory"`` (the default),
 - ``cache=None`` (every candidate and fold re-runs the network),
@@ -39,15 +43,18 @@ from sklearn_layers import (  # noqa: E402
     PrototypeClassifier,
     default_probe,
 )
-from sklearn_layers.utils.toy import make_resnet18  # noqa: E402
+from sklearn_layers.utils.toy import make_resnet18, make_staged_cnn  # noqa: E402
 
-LAYERS = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
+NETWORKS = {
+    "resnet": ("ResNet-18", ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]),
+    "staged": ("user-named stages", ["block1", "block2", "block3", "block4"]),
+}
 
 
 class ColumnBlock(TransformerMixin, BaseEstimator):
     """Select one layer's columns from a precomputed all-layer matrix (the floor)."""
 
-    def __init__(self, layers="layer1.1", slices=None):
+    def __init__(self, layers=None, slices=None):
         self.layers = layers
         self.slices = slices
 
@@ -84,15 +91,19 @@ class RowCounter:
         self.rows += args[0].shape[0]
 
 
-def run_grid(net, X, y, *, cache, memory=None):
+def first_conv(net):
+    return next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def run_grid(net, layers, X, y, *, cache, memory=None):
     counter = RowCounter()
-    handle = net.stem[0].register_forward_pre_hook(counter)
+    handle = first_conv(net).register_forward_pre_hook(counter)
     pipe = Pipeline(
         [("features", LayerFeatureTransformer(net, cache=cache, batch_size=256)),
          ("head", default_probe())],
         memory=memory,
     )
-    grid = GridSearchCV(pipe, {"features__layers": LAYERS, "head": heads()},
+    grid = GridSearchCV(pipe, {"features__layers": layers, "head": heads()},
                         cv=KFold(3, shuffle=True, random_state=0))
     start = time.perf_counter()
     try:
@@ -102,55 +113,65 @@ def run_grid(net, X, y, *, cache, memory=None):
     return time.perf_counter() - start, counter.rows, grid.best_params_, grid.best_score_
 
 
-def run_floor(net, X, y):
+def run_floor(net, layers, X, y):
     start = time.perf_counter()
-    lft = LayerFeatureTransformer(net, layers=LAYERS, cache=None, batch_size=256).fit(X[:1])
+    lft = LayerFeatureTransformer(net, layers=layers, cache=None, batch_size=256).fit(X[:1])
     F = lft.transform(X)
     pipe = Pipeline([("features", ColumnBlock(slices=lft.feature_slices_)),
                      ("head", default_probe())])
-    grid = GridSearchCV(pipe, {"features__layers": LAYERS, "head": heads()},
+    grid = GridSearchCV(pipe, {"features__layers": layers, "head": heads()},
                         cv=KFold(3, shuffle=True, random_state=0))
     forward = time.perf_counter() - start
     grid.fit(F, y)
     return time.perf_counter() - start, forward, len(X), grid.best_score_
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=5000)
-    parser.add_argument("--width", type=int, default=16, help="ResNet base width (64 = full)")
-    parser.add_argument("--skip-uncached", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    net = make_resnet18(n_classes=3, width=args.width)
-    X, y = make_data(args.rows)
-    print(f"ResNet-18 width {args.width}, {args.rows} rows of 3x32x32, {len(LAYERS)} layers "
-          f"x 3 heads x 3 folds, torch threads={torch.get_num_threads()}")
-
-    floor, forward, floor_rows, floor_score = run_floor(net, X, y)
+def bench(net, name, layers, X, y, skip_uncached):
+    print(f"{name}, {len(X)} rows of 3x32x32, {len(layers)} layers {layers} x 3 heads "
+          f"x 3 folds, torch threads={torch.get_num_threads()}")
+    floor, forward, floor_rows, floor_score = run_floor(net, layers, X, y)
     rows = [["floor: one forward + heads", f"{floor:.1f}", floor_rows, "1.00",
              f"{floor_score:.3f}"]]
     print(rows[-1], flush=True)
-    cached, cached_rows, best, score = run_grid(net, X, y, cache=MemoryCache(2 << 30))
+    cached, cached_rows, best, score = run_grid(net, layers, X, y,
+                                                cache=MemoryCache(2 << 30))
     rows.append(["cache='memory'", f"{cached:.1f}", cached_rows, f"{cached / floor:.2f}",
                  f"{score:.3f}"])
     print(rows[-1], flush=True)
-    if not args.skip_uncached:
-        uncached, uncached_rows, _, s2 = run_grid(net, X, y, cache=None)
+    if not skip_uncached:
+        uncached, uncached_rows, _, s2 = run_grid(net, layers, X, y, cache=None)
         rows.append(["cache=None", f"{uncached:.1f}", uncached_rows,
                      f"{uncached / floor:.2f}", f"{s2:.3f}"])
         print(rows[-1], flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            jm, jm_rows, _, s3 = run_grid(net, X, y, cache=None,
+            jm, jm_rows, _, s3 = run_grid(net, layers, X, y, cache=None,
                                           memory=joblib.Memory(tmp, verbose=0))
         rows.append(["cache=None + Pipeline(memory=joblib.Memory)", f"{jm:.1f}", jm_rows,
                      f"{jm / floor:.2f}", f"{s3:.3f}"])
     print()
     print_table(rows, ["run", "wall s", "rows through network", "time / floor", "best CV score"])
-    print(f"one forward pass over X (4 layers): {forward:.1f} s; best params {best}")
-    if not args.skip_uncached:
+    print(f"one forward pass over X ({len(layers)} layers): {forward:.1f} s; best {best}")
+    if not skip_uncached:
         print(f"cache=None / cached: time {uncached / cached:.1f}x, rows "
-              f"{uncached_rows / cached_rows:.1f}x (L x K = {len(LAYERS) * 3})")
+              f"{uncached_rows / cached_rows:.1f}x (L x K = {len(layers) * 3})")
+    print()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--width", type=int, default=16, help="base width (64 = full)")
+    parser.add_argument("--model", choices=["resnet", "staged", "both"], default="both")
+    parser.add_argument("--skip-uncached", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    X, y = make_data(args.rows)
+    makers = {"resnet": make_resnet18, "staged": make_staged_cnn}
+    chosen = ["resnet", "staged"] if args.model == "both" else [args.model]
+    for key in chosen:
+        name, layers = NETWORKS[key]
+        net = makers[key](n_classes=3, width=args.width)
+        bench(net, f"{name} (width {args.width})", layers, X, y, args.skip_uncached)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from ._frozen import FrozenModel
 from ._selection import ILC, IntermediateLayerClassifier, default_probe, layer_sweep
 from ._transformer import LayerFeatureTransformer
 from ._version import __version__
+from .metrics import layer_metrics, layer_metrics_from_features
 from .heads import (
     GrowNetClassifier,
     GrowNetRegressor,
@@ -27,5 +28,7 @@ __all__ = [
     "PrototypeClassifier",
     "__version__",
     "default_probe",
+    "layer_metrics",
+    "layer_metrics_from_features",
     "layer_sweep",
 ]

@@ -162,7 +162,8 @@ class LayerSweepDisplay:
 
         check_is_fitted(estimator, "layer_scores_")
         layers = list(estimator.layer_scores_)
-        head = type(estimator.head).__name__ if estimator.head is not None else "logistic"
+        chosen = estimator.estimator
+        head = type(chosen).__name__ if chosen is not None else "logistic"
         split = estimator.selection_
         key = (head, split)
         scores = {key: [estimator.layer_scores_[n] for n in layers]}

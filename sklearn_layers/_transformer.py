@@ -10,7 +10,9 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._extraction._cache import make_cache
-from ._extraction._extract import extract, layer_slices, prefetch_poolings, probe_widths
+from ._extraction._capture import eager_module
+from ._extraction._extract import extract, layer_slices, model_float_dtype
+from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
 from ._extraction._pooling import POOLING_NAMES, check_pooling
@@ -19,7 +21,7 @@ from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, valid
 from .utils._threads import torch_threads
 
 # Parameters shared by reference, never deep-copied, when the transformer is cloned.
-_SHARED_PARAMS = ("model", "tokenizer", "cache")
+_SHARED_PARAMS = ("model", "tokenizer", "cache", "preprocess")
 _LARGE_OUTPUT_BYTES = 2 << 30
 
 # Constraints of the extraction parameters, shared with the estimators that
@@ -36,7 +38,10 @@ EXTRACTION_CONSTRAINTS = {
     "device": [str, torch.device],
     "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
     "tokenizer": [None, callable],
-    "verbose": ["boolean"],
+    "preprocess": [None, callable],
+    "max_length": [None, Interval(Integral, 1, None, closed="left")],
+    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    "verbose": ["verbose"],
 }
 
 
@@ -49,7 +54,7 @@ def clone_sharing(estimator, shared=_SHARED_PARAMS):
     estimators opt out through ``__sklearn_clone__``.
     """
     params = estimator.get_params(deep=False)
-    kept = {name: params.pop(name) for name in shared}
+    kept = {name: params.pop(name) for name in shared if name in params}
     cloned = {name: clone(value, safe=False) for name, value in params.items()}
     return type(estimator)(**kept, **cloned)
 
@@ -78,10 +83,16 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
 
         - a module path as in ``model.named_modules()`` (``"layer3.1.conv2"``),
           optionally ending in ``":input"`` to take the module's input;
-        - an int index into the model's block list (negative counts from the end);
+        - an int index into the model's block list (``blocks_``; negative counts
+          from the end). The block list opens containers, so on a timm ResNet
+          ``1`` is ``"layer1.0"``, where timm's ``out_indices`` and
+          ``feature_info`` count stages (timm's ``1`` is ``"layer1"``): use
+          ``"stages"`` or the stage's name for timm's meaning;
         - a glob over module paths (``"encoder.layer.*"``; ``*`` stays within one
           path component);
         - ``"all"``: every block of the block list (see ``blocks_``);
+        - ``"stages"``: the stages a model declares in ``feature_info`` (timm
+          models: a list of dicts with a ``"module"`` key);
         - ``"penultimate"``: the input of the last ``nn.Linear``;
         - ``"output"``: the model's output;
         - a list or tuple of these, extracted in one pass, in that order.
@@ -102,16 +113,32 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     cache : "memory", path, cache object or None, default="memory"
         Row-keyed activation cache shared by clones. ``"memory"``: the
         process-wide :class:`MemoryCache`; a directory path: a
-        :class:`DiskCache` shared by processes; ``None``: off. With a cache, a
-        miss computes every block of the model in the same pass so that other
-        layers are hits later; without one, the forward pass exits early.
+        :class:`DiskCache` shared by processes; ``None``: off.
+    prefetch : bool, default=True
+        With a cache, a miss also computes, in the same pass, the layers users
+        write for a stage (every block, every top-level child,
+        ``"penultimate"``) so that a grid over them is all hits later. False
+        (or no cache): only the requested layers, and the forward pass exits
+        right after the last of them -- what deployment wants.
     tokenizer : callable, default=None
         A Hugging Face tokenizer, for ``X`` given as a list of strings. Batches
         are tokenised with padding; the attention mask reaches pooling.
     max_length : int, default=None
         Truncation length for the tokenizer.
-    verbose : bool, default=False
-        Show a progress bar over batches (needs ``tqdm``).
+    preprocess : callable, default=None
+        Turns the raw rows of one batch into what the model takes:
+        ``preprocess(rows) -> tensor`` (or a mapping of tensors, passed as
+        keyword arguments, as a Hugging Face image processor returns). With it,
+        ``X`` is a sequence of items of any kind: PIL images, file paths,
+        arrays of different sizes. A per-item transform (torchvision's, or the
+        one timm's ``create_transform`` builds) is applied with
+        ``lambda rows: torch.stack([transform(r) for r in rows])``. Rows are
+        cached only when the preprocess has a stable name, as for poolings: a
+        module-level function (by its code) or an object with a ``to_dict()``
+        (a Hugging Face image processor, by its configuration).
+    verbose : int, default=0
+        0: silent; 1 or more: a progress bar over the rows that go through the
+        network (rows served by the cache show none; needs ``tqdm``).
     n_threads : int, default=None
         Torch intra-op threads during each call (restored afterwards). ``None``
         leaves torch's setting alone.
@@ -133,7 +160,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     feature_slices_ : dict
         Resolved layer name -> ``slice`` of its columns in the output.
     input_kind_ : str
-        ``"array"``, ``"dict"``, ``"text"`` or ``"dataset"``.
+        ``"array"``, ``"dict"``, ``"text"``, ``"dataset"`` or ``"items"``.
     n_features_in_ : int
         Number of features seen during :term:`fit` (axis 1 of array input).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -174,8 +201,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "model": "no_validation",
         **EXTRACTION_CONSTRAINTS,
-        "max_length": [None, Interval(Integral, 1, None, closed="left")],
-        "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+        "prefetch": ["boolean"],
     }
 
     def __init__(
@@ -187,9 +213,11 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         batch_size=256,
         device="cpu",
         cache="memory",
+        prefetch=True,
         tokenizer=None,
         max_length=None,
-        verbose=False,
+        preprocess=None,
+        verbose=0,
         n_threads=None,
     ):
         self.model = model
@@ -198,8 +226,10 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.cache = cache
+        self.prefetch = prefetch
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.preprocess = preprocess
         self.verbose = verbose
         self.n_threads = n_threads
 
@@ -213,7 +243,8 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
             )
 
         adapter = make_input(
-            X, tokenizer=self.tokenizer, max_length=self.max_length, validate_array=validate
+            X, tokenizer=self.tokenizer, max_length=self.max_length,
+            preprocess=self.preprocess, validate_array=validate,
         )
         if reset:
             self.input_kind_ = adapter.kind
@@ -275,28 +306,33 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         adapter = self._adapter(X, reset=True)
-        self.model_ = resolve_module(self.model, getattr(self, "n_features_in_", None))
+        self.model_ = eager_module(
+            resolve_module(self.model, getattr(self, "n_features_in_", None))
+        )
         self.blocks_ = block_names(self.model_)
         self.layer_names_ = resolve_layers(self.model_, self.layers)
         self.poolings_ = check_pooling(self.pooling, self.layer_names_)
         cache = make_cache(self.cache)
         with torch_threads(self.n_threads):
             self.n_features_per_layer_ = probe_widths(
-                self.model_,
-                adapter,
-                self.poolings_,
-                device=self._device(),
-                cache=cache,
-                prefetch=self._prefetch(cache),
+                extract, self.model_, adapter, self.poolings_, device=self._device(),
+                cache=cache, prefetch=self._prefetch(cache),
             )
         self.feature_slices_ = layer_slices(self.layer_names_, self.n_features_per_layer_)
         self.n_features_out_ = int(sum(self.n_features_per_layer_.values()))
         return self
 
+    def _one_row(self, X):
+        """The first row of ``X``, ready for the fitted model (for cost counting)."""
+        check_is_fitted(self)
+        adapter = self._adapter(X, reset=False)
+        batch = next(adapter.chunks(1)).build([0])
+        return batch.to(self._device(), model_float_dtype(self.model_))
+
     def _prefetch(self, cache):
-        if cache is None:
+        if cache is None or not self.prefetch:
             return None
-        return prefetch_poolings(self.blocks_, self.poolings_, self.pooling)
+        return prefetch_poolings(self.model_, self.blocks_, self.poolings_, self.pooling)
 
     def transform(self, X):
         """Extract the fitted layers' pooled features.
@@ -325,7 +361,7 @@ class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
                 cache=cache,
                 prefetch=self._prefetch(cache),
                 widths=self.n_features_per_layer_,
-                progress=self.verbose,
+                progress=self.verbose >= 1,
             )
 
     def _warn_if_huge(self, n_rows):

@@ -4,7 +4,12 @@ import torch
 
 
 class RowCounter:
-    """A forward pre-hook that sums the rows reaching ``module``."""
+    """A forward pre-hook that sums the rows reaching ``module``.
+
+    A hook is part of a model's cache identity (it may change what the model
+    returns), so register the counter before the first extraction that a test
+    compares against, and read the rows since a point with :meth:`take`.
+    """
 
     def __init__(self, module):
         self.rows = 0
@@ -12,6 +17,11 @@ class RowCounter:
 
     def __call__(self, module, args):
         self.rows += args[0].shape[0]
+
+    def take(self):
+        """Rows counted since the last call (or since creation)."""
+        rows, self.rows = self.rows, 0
+        return rows
 
     def remove(self):
         self.handle.remove()

@@ -3,8 +3,9 @@
 The convention, for anyone writing a page:
 
 * An RST comment ``.. defaults: Name, Other`` says whose parameters the text
-  after it describes (names exported by ``sklearn_layers``, or dotted paths
-  such as ``sklearn_layers.utils.toy.make_mlp``), until the next such comment.
+  after it describes (names exported by ``sklearn_layers``, dotted paths such
+  as ``sklearn_layers.utils.toy.make_mlp``, or ``cli:demo`` for the options of
+  ``python -m sklearn_layers demo``), until the next such comment.
 * A default is stated in one of these forms (``name`` is a parameter of at
   least one of those objects; every one that has it must agree):
 
@@ -12,6 +13,7 @@ The convention, for anyone writing a page:
   - ``name``, default VALUE ...         ``name``: ``VALUE`` (default ...)
   - ``name=VALUE`` (the default)         (``name=VALUE``, default)
   - ``name=VALUE`` by default            (default ``name=VALUE``)
+  - ``--option VALUE`` (the default)     (for ``cli:`` subjects)
   - a ``list-table`` whose header has a "parameter" and a "default" column.
 
   VALUE is a Python literal (``"auto"``, 0.5, ``None``, ``True``), a size
@@ -57,6 +59,7 @@ FORMS = [
     rf"``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)``,? \(?(?:the )?default",
     rf"``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)`` by default",
     rf"\(default ``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)``\)",
+    r"``--(?P<name>[a-z][\w-]*) (?P<value>[^`]+)``,? \(?(?:the )?default",
 ]
 
 
@@ -85,6 +88,21 @@ def parse_value(text):
         if first and first.group(0) != text:
             return parse_value(first.group(0))
         return Words(text)
+
+
+@functools.cache
+def defaults_of(subject):
+    """{parameter: default} of a callable, or of a command's options."""
+    if subject.startswith("cli:"):
+        from sklearn_layers.demo._cli import _parser
+
+        commands = next(
+            a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction"
+        )
+        command = commands.choices[subject[4:]]
+        return {a.dest: a.default for a in command._actions if a.dest != "help"}
+    parameters = inspect.signature(resolve(subject)).parameters
+    return {name: p.default for name, p in parameters.items()}
 
 
 @functools.cache
@@ -227,11 +245,12 @@ def check(path, line, name, value_text, subjects):
         return [f"{where}: ``{name}`` has a stated default but no `.. defaults:` "
                 "comment says whose parameter it is"]
     value = parse_value(value_text)
+    name = name.replace("-", "_")
     owners = []
     for subject in subjects:
-        parameters = inspect.signature(resolve(subject)).parameters
-        if name in parameters:
-            owners.append((subject, parameters[name].default))
+        defaults = defaults_of(subject)
+        if name in defaults:
+            owners.append((subject, defaults[name]))
     if not owners:
         return [f"{where}: ``{name}`` is not a parameter of {', '.join(subjects)}"]
     problems = []
@@ -239,7 +258,7 @@ def check(path, line, name, value_text, subjects):
         if isinstance(value, Role):
             ok = default is None and means(resolve(subject), name, value)
         elif isinstance(value, Words):
-            ok = default is None
+            ok = default is None or (subject.startswith("cli:") and value == default)
         else:
             ok = type(value) is type(default) or (
                 isinstance(value, (int, float))

@@ -7,7 +7,9 @@ from numpy.testing import assert_array_equal
 
 from _float32 import assert_rows_close, gamma, transformer_rtol
 from sklearn_layers import LayerFeatureTransformer
-from sklearn_layers.demo._assets import load_minilm
+from sklearn_layers.models import load_minilm
+
+pytestmark = pytest.mark.slow  # every test here loads all-MiniLM-L6-v2
 
 SENTENCES = [
     "The cat sat on the mat.",
@@ -123,3 +125,114 @@ def test_max_length_is_part_of_the_cache_key(minilm):
     rtol = transformer_rtol(d_model=384, d_ff=1536, n_layers=2, seq_len=4, n_heads=12)
     assert_rows_close(short, fresh, rtol)
     assert not np.allclose(short[1], full[1])  # the long sentence was truncated
+
+
+def _fresh(model, tokenizer, texts, layer="encoder.layer.1", **kwargs):
+    return LayerFeatureTransformer(model, layers=layer, tokenizer=tokenizer, cache=None,
+                                   batch_size=1, **kwargs).fit_transform(texts)
+
+
+@pytest.mark.slow
+def test_tokenizer_state_is_part_of_the_cache_key(minilm):
+    import copy
+
+    from sklearn_layers import MemoryCache
+
+    model, tokenizer = minilm
+    cache = MemoryCache()
+
+    def cached(tok, **kwargs):
+        return LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tok,
+                                       cache=cache, **kwargs).fit_transform(SENTENCES)
+
+    right = cached(tokenizer, max_length=6)
+    left = copy.deepcopy(tokenizer)
+    left.truncation_side = "left"
+    got = cached(left, max_length=6)
+    assert not np.allclose(got[1], right[1])  # the long sentence keeps its other end
+    # cached rows came from other batches than the one-row ones: float32 apart
+    rtol = transformer_rtol(d_model=384, d_ff=1536, n_layers=2, seq_len=6, n_heads=12)
+    assert_rows_close(got, _fresh(model, left, SENTENCES, max_length=6), rtol)
+    # left padding shifts BERT's absolute positions, so a row's features depend
+    # on its batch (see the cache guide); the key must still tell them apart
+    from sklearn_layers._extraction._identity import tokenizer_name
+
+    before = tokenizer_name(left, 6)
+    left.padding_side = "left"
+    assert tokenizer_name(left, 6) != before
+
+
+@pytest.mark.slow
+def test_tokenizers_without_a_stable_name_are_not_cached(minilm):
+    import functools
+
+    from sklearn_layers import MemoryCache
+    from sklearn_layers._extraction._identity import tokenizer_name
+
+    model, tokenizer = minilm
+    partial = functools.partial(tokenizer)
+    assert tokenizer_name(partial, None) is None
+    cache = MemoryCache()
+    LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=partial,
+                            cache=cache).fit_transform(SENTENCES)
+    assert len(cache) == 0
+
+    # module-level functions are named by their code (what they capture is not)
+    assert tokenizer_name(tokenize_lower, None) != tokenizer_name(tokenize_upper, None)
+    assert tokenizer_name(tokenize_lower, 8) != tokenizer_name(tokenize_lower, None)
+
+
+def tokenize_lower(texts, **kwargs):
+    return [t.lower() for t in texts]
+
+
+def tokenize_upper(texts, **kwargs):
+    return [t.upper() for t in texts]
+
+
+@pytest.mark.slow
+def test_cached_text_is_never_tokenised_again(minilm, monkeypatch):
+    from sklearn_layers import MemoryCache
+
+    model, tokenizer = minilm
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(model, layers="encoder.layer.3", tokenizer=tokenizer,
+                                  cache=cache).fit(SENTENCES)
+    first = lft.transform(SENTENCES)
+    calls = []
+    original = type(tokenizer).__call__
+
+    def counting(self, texts, *args, **kwargs):
+        calls.append(len(texts))
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", counting)
+    again = lft.transform(SENTENCES)
+    assert calls == []
+    assert_array_equal(again, first)  # served as stored
+    mixed = lft.transform(SENTENCES + ["one new sentence"])
+    assert calls == [1]  # only the new row is tokenised
+    assert_array_equal(mixed[:4], first)
+
+
+@pytest.mark.slow
+def test_text_goes_through_the_network_longest_first_in_caller_order(minilm):
+    model, tokenizer = minilm
+    texts = [SENTENCES[i % 4] + " extra" * (i % 5) for i in range(12)]
+    lengths = []
+    handle = model.embeddings.word_embeddings.register_forward_pre_hook(
+        lambda module, args: lengths.append(tuple(args[0].shape))
+    )
+    try:
+        got = LayerFeatureTransformer(model, layers="encoder.layer.2", tokenizer=tokenizer,
+                                      cache=None, batch_size=4).fit(texts).transform(texts)
+    finally:
+        handle.remove()
+    batches = lengths[1:]  # the first call is fit's one-row probe
+    assert [b[0] for b in batches] == [4, 4, 4]
+    assert [b[1] for b in batches] == sorted((b[1] for b in batches), reverse=True)
+    longest = max(len(tokenizer(t)["input_ids"]) for t in texts)
+    rtol = transformer_rtol(
+        d_model=384, d_ff=1536, n_layers=3, seq_len=longest, n_heads=12
+    )
+    assert_rows_close(got, _fresh(model, tokenizer, texts, layer="encoder.layer.2"), rtol)

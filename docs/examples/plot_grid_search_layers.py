@@ -33,12 +33,13 @@ from sklearn_layers import (
     PrototypeClassifier,
     default_probe,
 )
-from sklearn_layers.demo._assets import load_digit_cnn, load_digits_28
+from sklearn_layers.datasets import load_digits_28x28
+from sklearn_layers.models import load_digit_cnn
 
 torch.set_num_threads(1)
 
 net = load_digit_cnn()
-images, labels = load_digits_28()
+images, labels = load_digits_28x28(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(
     images, labels, train_size=600, stratify=labels, random_state=0
 )

@@ -24,12 +24,13 @@ from sklearn_layers import (
     default_probe,
     layer_sweep,
 )
-from sklearn_layers.demo._assets import load_digit_cnn, load_digits_28, shift_digits
+from sklearn_layers.datasets import load_digits_28x28, shift_digits
+from sklearn_layers.models import load_digit_cnn
 
 torch.set_num_threads(1)
 
 net = load_digit_cnn()
-images, labels = load_digits_28()
+images, labels = load_digits_28x28(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(
     images, labels, train_size=500, test_size=500, stratify=labels, random_state=0
 )

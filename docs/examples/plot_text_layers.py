@@ -22,13 +22,14 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 from sklearn_layers import LayerFeatureTransformer, LayerSweepDisplay, layer_sweep
-from sklearn_layers.demo._assets import load_election_tweets, load_minilm
+from sklearn_layers.datasets import load_election_tweets
+from sklearn_layers.models import load_minilm
 
 torch.set_num_threads(1)
 transformers_logging.disable_progress_bar()  # no "Loading weights" bar below
 
 model, tokenizer = load_minilm()
-tweets = load_election_tweets()
+tweets = load_election_tweets().frame
 rng = np.random.default_rng(0)
 month = tweets["time"].dt.month
 early = rng.permutation(tweets.index[month <= 6])

@@ -14,16 +14,21 @@ Both caches implement the same two methods:
 """
 
 import os
-import tempfile
+import sys
 import threading
 import warnings
-import zipfile
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
-_ENTRY_OVERHEAD = 200  # bytes of dict/key bookkeeping per entry, for the bound
+from ._npz import read_entry, write_entry
+
+# An evicted key is remembered (for the eviction warning) as a 64-bit hash and
+# its size, two ints of about this many bytes together, plus its table slot.
+_TRACKED_INTS_BYTES = 64
 
 
 class MemoryCache:
@@ -33,28 +38,53 @@ class MemoryCache:
     candidates of a grid search) use the same instance. Pickling keeps the bound
     and drops the contents.
 
+    The bound counts everything the cache holds, as ``tracemalloc`` measures
+    it: each entry's key, digest and value, the table holding them (its size
+    as Python reports it, spare capacity included), and the hashes of recently
+    evicted keys (at most a sixteenth of the bound). When rows it evicted are
+    requested again, it warns once, with a lower bound on the size that would
+    have held them.
+
     Parameters
     ----------
     max_bytes : int, default=1_073_741_824
-        Upper bound on the bytes held (feature arrays plus bookkeeping).
+        Upper bound on the bytes held.
 
     Attributes
     ----------
+    computed_here : bool
+        True: every entry was computed by this process (none read from files).
     nbytes : int
         Bytes currently held.
     hits, misses : int
         Row x layer lookups served and missed since creation.
     """
 
+    computed_here = True
+
     def __init__(self, max_bytes=1 << 30):
-        if not isinstance(max_bytes, int) or max_bytes < 0:
+        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
             raise ValueError(f"max_bytes must be a non-negative int, got {max_bytes!r}.")
         self.max_bytes = max_bytes
-        self._entries = OrderedDict()
         self._lock = threading.Lock()
-        self.nbytes = 0
         self.hits = 0
         self.misses = 0
+        self._warned = False
+        self._reset()
+
+    def _reset(self):
+        self._entries = OrderedDict()
+        self._object_bytes = 0  # keys, digests and values of the entries
+        self._evicted = OrderedDict()  # hash of an evicted key -> its bytes
+        self._evicted_bytes = 0
+
+    @property
+    def nbytes(self):
+        """Bytes currently held (entries, their table, the eviction record)."""
+        return self._object_bytes + sys.getsizeof(self._entries) + self._tracking_bytes()
+
+    def _tracking_bytes(self):
+        return sys.getsizeof(self._evicted) + _TRACKED_INTS_BYTES * len(self._evicted)
 
     def __repr__(self):
         return f"MemoryCache(max_bytes={self.max_bytes})"
@@ -71,12 +101,15 @@ class MemoryCache:
     def clear(self):
         """Drop every entry."""
         with self._lock:
-            self._entries.clear()
-            self.nbytes = 0
+            self._reset()
+            self._warned = False
 
     def lookup(self, fingerprint, layer_keys, digests):
-        """Return cached rows (``None`` where missing) for each layer key."""
-        found = {}
+        """Return cached rows (``None`` where missing) for each layer key.
+
+        Served rows are read-only float32 arrays.
+        """
+        found, recomputed = {}, 0
         with self._lock:
             for layer_key in layer_keys:
                 rows = []
@@ -85,33 +118,69 @@ class MemoryCache:
                     value = self._entries.get(key)
                     if value is None:
                         self.misses += 1
+                        if self._evicted and _key_hash(key) in self._evicted:
+                            recomputed += 1
+                        rows.append(None)
                     else:
                         self._entries.move_to_end(key)
                         self.hits += 1
-                    rows.append(value)
+                        rows.append(np.frombuffer(value, dtype=np.float32))
                 found[layer_key] = rows
+            needed = self._object_bytes + sys.getsizeof(self._entries) + self._evicted_bytes
+        if recomputed and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{self!r} evicted rows that are requested again, so {recomputed} "
+                "rows x layers go through the network once more. Holding the rows "
+                f"stored so far needs max_bytes of at least {needed:,}.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         return found
 
     def store(self, fingerprint, features, digests):
         """Store each row of each layer's feature matrix, evicting the oldest."""
+        fingerprint = sys.intern(fingerprint)
         with self._lock:
             for layer_key, matrix in features.items():
-                matrix = np.asarray(matrix, dtype=np.float32)
-                row_bytes = matrix.shape[1] * 4 + _ENTRY_OVERHEAD
-                if row_bytes > self.max_bytes:
-                    continue
+                layer_key = sys.intern(layer_key)
+                matrix = np.ascontiguousarray(matrix, dtype=np.float32)
                 for digest, row in zip(digests, matrix):
                     key = (fingerprint, layer_key, digest)
+                    value = row.tobytes()
+                    size = _object_bytes(key, value)
+                    if size > self.max_bytes:
+                        continue
                     old = self._entries.pop(key, None)
                     if old is not None:
-                        self.nbytes -= old.nbytes + _ENTRY_OVERHEAD
-                    value = row.copy()
-                    value.flags.writeable = False  # a served row cannot be edited
+                        self._object_bytes -= _object_bytes(key, old)
                     self._entries[key] = value
-                    self.nbytes += row_bytes
+                    self._object_bytes += size
             while self.nbytes > self.max_bytes and self._entries:
-                _, old = self._entries.popitem(last=False)
-                self.nbytes -= old.nbytes + _ENTRY_OVERHEAD
+                key, old = self._entries.popitem(last=False)
+                size = _object_bytes(key, old)
+                self._object_bytes -= size
+                self._remember_eviction(key, size)
+            if not self._entries:
+                self._entries = OrderedDict()  # release an emptied table
+
+    def _remember_eviction(self, key, size):
+        h = _key_hash(key)
+        if h in self._evicted:
+            return
+        self._evicted[h] = size
+        self._evicted_bytes += size
+        while self._evicted and self._tracking_bytes() * 16 > self.max_bytes:
+            _, dropped = self._evicted.popitem(last=False)
+            self._evicted_bytes -= dropped
+
+
+def _object_bytes(key, value):
+    return sys.getsizeof(key) + sys.getsizeof(key[2]) + sys.getsizeof(value)
+
+
+def _key_hash(key):
+    return xxhash.xxh3_64_intdigest(f"{key[0]}|{key[1]}|".encode() + key[2])
 
 
 _DEFAULT = MemoryCache()
@@ -126,13 +195,15 @@ class DiskCache:
     """Activation cache in a directory, shared by worker processes.
 
     One file per (model fingerprint, row) holds that row's features for every
-    layer key stored so far, as an uncompressed ``.npz`` read with
-    ``allow_pickle=False`` (a cache directory is never a code-execution path).
-    Writes go to a temporary file in the same directory and are renamed into
-    place, so readers see a whole entry or none. A truncated or corrupt entry
-    fails the zip CRC or the shape checks, counts as a miss, and is rewritten.
-    When the directory cannot be written (read-only, disk full) the features are
-    still returned, with a warning.
+    layer key stored so far, as an uncompressed ``.npz``. Writes go to a
+    temporary file in the same directory and are renamed into place, so
+    readers see a whole entry or none. Reading never unpickles, opens regular
+    files only and checks each member's header against the bytes present
+    before reading: a truncated, corrupt or foreign file (a FIFO, a plain
+    ``.npy``, a zip whose headers claim more than it holds, rows of another
+    dtype) counts as a miss and is rewritten. When the directory cannot be
+    written (read-only, disk full) the features are still returned, with a
+    warning.
 
     Rows read or written by this process are also kept in an in-memory
     :class:`MemoryCache` front of ``memory_bytes``, so repeated lookups (the
@@ -141,7 +212,7 @@ class DiskCache:
     Parameters
     ----------
     path : str or os.PathLike
-        The cache directory (created if missing).
+        The cache directory (created on the first write).
     memory_bytes : int, default=268_435_456
         Bound of the in-memory front; 0 turns it off.
     """
@@ -151,6 +222,7 @@ class DiskCache:
         self.memory_bytes = memory_bytes
         self._front = MemoryCache(memory_bytes) if memory_bytes else None
         self._warned = False
+        self.wrote = False
 
     def __repr__(self):
         return f"DiskCache({str(self.path)!r})"
@@ -162,16 +234,6 @@ class DiskCache:
         name = digest.hex()
         return self.path / fingerprint / name[:2] / f"{name}.npz"
 
-    def _read(self, file):
-        try:
-            # open the file here: np.load leaks its own handle on a corrupt zip
-            with open(file, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError):
-            return None  # corrupt or truncated: a miss, rewritten by store()
-
     def lookup(self, fingerprint, layer_keys, digests):
         """Return cached rows (``None`` where missing or unreadable) per layer key."""
         if self._front is not None:
@@ -181,11 +243,9 @@ class DiskCache:
         for i, digest in enumerate(digests):
             if all(found[key][i] is not None for key in layer_keys):
                 continue
-            entry = self._read(self._file(fingerprint, digest)) or {}
+            entry = read_entry(self._file(fingerprint, digest)) or {}
             for layer_key in layer_keys:
                 value = entry.get(_npz_name(layer_key))
-                if value is not None and (value.ndim != 1 or value.dtype != np.float32):
-                    value = None
                 if value is not None and self._front is not None:
                     self._front.store(fingerprint, {layer_key: value[None]}, [digest])
                 if found[layer_key][i] is None:
@@ -199,30 +259,15 @@ class DiskCache:
             self._front.store(fingerprint, matrices, digests)
         for i, digest in enumerate(digests):
             file = self._file(fingerprint, digest)
-            entry = self._read(file) or {}
+            entry = read_entry(file) or {}
             for layer_key, matrix in matrices.items():
                 entry[_npz_name(layer_key)] = matrix[i]
             try:
-                self._write(file, entry)
+                write_entry(file, entry)
             except OSError as exc:
                 self._warn(exc)
                 return
-
-    def _write(self, file, entry):
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **entry)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, file)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            self.wrote = True
 
     def _warn(self, exc):
         if not self._warned:
@@ -235,13 +280,42 @@ class DiskCache:
             self._warned = True
 
 
-_DISK_CACHES = {}
-_DISK_LOCK = threading.Lock()
-
-
 def _npz_name(layer_key):
     # npz member names become file names inside the zip: keep them plain
     return layer_key.encode("utf-8").hex()
+
+
+class _DiskCaches:
+    """One :class:`DiskCache` per directory and process, released when unused.
+
+    The most recently used few are held strongly (so the folds and candidates
+    of a grid search, which resolve ``cache=path`` again and again, share one
+    in-memory front); the others live only as long as someone holds them. A
+    directory that has disappeared gets a fresh instance.
+    """
+
+    def __init__(self, keep=4):
+        self._keep = keep
+        self._recent = OrderedDict()
+        self._alive = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, path):
+        key = os.path.realpath(os.fspath(path))
+        with self._lock:
+            for old in [k for k, d in self._recent.items() if d.wrote and not d.path.is_dir()]:
+                del self._recent[old]  # its directory is gone: free its front
+            disk = self._alive.get(key)
+            if disk is None or (disk.wrote and not disk.path.is_dir()):
+                disk = self._alive[key] = DiskCache(path)
+            self._recent[key] = disk
+            self._recent.move_to_end(key)
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+            return disk
+
+
+_DISK_CACHES = _DiskCaches()
 
 
 def make_cache(cache):
@@ -251,13 +325,12 @@ def make_cache(cache):
     if isinstance(cache, str) and cache == "memory":
         return default_memory_cache()
     if isinstance(cache, (str, os.PathLike)):
-        # one DiskCache (and so one in-memory front) per directory and process
-        key = os.path.realpath(os.fspath(cache))
-        with _DISK_LOCK:
-            disk = _DISK_CACHES.get(key)
-            if disk is None:
-                disk = _DISK_CACHES[key] = DiskCache(cache)
-        return disk
+        if not os.fspath(cache).strip():
+            raise ValueError(
+                "cache='' names no directory; pass 'memory', a directory path, a "
+                "MemoryCache/DiskCache or None."
+            )
+        return _DISK_CACHES.get(cache)
     if hasattr(cache, "lookup") and hasattr(cache, "store"):
         return cache
     raise ValueError(

@@ -7,19 +7,26 @@ different layers of one shared network at once. Once every requested module
 has fired, the forward pass is stopped (early exit) by an exception derived
 from ``BaseException``, so a model's own ``except Exception`` cannot swallow it.
 
+What leaves a hook owns its memory: a pooled activation that still shares
+storage with the live activation (a 2-D pass-through, ``"flatten"``,
+``"cls"``, a callable) is copied, so a later in-place operation of the
+forward (``ReLU(inplace=True)``, a residual ``+=``) cannot reach it.
+
 An ``nn.TransformerEncoderLayer`` is observed through a tap (:mod:`._tap`)
 instead of a hook, because a hook on it switches off PyTorch's fused encoder
 kernel.
 """
 
+import dis
 import threading
+import weakref
 from contextlib import contextmanager
 
 import torch
 
 from ._layers import OUTPUT, captures_input, module_of
-from ._tap import is_fused_layer, tap
 from ._pooling import pool
+from ._tap import is_fused_layer, tap
 
 
 class _StopForward(BaseException):
@@ -27,42 +34,39 @@ class _StopForward(BaseException):
 
 
 _MODE_LOCK = threading.Lock()
-_MODE_USERS = {}  # id(model) -> [number of active users, saved training flags]
-_HOOK_LOCKS = {}
+# module -> [number of active extractions using it, the user's training flag]
+_MODE_USERS = weakref.WeakKeyDictionary()
+_HOOK_LOCK = threading.Lock()
 
 
 @contextmanager
 def eval_mode(model):
     """Put every submodule in eval mode for the duration, then restore each flag.
 
-    Reference counted per model so that overlapping calls from several threads
-    restore the user's flags only when the last one leaves.
+    Counted per submodule, not per model: two models sharing a submodule and
+    extracted at once in two threads keep it in eval mode until both are done,
+    and each flag is restored to what the user had set when the last user
+    leaves.
     """
-    key = id(model)
+    modules = list(model.modules())
     with _MODE_LOCK:
-        entry = _MODE_USERS.get(key)
-        if entry is None:
-            flags = [(m, m.training) for m in model.modules()]
-            _MODE_USERS[key] = [1, flags]
-            for m, _ in flags:
+        for m in modules:
+            entry = _MODE_USERS.get(m)
+            if entry is None:
+                _MODE_USERS[m] = [1, m.training]
                 m.training = False
-        else:
-            entry[0] += 1
+            else:
+                entry[0] += 1
     try:
         yield
     finally:
         with _MODE_LOCK:
-            entry = _MODE_USERS[key]
-            entry[0] -= 1
-            if entry[0] == 0:
-                del _MODE_USERS[key]
-                for m, flag in entry[1]:
-                    m.training = flag
-
-
-def _hook_lock(model):
-    with _MODE_LOCK:
-        return _HOOK_LOCKS.setdefault(id(model), threading.Lock())
+            for m in modules:
+                entry = _MODE_USERS[m]
+                entry[0] -= 1
+                if entry[0] == 0:
+                    del _MODE_USERS[m]
+                    m.training = entry[1]
 
 
 def first_tensor(value):
@@ -82,6 +86,18 @@ def first_tensor(value):
     return None
 
 
+def owned_features(activation, pooling, mask=None):
+    """Pool ``activation`` into a float32 CPU tensor that shares no memory with it."""
+    out = pool(activation, pooling, mask)
+    converted = out.to(device="cpu", dtype=torch.float32)
+    shares = (
+        callable(pooling)
+        or converted.untyped_storage().data_ptr()
+        == activation.untyped_storage().data_ptr()
+    )
+    return converted.clone() if shares else converted
+
+
 class _Recorder:
     """Per-call state shared by the hooks of one :func:`capture`."""
 
@@ -93,56 +109,189 @@ class _Recorder:
         self.owner = threading.get_ident()
         self.results = {}
         self.mask = None
+        self.n_rows = 0
+
+    def start(self, batch):
+        self.results = {}
+        self.mask = batch.mask
+        self.n_rows = batch.n
 
     def record(self, name, value):
         if threading.get_ident() != self.owner or name in self.results:
             return
         if name in self.optional:
             # a prefetched layer is a bonus for the cache: if it cannot be pooled
-            # it is skipped, never an error for the layers the user asked for
+            # or is not one row per sample, it is skipped, never an error for the
+            # layers the user asked for
             try:
-                self._store(name, value)
+                features, activation = self._pool(name, value)
             except (TypeError, ValueError, RuntimeError):
-                pass
+                features = activation = None
+            if features is not None and self._rows_are_samples(activation, features):
+                self.results[name] = features
         else:
-            self._store(name, value)
-        if self.early_exit and len(self.results) == len(self.names):
+            features, activation = self._pool(name, value)
+            if features.shape[0] != self.n_rows:
+                raise ValueError(
+                    f"Layer {name!r} produced an activation of shape "
+                    f"{tuple(activation.shape)} for a batch of {self.n_rows} rows, "
+                    f"which pools to {tuple(features.shape)}: its first axis is not "
+                    "the sample axis (a sequence-first module?). Extract a layer "
+                    "whose output is batch-first, or pool with a callable that "
+                    "returns one row per sample."
+                )
+            self.results[name] = features
+        if self.early_exit and all(n in self.results for n in self.names):
             raise _StopForward
 
-    def _store(self, name, value):
+    def _rows_are_samples(self, activation, features):
+        if features.shape[0] != self.n_rows:
+            return False
+        # a sequence-first (T, N, D) activation with T == N looks batch-first:
+        # such a batch is not stored for this layer (it is recomputed if asked)
+        return not (activation.ndim == 3 and activation.shape[0] == activation.shape[1])
+
+    def _pool(self, name, value):
         tensor = first_tensor(value)
         if tensor is None:
             raise TypeError(
                 f"Layer {name!r} produced {type(value).__name__}, which holds no tensor."
             )
-        self.results[name] = (
-            pool(tensor, self.poolings[name], self.mask).to(torch.float32).cpu()
+        return owned_features(tensor, self.poolings[name], self.mask), tensor
+
+
+class _Hook:
+    """A forward hook or pre-hook reporting one layer to a recorder."""
+
+    _sklearn_layers_internal = True  # not part of the model's identity
+
+    def __init__(self, recorder, name):
+        self.recorder = recorder
+        self.name = name
+
+    def __call__(self, module, args, output=None):
+        self.recorder.record(self.name, args if output is None else output)
+
+    def report(self, value):
+        self.recorder.record(self.name, value)
+
+
+def eager_module(model):
+    """The eager module whose submodules hooks can observe.
+
+    A ``torch.compile``-d model is unwrapped (its compiled graph would not call
+    the hooks, and hooks would force recompilation); a TorchScript module
+    (``torch.jit.script`` or ``torch.jit.trace``) runs compiled code that hooks
+    cannot observe, and is refused.
+    """
+    compiled = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
+    optimized = getattr(compiled, "OptimizedModule", ())
+    if optimized and isinstance(model, optimized):
+        model = model._orig_mod
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            f"The model is a TorchScript module ({type(model).__name__}, from "
+            "torch.jit.script or torch.jit.trace): its submodules run compiled code "
+            "that forward hooks cannot observe. Pass the eager nn.Module it was "
+            "made from."
         )
+    return model
 
 
-def _reporter(recorder, name):
-    return lambda value: recorder.record(name, value)
+def _module_paths(model):
+    return {module: path for path, module in model.named_modules()}
 
 
-def _integer_inputs(batch):
-    tensors = [*batch.args, *batch.kwargs.values()]
-    return [
-        str(t.dtype)
-        for t in tensors
-        if isinstance(t, torch.Tensor) and not t.is_floating_point()
+_MODULE_MACHINERY = torch.nn.modules.module.__file__
+
+
+def _failing_module(model, exc):
+    """The innermost module of ``model`` whose own code was running when ``exc`` rose.
+
+    Returns ``(path, module, frame)`` or None. Frames of ``nn.Module.__call__``
+    are skipped; a method's first argument is its module, whatever its name.
+    """
+    paths = _module_paths(model)
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename != _MODULE_MACHINERY and code.co_argcount:
+            owner = tb.tb_frame.f_locals.get(code.co_varnames[0])
+            if isinstance(owner, torch.nn.Module) and owner in paths:
+                found = (paths[owner] or "<the model itself>", owner, tb.tb_frame)
+        tb = tb.tb_next
+    return found
+
+
+def _first_tensor_argument(frame):
+    code = frame.f_code
+    for name in code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]:
+        value = frame.f_locals.get(name)
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+def _shapes(batch):
+    parts = [f"{tuple(t.shape)} {t.dtype}" for t in batch.args if isinstance(t, torch.Tensor)]
+    parts += [
+        f"{k}: {tuple(t.shape)} {t.dtype}"
+        for k, t in batch.kwargs.items()
+        if isinstance(t, torch.Tensor)
     ]
+    return ", ".join(parts) or "no tensors"
+
+
+_RAISE = dis.opmap["RAISE_VARARGS"]
+
+
+def raised_by_model_code(exc):
+    """Whether ``exc`` comes from a ``raise`` statement (the model's own error),
+    not from a torch operation rejecting its input."""
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
+
+
+def explain_failure(model, batch, exc):
+    """A ValueError saying which module rejected which input, for ``raise ... from``."""
+    where = _failing_module(model, exc)
+    intro = f"{type(model).__name__} could not run on the input ({_shapes(batch)})"
+    if where is None:
+        return ValueError(f"{intro}. The model said: {exc}")
+    path, module, frame = where
+    received = _first_tensor_argument(frame)
+    floating = any(p.is_floating_point() for p in module.parameters(recurse=False))
+    if received is not None and floating and not (
+        received.is_floating_point() or received.is_complex()
+    ):
+        return ValueError(
+            f"{intro}: module {path!r} ({type(module).__name__}) has floating-point "
+            f"weights but received integer input ({received.dtype}). Integer tensors are "
+            "passed to the model unchanged, as token ids are; pass a float tensor or "
+            "a numpy array (which is cast to the model's dtype) if the model expects "
+            f"floats. The model said: {exc}"
+        )
+    got = "" if received is None else f" on an input of shape {tuple(received.shape)}"
+    return ValueError(
+        f"{intro}: module {path!r} ({type(module).__name__}) failed{got}. "
+        f"Check that X has the shape the model expects. The model said: {exc}"
+    )
 
 
 def _annotate(exc):
-    if hasattr(exc, "add_note"):
-        exc.add_note(
-            "(raised by the model's forward pass during feature extraction; "
-            "the model was restored and no hook was left on it)"
-        )
+    exc.add_note(
+        "(raised by the model's forward pass during feature extraction; the model "
+        "was restored and no hook was left on it)"
+    )
 
 
 @contextmanager
-def capture(model, names, poolings, *, early_exit=True, optional=()):
+def capture(model, names, poolings, *, early_exit=True, optional=(), observer=None):
     """Register hooks on ``names`` and yield a function running one batch.
 
     Parameters
@@ -158,53 +307,47 @@ def capture(model, names, poolings, *, early_exit=True, optional=()):
     optional : collection of str, default=()
         Names whose capture may fail or not happen (prefetched blocks): they are
         then missing from the results instead of raising.
+    observer : AliasObserver, default=None
+        Also watch every module (see :mod:`._aliases`); the forward then runs
+        under ``torch.no_grad()``, whose tensors carry the version counters
+        the observer reads, instead of ``torch.inference_mode()``.
 
     Yields
     ------
     run : callable
-        ``run(batch) -> dict name -> torch.Tensor (batch, n_features)``.
+        ``run(batch) -> dict name -> torch.Tensor (batch, n_features)``: float32
+        CPU tensors owning their memory.
     """
     recorder = _Recorder(list(names), poolings, early_exit, optional)
     handles = []
-
-    def output_hook(name):
-        return lambda module, args, output: recorder.record(name, output)
-
-    def input_hook(name):
-        return lambda module, args: recorder.record(name, args)
-
-    lock = _hook_lock(model)
     try:
-        with lock:
+        with _HOOK_LOCK:
             for name in names:
                 module = module_of(model, name)
+                hook = _Hook(recorder, name)
                 kind = "input" if captures_input(name) else "output"
                 if name != OUTPUT and is_fused_layer(module):
-                    handles.append(tap(module, kind, _reporter(recorder, name)))
+                    handles.append(tap(module, kind, hook.report))
                 elif kind == "input":
-                    handles.append(module.register_forward_pre_hook(input_hook(name)))
+                    handles.append(module.register_forward_pre_hook(hook))
                 else:
-                    handles.append(module.register_forward_hook(output_hook(name)))
+                    handles.append(module.register_forward_hook(hook))
+            if observer is not None:
+                handles.extend(observer.attach(model))
 
         def run(batch):
-            recorder.results = {}
-            recorder.mask = batch.mask
+            recorder.start(batch)
             try:
                 model(*batch.args, **batch.kwargs)
             except _StopForward:
                 pass
             except RuntimeError as exc:
-                integers = _integer_inputs(batch)
-                if integers and any(w in str(exc) for w in ("dtype", "type", "Long", "Int")):
-                    raise ValueError(
-                        f"The model rejected integer input ({', '.join(integers)}): "
-                        "integer tensors are passed to the model unchanged, as token "
-                        "ids are. Pass a float tensor or a numpy array (which is cast "
-                        f"to the model's dtype) if the model expects floats. The model "
-                        f"said: {exc}"
-                    ) from exc
-                _annotate(exc)
-                raise
+                if isinstance(exc, (torch.OutOfMemoryError, NotImplementedError)) or (
+                    raised_by_model_code(exc)
+                ):
+                    _annotate(exc)
+                    raise
+                raise explain_failure(model, batch, exc) from exc
             except Exception as exc:
                 _annotate(exc)
                 raise
@@ -219,9 +362,10 @@ def capture(model, names, poolings, *, early_exit=True, optional=()):
                 )
             return recorder.results
 
-        with eval_mode(model), torch.inference_mode():
+        grad_mode = torch.inference_mode() if observer is None else torch.no_grad()
+        with eval_mode(model), grad_mode:
             yield run
     finally:
-        with lock:
+        with _HOOK_LOCK:
             for handle in handles:
                 handle.remove()

@@ -1,44 +1,26 @@
-"""The batch loop: inputs -> (cache) -> capture -> pooled feature matrix."""
+"""The batch loop: input chunks -> (cache) -> capture -> pooled feature matrix."""
 
 from contextlib import ExitStack
 
 import numpy as np
 import torch
 
+from ._aliases import AliasObserver, drop_alias, known_aliases, remember_aliases
 from ._capture import capture
-from ._fingerprint import model_fingerprint
-from ._pooling import pooling_key
-
-_PREFETCHABLE = ("auto", "mean", "max")
+from ._plan import cache_identity, make_plan
+from ._progress import progress_bar
 
 
-def _model_float_dtype(model):
+class _AliasBroken(Exception):
+    """Two names traced as the same tensor disagreed; extract again without it."""
+
+
+def model_float_dtype(model):
+    """The dtype floating inputs are cast to: the model's first floating parameter's."""
     for t in model.parameters():
         if t.is_floating_point():
             return t.dtype
     return torch.float32
-
-
-def _layer_key(name, pooling):
-    key = pooling_key(pooling)
-    return None if key is None else f"{name}|{key}"
-
-
-def prefetch_poolings(blocks, poolings, pooling_param):
-    """Blocks computed alongside the requested layers so later requests hit the cache.
-
-    Only cheap, fixed-width poolings are prefetched (never ``"flatten"``, whose
-    width can be huge, nor a callable, whose cost is unknown).
-    """
-    if isinstance(pooling_param, dict):
-        default = "auto"
-    elif isinstance(pooling_param, str) and pooling_param in _PREFETCHABLE:
-        default = pooling_param
-    elif isinstance(pooling_param, int) and not isinstance(pooling_param, bool):
-        default = pooling_param
-    else:
-        return {}
-    return {b: default for b in blocks if b not in poolings}
 
 
 def extract(
@@ -73,63 +55,136 @@ def extract(
         Extra layer name -> pooling computed on a miss and stored in the cache.
     widths : dict, default=None
         Layer name -> number of features. When given, the result is one
-        pre-sized ``(n_samples, sum(widths))`` array; otherwise a dict of arrays.
+        pre-sized ``(n_samples, sum(widths))`` array and cached rows of another
+        width are recomputed; otherwise a dict of arrays.
     progress : bool, default=False
-        Show a progress bar over batches (tqdm).
+        Show a progress bar over the rows that go through the network (tqdm).
 
     Returns
     -------
     features : ndarray or dict of ndarray
     """
+    while True:  # each retry follows a dropped alias, so this ends
+        try:
+            return _extract_once(model, adapter, poolings, batch_size=batch_size,
+                                 device=device, cache=cache, prefetch=prefetch,
+                                 widths=widths, progress=progress)
+        except _AliasBroken:
+            continue
+
+
+def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefetch,
+                  widths, progress):
+    float_dtype = model_float_dtype(model)
+    chunks = adapter.chunks(batch_size)
+    first = next(chunks)
+    fingerprint = cache_identity(
+        model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
+        device=device, float_dtype=float_dtype,
+    )
+    aliases = None if fingerprint is None else known_aliases(model, fingerprint)
+    if fingerprint is not None and aliases is None:
+        aliases = _trace_first_row(model, first, poolings, prefetch, fingerprint, cache,
+                                   device=device, float_dtype=float_dtype)
+    plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
+                     aliases=aliases)
     names = list(poolings)
-    keys = {name: _layer_key(name, p) for name, p in poolings.items()}
-    if None in keys.values():
-        cache = None  # a pooling without a stable identity is never cached
-    prefetch = dict(prefetch or {}) if cache is not None else {}
-    captured = {**poolings, **prefetch}
-    captured_keys = {name: _layer_key(name, p) for name, p in captured.items()}
-    float_dtype = _model_float_dtype(model)
-    fingerprint = None
-    if cache is not None:
-        fingerprint = f"{model_fingerprint(model)}-{float_dtype}-{device.type}"
     n = len(adapter)
     out, slices = _allocate(n, names, widths)
-    bar = _progress(progress, n)
-    # With a cache, a miss computes every captured layer (requested + prefetched);
-    # without one, the forward stops at the last requested layer.
+    bar = progress_bar(progress, unit="rows", desc="extracting")
     run = None
     with ExitStack() as stack:
         stack.callback(bar.close)
-        start = 0
-        for batch in adapter.batches(batch_size):
-            rows = len(batch)
-            todo = list(range(rows))
-            if cache is not None:
-                found = cache.lookup(fingerprint, [keys[nm] for nm in names], batch.digests)
-                todo = [i for i in todo if any(found[keys[nm]][i] is None for nm in names)]
-                missing = set(todo)
-                done = [i for i in range(rows) if i not in missing]
-                if done:
-                    for name in names:
-                        values = np.stack([found[keys[name]][i] for i in done])
-                        _write(out, slices, name, start + np.asarray(done), values)
-            if todo:
-                if run is None:  # hooks go on only once some row misses
-                    run = stack.enter_context(
-                        capture(model, list(captured), captured,
-                                early_exit=not prefetch, optional=set(prefetch))
-                    )
-                sub = batch if len(todo) == rows else batch.select(todo)
-                results = run(sub.to(device, float_dtype))
-                arrays = {name: t.numpy() for name, t in results.items()}
+        for chunk in _chain(first, chunks):
+            todo = list(range(chunk.n))
+            if plan.cache is not None:
+                todo = _serve_hits(plan, chunk, names, out, slices, widths)
+            if not todo:
+                continue
+            bar.expect(len(todo) + max(n - chunk.start - chunk.n, 0))
+            if run is None:  # hooks go on only once some row misses
+                run = stack.enter_context(
+                    capture(model, list(plan.captured), plan.captured,
+                            early_exit=plan.early_exit, optional=plan.optional)
+                )
+            order = chunk.order(todo)
+            for lo in range(0, len(order), batch_size):
+                positions = order[lo : lo + batch_size]
+                batch = chunk.build(positions).to(device, float_dtype)
+                arrays = {name: t.numpy() for name, t in run(batch).items()}
+                rows = chunk.start + np.asarray(positions)
                 for name in names:
-                    _write(out, slices, name, start + np.asarray(todo), arrays[name])
-                if cache is not None:
-                    stored = {captured_keys[nm]: arrays[nm] for nm in arrays}
-                    cache.store(fingerprint, stored, sub.digests)
-            start += rows
-            bar.update(rows)
+                    _write(out, slices, name, rows, arrays[name])
+                if plan.cache is not None:
+                    _check_aliases(model, plan, arrays)
+                    plan.cache.store(plan.fingerprint, plan.keyed(arrays),
+                                     [chunk.digests[i] for i in positions])
+                bar.update(len(positions))
     return out
+
+
+def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, device,
+                     float_dtype):
+    """Observe the model's aliases on the chunk's first row, caching that row.
+
+    The row's captured layers are stored under the keys the observed aliases
+    give, so tracing costs no forward pass beyond that row's own.
+    """
+    observer = AliasObserver()
+    captured = {**dict(prefetch or {}), **poolings}
+    optional = set(captured) - set(poolings)
+    with capture(model, list(captured), captured, early_exit=False, optional=optional,
+                 observer=observer) as run:
+        results = run(chunk.build([0]).to(device, float_dtype))
+    aliases = observer.aliases()
+    remember_aliases(model, fingerprint, aliases)
+    plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
+                     aliases=aliases)
+    keyed = plan.keyed({name: t.numpy() for name, t in results.items()})
+    digests = chunk.digests[:1]
+    held = cache.lookup(fingerprint, list(keyed), digests)
+    missing = {k: v for k, v in keyed.items() if held[k][0] is None}
+    if missing:  # a shared cache may hold the row already: never rewrite it
+        cache.store(fingerprint, missing, digests)
+    return aliases
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _serve_hits(plan, chunk, names, out, slices, widths):
+    """Write the rows the cache holds; return the positions still to compute."""
+    keys = {name: plan.keys[name] for name in names}
+    found = plan.cache.lookup(plan.fingerprint, list(dict.fromkeys(keys.values())),
+                              chunk.digests)
+    done, todo = [], []
+    for i in range(chunk.n):
+        rows = [found[keys[name]][i] for name in names]
+        usable = all(r is not None for r in rows) and (
+            widths is None
+            or all(r.shape == (widths[name],) for r, name in zip(rows, names))
+        )
+        (done if usable else todo).append(i)
+    if done:
+        target = chunk.start + np.asarray(done)
+        for name in names:
+            values = np.stack([found[keys[name]][i] for i in done])
+            _write(out, slices, name, target, values)
+    return todo
+
+
+def _check_aliases(model, plan, arrays):
+    for owner, alias in plan.checks:
+        if owner in arrays and alias in arrays and not np.array_equal(
+            arrays[owner], arrays[alias]
+        ):
+            canonical = plan.keys[owner].rsplit("|", 1)[0]
+            for name in (owner, alias):
+                if name != canonical:
+                    drop_alias(model, name, canonical)
+            raise _AliasBroken
 
 
 def layer_slices(names, widths):
@@ -164,47 +219,3 @@ def _write(out, slices, name, rows, values):
             "fit data, or choose a pooling with a fixed width (e.g. 'mean')."
         )
     out[rows, target] = values
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(enabled, total):
-    if not enabled:
-        return _NoBar()
-    from ..utils._optional import import_optional
-
-    tqdm = import_optional("tqdm", purpose="verbose=True (a progress bar)")
-    return tqdm.tqdm(total=total, unit="rows", desc="extracting")
-
-
-def probe_widths(model, adapter, poolings, *, device, cache=None, prefetch=None):
-    """Feature width of each layer, from the first row of ``adapter``.
-
-    The row goes through :func:`extract` (and so through the cache), so probing
-    at fit time costs one row, and nothing when the row is already cached.
-    """
-    first = _FirstRow(adapter)
-    features = extract(
-        model, first, poolings, batch_size=1, device=device, cache=cache,
-        prefetch=prefetch, widths=None,
-    )
-    return {name: int(features[name].shape[1]) for name in poolings}
-
-
-class _FirstRow:
-    """An adapter view holding only the first row of another adapter."""
-
-    def __init__(self, adapter):
-        self._batch = next(adapter.batches(1))
-
-    def __len__(self):
-        return 1
-
-    def batches(self, batch_size):
-        yield self._batch

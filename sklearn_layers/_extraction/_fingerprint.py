@@ -1,68 +1,167 @@
-"""A content hash of a network, cheap to recompute when nothing changed.
+"""A digest identifying everything about a network that can change its outputs.
 
-The hash covers the model's class, its parameter and buffer names, dtypes,
-shapes and bytes. It is memoised per model on each tensor's storage address and
-autograd version counter, which PyTorch bumps on every in-place change
-(``optimizer.step()``, ``load_state_dict``, ``param.add_(...)``), so an edited
-weight always yields a new fingerprint. Writes through ``param.data`` bypass the
-version counter; :func:`model_fingerprint` with ``recompute=True`` re-hashes.
+The activation cache keys every entry by this digest, so two networks share
+entries only if the digest covers every difference between them. It covers:
+
+- the module tree: each submodule's path and qualified class;
+- each module's configuration: ``extra_repr()`` and its plain attributes
+  (numbers, strings, bools, ``None``, tuples, lists and dicts of those, torch
+  dtypes and devices), the content of configuration objects with a
+  ``to_dict()`` (Hugging Face configs), the names of function attributes, and
+  the bytes of tensors held as plain attributes;
+- the code of every method of each module class (up to ``nn.Module``), and of a
+  ``forward`` replaced on an instance;
+- the forward hooks and pre-hooks on each module and the global ones, by
+  their code (:func:`._identity.code_name`: the state a hook captures, such as
+  a closure's variables or a callable object's attributes, is not covered);
+- every parameter and buffer: name, dtype, shape, device and bytes;
+- torch's version.
+
+Tensors on the CPU are hashed on every call (xxh3 reads several GB/s), so an
+edit made through ``param.data``, which bypasses autograd's version counter,
+is seen. Tensors elsewhere are hashed once and then memoised on their storage
+address and version counter: an edit through ``.data`` on an accelerator is not
+seen. A module holding a lambda, closure or partial as a plain attribute has
+no stable identity: :func:`model_fingerprint` returns ``None`` and nothing is
+cached.
+
+What the digest cannot see: the code of functions a forward calls outside the
+module classes (torch's kernels are covered by its version; another library's
+helpers are not), and the state of arbitrary objects held as attributes
+beyond their type.
 """
 
-import hashlib
 import threading
 import weakref
 
 import torch
+import xxhash
 
-_MEMO = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
+from ._identity import Unnameable, class_digest, code_name, config_repr
+
+_NN_INTERNALS = frozenset(vars(torch.nn.Module())) | {"forward"}
+_TENSOR_MEMO = weakref.WeakKeyDictionary()  # non-CPU tensor -> (state, digest)
+_MEMO_LOCK = threading.Lock()
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+)
+_GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+)
 
 
-def _tensors(model):
-    yield from model.named_parameters(remove_duplicate=False)
-    yield from model.named_buffers(remove_duplicate=False)
+def is_internal_hook(hook):
+    """Whether ``hook`` was installed by this package (and so not part of a model)."""
+    return getattr(hook, "_sklearn_layers_internal", False)
 
 
-def _cheap_state(model):
-    return tuple(
-        (name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype))
-        for name, t in _tensors(model)
-    )
+def _hook_name(hook):
+    if is_internal_hook(hook):
+        return None
+    name = code_name(hook)
+    if name is None:
+        raise Unnameable(f"hook {hook!r}")
+    return name
 
 
-def _content_hash(model):
-    h = hashlib.blake2b(digest_size=16)
-    cls = type(model)
-    h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-    for name, t in _tensors(model):
-        t = t.detach()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        if t.numel():
-            flat = t.to("cpu").contiguous().reshape(-1)
-            h.update(flat.view(torch.uint8).numpy().tobytes())
+def _update_hooks(h, module):
+    for attribute in _HOOK_DICTS:
+        names = [_hook_name(hook) for hook in getattr(module, attribute).values()]
+        h.update(repr([n for n in names if n is not None]).encode())
+
+
+def _tensor_bytes(h, name, t):
+    t = t.detach()
+    h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{t.device}".encode())
+    if not t.numel():
+        return
+    if t.device.type == "cpu":
+        h.update(_as_bytes(t))
+        return
+    state = (t.data_ptr(), t._version, tuple(t.shape), tuple(t.stride()))
+    with _MEMO_LOCK:
+        memo = _TENSOR_MEMO.get(t)
+    if memo is None or memo[0] != state:
+        inner = xxhash.xxh3_128()
+        inner.update(_as_bytes(t.to("cpu")))
+        memo = (state, inner.digest())
+        with _MEMO_LOCK:
+            _TENSOR_MEMO[t] = memo
+    h.update(memo[1])
+
+
+def _as_bytes(t):
+    t = t.contiguous()
+    try:
+        return t.numpy()  # a buffer over the tensor's own bytes
+    except TypeError:  # numpy has no bfloat16 (nor float8): read the bytes
+        return t.reshape(-1).view(torch.uint8).numpy()
+
+
+def _update_attributes(h, module):
+    for attr, value in sorted(vars(module).items()):
+        if attr in _NN_INTERNALS:
+            continue
+        if isinstance(value, torch.Tensor):
+            _tensor_bytes(h, attr, value)
+        else:
+            h.update(f"{attr}={config_repr(value)}".encode())
+    override = vars(module).get("forward")
+    if override is not None:
+        h.update(f"forward={_forward_override(override)}".encode())
+
+
+def _forward_override(override):
+    # the package's own tap wraps the class forward (or a saved override)
+    inner = getattr(override, "sklearn_layers_wrapped", override)
+    if inner is None:
+        return "class"
+    name = code_name(inner)
+    if name is None:
+        raise Unnameable(f"instance forward {inner!r}")
+    return name
+
+
+def _structure_and_tensors(model):
+    h = xxhash.xxh3_128()
+    h.update(torch.__version__.encode())
+    for attribute in _GLOBAL_HOOKS:
+        hooks = getattr(torch.nn.modules.module, attribute, {})
+        h.update(repr([_hook_name(k) for k in hooks.values()]).encode())
+    classes = {}  # each class's code is read once per call
+    for path, module in model.named_modules(remove_duplicate=False):
+        cls = type(module)
+        if cls not in classes:
+            classes[cls] = f"{cls.__module__}.{cls.__qualname__}:{class_digest(cls)}"
+        h.update(f"<{path}:{classes[cls]}>".encode())
+        h.update(module.extra_repr().encode())
+        _update_attributes(h, module)
+        _update_hooks(h, module)
+        for name, t in module.named_parameters(recurse=False):
+            _tensor_bytes(h, f"p:{name}", t)
+        for name, t in module.named_buffers(recurse=False):
+            _tensor_bytes(h, f"b:{name}", t)
     return h.hexdigest()
 
 
-def model_fingerprint(model, *, recompute=False):
-    """Return a hex digest identifying the model's class and weights.
+def model_fingerprint(model):
+    """Return a hex digest of the model's structure, code, hooks and tensors.
 
     Parameters
     ----------
     model : torch.nn.Module
         The network.
-    recompute : bool, default=False
-        Ignore the memo and hash the weights again.
 
     Returns
     -------
-    fingerprint : str
+    fingerprint : str or None
+        ``None`` when part of the model has no stable identity (a lambda hook,
+        a closure as ``forward``): its features must not be cached.
     """
-    state = _cheap_state(model)
-    with _LOCK:
-        memo = _MEMO.get(model)
-    if memo is not None and memo[0] == state and not recompute:
-        return memo[1]
-    digest = _content_hash(model)
-    with _LOCK:
-        _MEMO[model] = (state, digest)
-    return digest
+    try:
+        return _structure_and_tensors(model)
+    except Unnameable:
+        return None

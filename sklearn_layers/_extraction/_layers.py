@@ -30,41 +30,70 @@ _NORMS = (
     nn.GroupNorm,
     nn.LocalResponseNorm,
 )
-_KEYWORDS = ("all", "penultimate", OUTPUT)
+_MIN_BLOCKS = 3  # fewer blocks than this: the largest one is opened
 
 
-def _has_own_parameters(module):
+def _has_parameters_recursive(module):
     return any(True for _ in module.parameters(recurse=True))
+
+
+def _has_direct_tensors(module):
+    return any(True for _ in module.parameters(recurse=False)) or any(
+        True for _ in module.buffers(recurse=False)
+    )
 
 
 def _is_auxiliary(module):
     """A module that transforms a stage's output without being a stage itself."""
     if isinstance(module, _NORMS):
         return True
-    return not _has_own_parameters(module)
+    return not _has_parameters_recursive(module)
 
 
-def _open(module, prefix):
-    """Yield ``(name, module)`` with containers and single-child wrappers opened."""
+def _open(module, prefix, forced):
+    """Yield ``(name, module, parent)`` with containers and wrappers opened.
+
+    Containers, single-child wrappers and the paths in ``forced`` are opened;
+    ``parent`` is the path of the container a module was found in.
+    """
     for name, child in module.named_children():
         path = f"{prefix}.{name}" if prefix else name
         children = list(child.named_children())
-        if isinstance(child, _CONTAINERS) or (
-            len(children) == 1 and not _has_direct_parameters(child)
+        if (
+            isinstance(child, _CONTAINERS)
+            or (len(children) == 1 and not _has_direct_tensors(child))
+            or (path in forced and children)
         ):
-            yield from _open(child, path)
+            yield from _open(child, path, forced)
         else:
-            yield path, child
+            yield path, child, prefix
 
 
-def _has_direct_parameters(module):
-    return any(True for _ in module.parameters(recurse=False)) or any(
-        True for _ in module.buffers(recurse=False)
-    )
+def _blocks(model, forced):
+    blocks = []
+    run_parent = None  # container of a leaf layer's run that may absorb auxiliaries
+    for name, module, parent in _open(model, "", forced):
+        if _is_auxiliary(module):
+            # an auxiliary ends its own container's run, never a neighbour's
+            if run_parent is not None and parent == run_parent:
+                blocks[-1] = name
+            continue
+        blocks.append(name)
+        run_parent = None if any(True for _ in module.children()) else parent
+    return blocks
+
+
+def _n_parameters(module):
+    return sum(p.numel() for p in module.parameters())
 
 
 def block_names(model):
     """The model's block list: one module name per stage, in registration order.
+
+    A model read this way with fewer than three blocks is a wrapper (a task
+    head around a backbone, ``nn.Sequential(preprocessing, backbone)``): its
+    largest composite block is opened, repeatedly, so the list shows the
+    backbone's stages.
 
     Parameters
     ----------
@@ -76,18 +105,18 @@ def block_names(model):
     names : list of str
         Module paths as in ``model.named_modules()``.
     """
-    blocks = []
-    run_open = False  # a leaf layer's run that may absorb following auxiliaries
-    for name, module in _open(model, ""):
-        if _is_auxiliary(module):
-            if run_open:
-                blocks[-1] = name
-            continue
-        blocks.append(name)
-        run_open = not any(True for _ in module.children())
-    if not blocks:
-        blocks = [OUTPUT]
-    return blocks
+    forced = set()
+    blocks = _blocks(model, forced)
+    while len(blocks) < _MIN_BLOCKS:
+        composite = [
+            name for name in blocks
+            if name not in forced and any(True for _ in model.get_submodule(name).children())
+        ]
+        if not composite:
+            break
+        forced.add(max(composite, key=lambda n: _n_parameters(model.get_submodule(n))))
+        blocks = _blocks(model, forced)
+    return blocks or [OUTPUT]
 
 
 def _last_linear(model):
@@ -96,6 +125,12 @@ def _last_linear(model):
         if isinstance(module, nn.Linear):
             last = name
     return last
+
+
+def penultimate_layer(model):
+    """The name ``"penultimate"`` resolves to (the last ``nn.Linear``'s input), or None."""
+    last = _last_linear(model)
+    return None if last is None else last + INPUT_SUFFIX
 
 
 def available_layers(model):
@@ -167,9 +202,41 @@ def resolve_layers(model, spec):
     return names
 
 
+def stage_names(model):
+    """The stages a timm-style model declares in ``feature_info``.
+
+    timm models carry ``feature_info``: one dict per stage with the stage's
+    module path under ``"module"`` (a list, or an object whose ``get_dicts()``
+    returns that list). Those are the stages timm's ``out_indices`` count;
+    ``layers=1`` counts this package's block list instead.
+    """
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        raise ValueError(
+            "layers='stages' takes the stages a model declares in feature_info (as "
+            f"timm models do); {type(model).__name__} has no feature_info. "
+            + _describe(model)
+        )
+    dicts = info.get_dicts() if hasattr(info, "get_dicts") else info
+    try:
+        stages = [d["module"] for d in dicts]
+    except (TypeError, KeyError) as exc:
+        raise ValueError(
+            "feature_info must be a list of dicts with a 'module' key (timm's "
+            f"layout); got {info!r}."
+        ) from exc
+    modules = dict(model.named_modules())
+    unknown = [s for s in stages if s not in modules]
+    if unknown:
+        raise ValueError(f"feature_info names modules the model does not have: {unknown}.")
+    return stages
+
+
 def _resolve_name(model, modules, item):
     if item == "all":
         return block_names(model)
+    if item == "stages":
+        return stage_names(model)
     if item == OUTPUT:
         return [OUTPUT]
     if item == "penultimate":

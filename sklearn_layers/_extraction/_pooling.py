@@ -6,12 +6,13 @@ activations are ``(N, T, D)`` token sequences (a padding mask of shape ``(N, T)`
 may come with them), 2-D activations are already vectors.
 """
 
-import hashlib
 import inspect
 import numbers
 
 import torch
 import torch.nn.functional as F
+
+from ._identity import function_name
 
 POOLING_NAMES = ("auto", "mean", "max", "cls", "last", "flatten")
 
@@ -139,31 +140,16 @@ def _accepts_mask(func):
 def pooling_key(pooling):
     """A stable string naming a pooling in cache keys, or None if it has none.
 
-    Names and ints name themselves. A module-level function is named by its
-    module, qualified name and a hash of its code, so two different functions
-    never share a key and an edited function gets a new one. Lambdas, local
-    functions, ``functools.partial`` objects and callable instances have no
-    name that identifies their behaviour (closures, bound arguments, state), so
-    they get ``None``: their features are never cached.
+    Names and ints name themselves; a module-level function is named by its
+    module, qualified name and code (:func:`._identity.function_name`). Lambdas,
+    local functions, ``functools.partial`` objects and callable instances have
+    no name that identifies their behaviour, so they get ``None``: their
+    features are never cached.
     """
     if not callable(pooling):
         return str(pooling)
-    code = getattr(pooling, "__code__", None)
-    qualname = getattr(pooling, "__qualname__", "")
-    if (
-        not inspect.isfunction(pooling)
-        or code is None
-        or "<" in qualname
-        or pooling.__closure__
-        or pooling.__defaults__
-        or pooling.__kwdefaults__
-    ):
-        return None
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(code.co_code)
-    digest.update(repr(code.co_consts).encode())
-    digest.update(repr(code.co_names).encode())
-    return f"callable:{pooling.__module__}.{qualname}:{digest.hexdigest()}"
+    name = function_name(pooling)
+    return None if name is None else f"callable:{name}"
 
 
 def check_pooling(pooling, layer_names):

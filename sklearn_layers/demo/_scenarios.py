@@ -5,8 +5,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._selection import default_probe, layer_sweep
+from ..datasets import load_digits_28x28, load_election_tweets, load_newsgroups, shift_digits
 from ..heads import KNNInterpolatedClassifier, PrototypeClassifier
-from . import _assets
+from ..models import load_digit_cnn, load_minilm
+
+MINILM_LAYERS = ["embeddings"] + [f"encoder.layer.{i}" for i in range(6)]
 
 
 @dataclass
@@ -37,8 +40,8 @@ def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
     """
     from sklearn.model_selection import train_test_split
 
-    model = _assets.load_digit_cnn()
-    images, labels = _assets.load_digits_28()
+    model = load_digit_cnn()
+    images, labels = load_digits_28x28(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         images, labels, test_size=0.5, stratify=labels, random_state=seed
     )
@@ -47,7 +50,7 @@ def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
     shifts = ["rotation", "noise", "translation", "scale"]
     test_sets = {"in-distribution": (X_test, y_test)}
     for kind in shifts:
-        test_sets[kind] = (_assets.shift_digits(X_test, kind, seed=seed), y_test)
+        test_sets[kind] = (shift_digits(X_test, kind, random_state=seed), y_test)
     table = layer_sweep(
         model, X_train, y_train, layers="all", heads=demo_heads(), pooling=pooling,
         test_sets=test_sets, verbose=verbose,
@@ -71,8 +74,8 @@ def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train
     of the same months (``in-distribution``) and on August-September 2016
     (``shifted``), ``n_test`` each.
     """
-    model, tokenizer = _assets.load_minilm()
-    tweets = _assets.load_election_tweets()
+    model, tokenizer = load_minilm()
+    tweets = load_election_tweets().frame
     rng = np.random.default_rng(seed)
     month = tweets["time"].dt.month
     early = tweets[month <= 6].index.to_numpy()
@@ -88,9 +91,8 @@ def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train
         return rows["text"].tolist(), rows["author"].to_numpy()
 
     X_train, y_train = take(train)
-    layers = ["embeddings"] + [f"encoder.layer.{i}" for i in range(6)]
     table = layer_sweep(
-        model, X_train, y_train, layers=layers, heads=demo_heads(), pooling=pooling,
+        model, X_train, y_train, layers=MINILM_LAYERS, heads=demo_heads(), pooling=pooling,
         test_sets={"in-distribution": take(id_test), "shifted": take(shifted)},
         tokenizer=tokenizer, batch_size=64, verbose=verbose,
     )
@@ -107,4 +109,71 @@ def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train
     )
 
 
-SCENARIOS = {"tweets": tweets_scenario, "digits": digits_scenario}
+NEWSGROUPS_TRAIN = ("comp.graphics", "rec.autos", "sci.crypt", "talk.politics.guns")
+NEWSGROUPS_SHIFTED = (
+    "comp.sys.mac.hardware", "rec.sport.hockey", "sci.med", "talk.politics.mideast",
+)
+
+
+def _sample(frame, n, rng):
+    """``n`` rows of ``frame`` (all if fewer), the same number from each newsgroup."""
+    groups = frame.groupby("newsgroup").indices
+    per_group = -(-n // len(groups))
+    picked = [rng.permutation(rows)[:per_group] for _, rows in sorted(groups.items())]
+    return frame.iloc[np.sort(np.concatenate(picked))]
+
+
+def newsgroups_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train=1200,
+                        max_length=128):
+    """all-MiniLM-L6-v2 on 20 Newsgroups: the topic, in sibling newsgroups.
+
+    The label is the top-level category (comp, rec, sci, talk). Train on
+    ``n_train`` posts of comp.graphics, rec.autos, sci.crypt and
+    talk.politics.guns (training part of the bydate split); test on ``n_test``
+    posts of the same four groups from the test part (``in-distribution``) and
+    on ``n_test`` posts of comp.sys.mac.hardware, rec.sport.hockey, sci.med and
+    talk.politics.mideast (``shifted``), each sample balanced over the groups.
+    Posts are truncated to their first ``max_length`` tokens.
+    """
+    model, tokenizer = load_minilm(max_length=max_length)
+    rng = np.random.default_rng(seed)
+    train_pool = load_newsgroups(subset="train", categories=list(NEWSGROUPS_TRAIN)).frame
+    test_pool = load_newsgroups(
+        subset="test", categories=list(NEWSGROUPS_TRAIN + NEWSGROUPS_SHIFTED)
+    ).frame
+    in_train_groups = test_pool["newsgroup"].isin(NEWSGROUPS_TRAIN)
+    splits = {
+        "train": _sample(train_pool, n_train, rng),
+        "in-distribution": _sample(test_pool[in_train_groups], n_test, rng),
+        "shifted": _sample(test_pool[~in_train_groups], n_test, rng),
+    }
+    data = {
+        name: (rows["text"].tolist(), rows["top_level"].to_numpy())
+        for name, rows in splits.items()
+    }
+    X_train, y_train = data.pop("train")
+    table = layer_sweep(
+        model, X_train, y_train, layers=MINILM_LAYERS, heads=demo_heads(), pooling=pooling,
+        test_sets=data, tokenizer=tokenizer, batch_size=64,
+        verbose=verbose,
+    )
+    sizes = {name: len(rows) for name, rows in splits.items()}
+    return Scenario(
+        name="newsgroups",
+        description=(
+            "all-MiniLM-L6-v2 on 20 Newsgroups, label comp/rec/sci/talk; train "
+            f"graphics/autos/crypt/guns ({sizes['train']}), test the same groups "
+            f"({sizes['in-distribution']}) and mac.hardware/hockey/med/mideast "
+            f"({sizes['shifted']}); first {max_length} tokens; pooling={pooling!r}"
+        ),
+        table=table,
+        id_split="in-distribution",
+        shifted_splits=["shifted"],
+    )
+
+
+SCENARIOS = {
+    "tweets": tweets_scenario,
+    "digits": digits_scenario,
+    "newsgroups": newsgroups_scenario,
+}

@@ -7,6 +7,7 @@ classes from scikit-learn directly, here and nowhere else, so that a change in
 scikit-learn's private API is fixed in one file.
 """
 
+from sklearn.metrics._scorer import _BaseScorer, _PassthroughScorer
 from sklearn.utils._param_validation import (  # noqa: F401
     HasMethods,
     Hidden,
@@ -18,7 +19,11 @@ from sklearn.utils._param_validation import (  # noqa: F401
 from sklearn_compat.base import _fit_context  # noqa: F401
 from sklearn_compat.utils.validation import validate_data  # noqa: F401
 
+# scorers scikit-learn builds (they only read an estimator's outputs)
+BUILTIN_SCORERS = (_BaseScorer, _PassthroughScorer)
+
 __all__ = [
+    "BUILTIN_SCORERS",
     "HasMethods",
     "Hidden",
     "Interval",

@@ -7,7 +7,13 @@ Every factory draws its initial weights from its own seeded ``torch.Generator``
 import torch
 from torch import nn
 
-__all__ = ["make_mlp", "make_small_cnn", "make_resnet18", "make_transformer_encoder"]
+__all__ = [
+    "make_mlp",
+    "make_small_cnn",
+    "make_staged_cnn",
+    "make_resnet18",
+    "make_transformer_encoder",
+]
 
 
 def _reinitialise(module, seed):
@@ -111,6 +117,37 @@ def make_resnet18(n_classes=10, width=64, seed=0):
     """A ResNet-18-style CNN for ``(N, 3, 32, 32)`` inputs (9 blocks + head)."""
     net = _reinitialise(ResNet18(n_classes=n_classes, width=width), seed)
     return net.eval()
+
+
+class StagedCNN(nn.Module):
+    """Four user-named ``nn.Sequential`` stages chained by ``forward``, then a head.
+
+    Each stage is convolution, batch norm and an in-place ReLU; the stages are
+    the names users write in a grid (``"block1"`` ... ``"block4"``).
+    """
+
+    def __init__(self, n_classes=10, width=16):
+        super().__init__()
+        widths = [3, width, 2 * width, 4 * width, 8 * width]
+        for i in range(4):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"block{i + 1}", nn.Sequential(
+                nn.Conv2d(widths[i], widths[i + 1], 3, stride, 1, bias=False),
+                nn.BatchNorm2d(widths[i + 1]),
+                nn.ReLU(inplace=True),
+            ))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(widths[-1], n_classes)
+
+    def forward(self, x):
+        x = self.block4(self.block3(self.block2(self.block1(x))))
+        return self.fc(self.flat(self.pool(x)))
+
+
+def make_staged_cnn(n_classes=10, width=16, seed=0):
+    """A CNN with user-named stages ``block1`` ... ``block4`` for ``(N, 3, H, W)``."""
+    return _reinitialise(StagedCNN(n_classes=n_classes, width=width), seed).eval()
 
 
 class TransformerClassifier(nn.Module):

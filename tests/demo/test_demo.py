@@ -3,39 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from sklearn_layers.demo import _assets
 from sklearn_layers.demo._cli import main
-
-
-def test_digit_cnn_reads_digits_like_its_own_training_data():
-    model = _assets.load_digit_cnn()
-    images, labels = _assets.load_digits_28()
-    assert images.shape == (1797, 1, 28, 28) and images.dtype == np.float32
-    with torch.no_grad():
-        accuracy = (model(torch.as_tensor(images)).argmax(1).numpy() == labels).mean()
-    assert accuracy > 0.75  # its own head, no training on digits (81.6% measured)
-
-
-@pytest.mark.parametrize("kind", ["rotation", "noise", "translation", "scale"])
-def test_shifts_change_images_but_keep_shape(kind):
-    images, _ = _assets.load_digits_28()
-    shifted = _assets.shift_digits(images[:20], kind)
-    assert shifted.shape == (20, 1, 28, 28) and shifted.dtype == np.float32
-    assert not np.allclose(shifted, images[:20])
-
-
-def test_unknown_shift():
-    with pytest.raises(ValueError, match="Unknown shift"):
-        _assets.shift_digits(np.zeros((1, 1, 28, 28), np.float32), "blur")
-
-
-def test_election_tweets():
-    tweets = _assets.load_election_tweets()
-    assert set(tweets["author"]) == {"HillaryClinton", "realDonaldTrump"}
-    assert tweets["time"].is_monotonic_increasing
-    assert len(tweets) > 5000
 
 
 def test_digits_demo_end_to_end(tmp_path, capsys):
@@ -51,6 +20,7 @@ def test_digits_demo_end_to_end(tmp_path, capsys):
     assert "Best layer per head and split" in out and "fc_layers.1" in out
 
 
+@pytest.mark.slow
 def test_tweets_demo_end_to_end_small(tmp_path, capsys):
     main(["demo", "--scenario", "tweets", "--output", str(tmp_path), "--quiet",
           "--n-train", "300", "--n-test", "150"])
@@ -62,3 +32,42 @@ def test_tweets_demo_end_to_end_small(tmp_path, capsys):
     logistic = table[table["head"] == "logistic"]
     assert logistic["score"].max() > 0.8  # authorship is easy in distribution
     assert "shifted" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_newsgroups_demo_end_to_end_small(tmp_path, capsys):
+    main(["demo", "--scenario", "newsgroups", "--output", str(tmp_path), "--quiet",
+          "--n-train", "80", "--n-test", "40"])
+    out = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "newsgroups_layer_sweep.csv")
+    assert (tmp_path / "newsgroups_layer_sweep.png").stat().st_size > 10_000
+    assert len(table) == 7 * 3 * 2
+    assert set(table["split"]) == {"in-distribution", "shifted"}
+    logistic = table[table["head"] == "logistic"].set_index(["layer", "split"])["score"]
+    # Four balanced topics: chance is 0.25. 40 test posts per split.
+    assert logistic.xs("in-distribution", level="split").max() > 0.7
+    assert "(80)" in out and "(40)" in out and "first 128 tokens" in out
+
+
+def test_newsgroups_splits_are_disjoint_balanced_and_labelled_by_topic():
+    from sklearn_layers.datasets import load_newsgroups
+    from sklearn_layers.demo._scenarios import (
+        NEWSGROUPS_SHIFTED,
+        NEWSGROUPS_TRAIN,
+        _sample,
+    )
+
+    rng = np.random.default_rng(0)
+    pool = load_newsgroups(subset="test", categories=list(NEWSGROUPS_TRAIN)).frame
+    sample = _sample(pool, 100, rng)
+    assert sample["newsgroup"].value_counts().tolist() == [25, 25, 25, 25]
+    assert sample.index.is_unique
+    assert [g.split(".")[0] for g in NEWSGROUPS_TRAIN] == [
+        g.split(".")[0] for g in NEWSGROUPS_SHIFTED
+    ] == ["comp", "rec", "sci", "talk"]
+    assert not set(NEWSGROUPS_TRAIN) & set(NEWSGROUPS_SHIFTED)
+
+
+def test_n_test_is_for_text_scenarios_only(tmp_path):
+    with pytest.raises(SystemExit, match="text scenarios"):
+        main(["demo", "--scenario", "digits", "--output", str(tmp_path), "--n-test", "5"])

@@ -64,15 +64,14 @@ def test_grid_search_runs_each_row_through_the_network_once(cnn, data):
 def test_cached_features_equal_fresh_ones(cnn, data):
     X, _ = data
     cache = MemoryCache()
+    counter = RowCounter(cnn[0])
     fresh = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
     warm = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X[:20])
     assert warm.shape == (20, 16)
-    counter = RowCounter(cnn[0])
+    counter.take()
     lft = LayerFeatureTransformer(cnn, layers="all", cache=cache)
-    try:
-        got = lft.fit_transform(X)
-    finally:
-        counter.remove()
+    got = lft.fit_transform(X)
+    counter.remove()
     assert counter.rows == len(X) - 20  # earlier rows were hits, for every block
     # hits were computed in other batches: equal up to float32 rounding
     same_features(cnn, X, lft.layer_names_, got, fresh)
@@ -81,14 +80,13 @@ def test_cached_features_equal_fresh_ones(cnn, data):
 def test_fully_cached_request_runs_no_forward(cnn, data):
     X, _ = data
     cache = MemoryCache()
+    counter = RowCounter(cnn[0])
     lft = LayerFeatureTransformer(cnn, layers="9", cache=cache).fit(X)
     first = lft.transform(X)
-    counter = RowCounter(cnn[0])
-    try:
-        second = lft.transform(X)
-        LayerFeatureTransformer(cnn, layers=["2", "5"], cache=cache).fit_transform(X)
-    finally:
-        counter.remove()
+    counter.take()
+    second = lft.transform(X)
+    LayerFeatureTransformer(cnn, layers=["2", "5"], cache=cache).fit_transform(X)
+    counter.remove()
     assert counter.rows == 0
     assert_array_equal(first, second)
 
@@ -127,7 +125,9 @@ def test_memory_cache_stays_within_its_bound(cnn, data):
 
 
 def test_memory_cache_evicts_least_recently_used():
-    cache = MemoryCache(max_bytes=3 * (4 * 2 + 200))
+    probe = MemoryCache()
+    probe.store("fp", {"l": np.zeros((4, 2))}, [bytes([i]) for i in range(4)])
+    cache = MemoryCache(max_bytes=probe.nbytes - 1)  # one row too small for four
     for i in range(3):
         cache.store("fp", {"l": np.full((1, 2), i)}, [bytes([i])])
     cache.lookup("fp", ["l"], [bytes([0])])  # row 0 is now the most recent
@@ -155,17 +155,17 @@ def test_memory_cache_pickles_empty_with_its_bound():
 
 def test_disk_cache_is_shared_and_exact(cnn, data, tmp_path):
     X, _ = data
+    counter = RowCounter(cnn[0])
     fresh = LayerFeatureTransformer(cnn, layers=["2", "9"], cache=None).fit_transform(X)
     first = LayerFeatureTransformer(cnn, layers=["2", "9"], cache=tmp_path).fit_transform(X)
-    counter = RowCounter(cnn[0])
-    try:
-        # a new DiskCache object without a memory front: only the directory is shared
-        second = LayerFeatureTransformer(
-            cnn, layers=["5", "2"], cache=DiskCache(tmp_path, memory_bytes=0)
-        ).fit_transform(X)
-    finally:
-        counter.remove()
-    assert counter.rows == 0
+    counter.take()
+    # a new DiskCache object without a memory front: only the directory is shared
+    second = LayerFeatureTransformer(
+        cnn, layers=["5", "2"], cache=DiskCache(tmp_path, memory_bytes=0)
+    ).fit_transform(X)
+    counter.remove()
+    # fit computes its first row: widths never come from a file someone else wrote
+    assert counter.rows == 1
     same_features(cnn, X, ["2", "9"], first, fresh)
     assert_array_equal(second[:, 16:], first[:, :8])
 
@@ -187,27 +187,20 @@ def test_corrupt_disk_entries_are_recomputed_never_served(cnn, data, tmp_path, d
     # memory_bytes=0: no in-memory front, every lookup reads the files, as a
     # different process would
     X, _ = data
+    counter = RowCounter(cnn[0])
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
     files = _entry_files(tmp_path)
     for f in files[::3]:
         f.write_bytes(damage(f.read_bytes()))
-    counter = RowCounter(cnn[0])
-    try:
-        got = LayerFeatureTransformer(
-            cnn, layers="5", cache=DiskCache(tmp_path, 0)
-        ).fit_transform(X)
-    finally:
-        counter.remove()
+    counter.take()
+    got = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
     same_features(cnn, X, ["5"], got, expected)
-    assert counter.rows >= len(files[::3])
-    # rewritten: a third pass is all hits
-    counter = RowCounter(cnn[0])
-    try:
-        LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
-    finally:
-        counter.remove()
-    assert counter.rows == 0
+    assert counter.take() >= len(files[::3])
+    # rewritten: a third pass is all hits (fit computes its first row)
+    LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
+    counter.remove()
+    assert counter.rows == 1
 
 
 def test_same_directory_shares_one_disk_cache_per_process(tmp_path):
@@ -227,7 +220,7 @@ def test_disk_cache_never_unpickles(tmp_path):
     assert found["l"] == [None]
 
 
-def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path):
+def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path, monkeypatch):
     X, _ = data
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     cache = DiskCache(tmp_path)
@@ -235,7 +228,7 @@ def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    cache._write = full_disk
+    monkeypatch.setattr("sklearn_layers._extraction._cache.write_entry", full_disk)
     with pytest.warns(RuntimeWarning, match="No space left"):
         got = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
     same_features(cnn, X, ["5"], got, expected)
@@ -344,11 +337,119 @@ def test_without_a_cache_no_row_is_hashed(cnn, data, monkeypatch):
 
     X, _ = data
 
-    def no_hashing(arrays):
+    def no_hashing(arrays, names=None):
         raise AssertionError("rows were hashed although no cache is used")
 
-    monkeypatch.setattr(inputs, "_row_digests", no_hashing)
+    monkeypatch.setattr(inputs, "row_digests", no_hashing)
     got = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
     assert got.shape[0] == len(X)
     with pytest.raises(AssertionError, match="hashed"):
         LayerFeatureTransformer(cnn, layers="all", cache=MemoryCache()).fit(X)
+
+
+def test_foreign_entry_of_another_width_is_recomputed_and_never_decides_widths(
+    cnn, data, tmp_path
+):
+    X, _ = data
+    expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    cache = DiskCache(tmp_path, memory_bytes=0)
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    # overwrite every entry's "5" rows with rows of another width, in our format
+    from sklearn_layers._extraction._npz import read_entry, write_entry
+
+    for f in _entry_files(tmp_path):
+        entry = read_entry(f)
+        write_entry(f, {k: np.zeros(3, np.float32) for k in entry})
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, memory_bytes=0))
+    got = lft.fit_transform(X)
+    assert lft.n_features_out_ == 16
+    same_features(cnn, X, ["5"], got, expected)
+    # and the entries were rewritten: served from the directory now
+    again = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0))
+    same_features(cnn, X, ["5"], again.fit_transform(X), expected)
+
+
+def test_memory_cache_bound_holds_as_measured(cnn):
+    import gc
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 1, 12, 12)).astype(np.float32)
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=None).fit(X[:2])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        cache = MemoryCache(max_bytes=2_000_000)
+        lft.set_params(cache=cache).fit(X).transform(X)
+        del lft
+        gc.collect()
+        base = tracemalloc.take_snapshot()
+        cache.clear()
+        gc.collect()
+        freed = tracemalloc.take_snapshot().compare_to(base, "filename")
+        held = -sum(stat.size_diff for stat in freed)
+    finally:
+        tracemalloc.stop()
+    assert cache.max_bytes * 0.5 < held <= cache.max_bytes, held
+
+
+def test_disk_caches_are_released_when_unused(tmp_path, cnn, data):
+    import gc
+    import weakref
+
+    from sklearn_layers._extraction._cache import make_cache
+
+    X, _ = data
+    LayerFeatureTransformer(cnn, layers="5", cache=tmp_path / "a").fit_transform(X[:4])
+    first = weakref.ref(make_cache(tmp_path / "a"))
+    for i in range(6):  # other directories in use push it out of the recent few
+        make_cache(tmp_path / f"other{i}")
+    gc.collect()
+    assert first() is None
+    # a directory deleted under a held instance gets a fresh one
+    held = make_cache(tmp_path / "b")
+    held.store("fp", {"l": np.ones((1, 2))}, [b"r" * 16])
+    import shutil
+
+    shutil.rmtree(tmp_path / "b")
+    assert make_cache(tmp_path / "b") is not held
+
+
+def test_empty_cache_path_is_an_error(cnn, data):
+    X, _ = data
+    with pytest.raises(ValueError, match="cache=''"):
+        LayerFeatureTransformer(cnn, cache="").fit(X)
+
+
+def test_progress_bar_only_for_rows_through_the_network(cnn, data, monkeypatch):
+    import tqdm
+
+    X, _ = data
+    totals = []
+
+    class Recorder(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, disable=True, **kwargs)
+            totals.append(self)
+
+    monkeypatch.setattr(tqdm, "tqdm", Recorder)
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=cache, verbose=1).fit(X)
+    lft.transform(X[:40])
+    assert len(totals) == 1 and totals[0].total == 39  # row 0 came with fit
+    lft.transform(X)
+    assert len(totals) == 2 and totals[1].total == 20
+    lft.transform(X)
+    assert len(totals) == 2  # all cached: no bar
+
+
+def test_eviction_of_rows_still_needed_warns_once(cnn, data):
+    X, y = data
+    pipe = Pipeline([
+        ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(max_bytes=60_000))),
+        ("head", NearestCentroid()),
+    ])
+    grid = GridSearchCV(pipe, {"features__layers": ["2", "5", "9"]}, cv=3)
+    with pytest.warns(RuntimeWarning, match="max_bytes of at least") as record:
+        grid.fit(X, y)
+    assert sum("evicted rows" in str(w.message) for w in record) == 1

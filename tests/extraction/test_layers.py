@@ -75,3 +75,33 @@ def test_bad_layer_specs(spec, error, match):
 def test_penultimate_without_linear_layer():
     with pytest.raises(ValueError, match="no nn.Linear"):
         resolve_layers(nn.Sequential(nn.Conv2d(1, 2, 3)), "penultimate")
+
+
+class TimmLike(nn.Module):
+    """A torch-only model carrying timm's ``feature_info`` (one dict per stage)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.layer1 = nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+        self.layer2 = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+        self.feature_info = [
+            {"num_chs": 4, "reduction": 1, "module": "stem"},
+            {"num_chs": 4, "reduction": 1, "module": "layer1"},
+            {"num_chs": 8, "reduction": 1, "module": "layer2"},
+        ]
+
+    def forward(self, x):
+        return self.layer2(self.layer1(self.stem(x)))
+
+
+def test_stages_are_timm_feature_info_modules():
+    net = TimmLike()
+    assert resolve_layers(net, "stages") == ["stem", "layer1", "layer2"]
+    # an int counts the block list, not timm's stages
+    assert resolve_layers(net, 1) == [block_names(net)[1]] == ["layer1.1"]
+
+
+def test_stages_without_feature_info_is_a_clear_error():
+    with pytest.raises(ValueError, match="feature_info"):
+        resolve_layers(nn.Sequential(nn.Linear(2, 2)), "stages")

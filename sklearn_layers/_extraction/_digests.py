@@ -1,0 +1,104 @@
+"""Row digests: what the activation cache keys an input row on.
+
+A row's digest covers its bytes and everything needed to read them back the
+same way: the dtype and per-row shape of each array, and the key under which
+each array reaches the model (``model(x=..., offset=...)`` and
+``model(x=..., scale=...)`` never share an entry). Text rows are keyed by the
+string and the tokenizer's full name (:func:`._identity.tokenizer_name`).
+
+xxh3-128 reads several GB/s, so hashing every row costs a few percent of a
+forward pass. It is not a cryptographic hash: collisions are a concern only
+against someone who can already write to the cache.
+"""
+
+import numpy as np
+import torch
+import xxhash
+
+
+def digest(*chunks):
+    """A 128-bit digest of byte strings or contiguous buffers."""
+    h = xxhash.xxh3_128()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.digest()
+
+
+def _row_bytes(a):
+    """``(dtype name, per-row shape, (n, row_nbytes) uint8 array)`` of one array."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().contiguous()
+        n, shape, dtype = a.shape[0], tuple(a.shape[1:]), str(a.dtype)
+        # numpy has no bfloat16 or float8: read any dtype as its bytes
+        flat = a.reshape(n, -1).view(torch.uint8).numpy() if a.numel() else np.empty((n, 0), np.uint8)
+        return dtype, shape, flat
+    a = np.ascontiguousarray(a)
+    if a.dtype.hasobject:
+        raise TypeError("Object arrays cannot be hashed for the cache; pass numeric arrays.")
+    n = a.shape[0]
+    flat = a.reshape(n, -1).view(np.uint8) if a.size else np.empty((n, 0), np.uint8)
+    return a.dtype.str, a.shape[1:], flat
+
+
+def row_digests(arrays, names=None):
+    """One digest per row over the bytes, dtypes, shapes and names of ``arrays``.
+
+    Parameters
+    ----------
+    arrays : list of ndarray or torch.Tensor
+        Arrays sharing axis 0.
+    names : list of str, default=None
+        The keyword under which each array reaches the model (dict inputs).
+
+    Returns
+    -------
+    digests : list of bytes
+    """
+    parts = [_row_bytes(a) for a in arrays]
+    header = repr([(names[i] if names else i, dtype, shape) for i, (dtype, shape, _) in enumerate(parts)])
+    n = parts[0][2].shape[0]
+    rows = [flat for _, _, flat in parts]
+    head = header.encode()
+    return [digest(head, *(r[i] for r in rows)) for i in range(n)]
+
+
+def text_digests(tokenizer_name, texts):
+    """One digest per string, under a tokenizer's name."""
+    head = tokenizer_name.encode()
+    return [digest(head, b"\0", t.encode("utf-8")) for t in texts]
+
+
+def item_digest(item):
+    """Bytes identifying one raw item (an image, a file, an array), or None.
+
+    A PIL image is read by mode, size and pixels; a file path by its content
+    (so a file rewritten in place is another row); arrays and tensors by
+    dtype, shape and bytes; ``bytes`` as they are. Other objects have no
+    digest: input holding them is not cached.
+    """
+    import os
+
+    if _is_pil_image(item):
+        return digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
+    if isinstance(item, (str, os.PathLike)):
+        with open(item, "rb") as handle:
+            return digest(b"file|", handle.read())
+    if isinstance(item, (np.ndarray, torch.Tensor)):
+        dtype, shape, flat = _row_bytes(item[None] if isinstance(item, np.ndarray) else item.unsqueeze(0))
+        return digest(f"array|{dtype}|{shape}|".encode(), flat[0])
+    if isinstance(item, bytes):
+        return digest(b"bytes|", item)
+    return None
+
+
+def _is_pil_image(obj):
+    return type(obj).__module__.startswith("PIL.") and hasattr(obj, "tobytes")
+
+
+def digestible(item):
+    """Whether :func:`item_digest` can name ``item`` (without reading it)."""
+    import os
+
+    return _is_pil_image(item) or isinstance(
+        item, (str, os.PathLike, np.ndarray, torch.Tensor, bytes)
+    )

@@ -1,0 +1,190 @@
+"""What one extraction computes and under which cache keys.
+
+A :class:`Plan` names, for one call, the requested layers and their keys, the
+blocks computed alongside them on a cache miss (prefetch), and the cache
+itself. A layer's key is ``"<canonical name>|<pooling>"``: names that denote
+the very same tensor (:mod:`._aliases`) share the canonical name, so they
+share entries.
+"""
+
+from dataclasses import dataclass, field
+
+from ._fingerprint import model_fingerprint
+from ._layers import penultimate_layer
+from ._pooling import pooling_key
+
+_PREFETCHABLE = ("auto", "mean", "max")
+
+
+def prefetch_poolings(model, blocks, poolings, pooling_param):
+    """Layers computed alongside the requested ones so later requests hit the cache.
+
+    The candidates are the names users write for a stage: the block list,
+    the model's top-level children and ``"penultimate"`` (the input of the last
+    ``nn.Linear``); names that denote the same tensor are cached once
+    (:mod:`._aliases`). Only cheap, fixed-width poolings are prefetched (never
+    ``"flatten"``, whose width can be huge, nor a callable, whose cost is
+    unknown).
+    """
+    if isinstance(pooling_param, dict):
+        default = "auto"
+    elif isinstance(pooling_param, str) and pooling_param in _PREFETCHABLE:
+        default = pooling_param
+    elif isinstance(pooling_param, int) and not isinstance(pooling_param, bool):
+        default = pooling_param
+    else:
+        return {}
+    candidates = [*blocks, *(name for name, _ in model.named_children())]
+    penultimate = penultimate_layer(model)
+    if penultimate is not None:
+        candidates.append(penultimate)
+    return {name: default for name in dict.fromkeys(candidates) if name not in poolings}
+
+
+@dataclass
+class Plan:
+    """The layers one extraction captures and the keys it caches them under.
+
+    Attributes
+    ----------
+    poolings : dict
+        Requested layer -> pooling, in output order.
+    captured : dict
+        Every layer hooked during a miss -> pooling (requested first).
+    keys : dict
+        Captured layer -> cache key (empty without a cache).
+    checks : list of (str, str)
+        ``(alias, canonical)`` pairs both captured, to compare after each batch.
+    optional : set
+        Captured layers that may fail or not run (prefetched blocks).
+    cache : object or None
+        The cache, or None when this call cannot use one.
+    fingerprint : str or None
+        The model's cache identity.
+    """
+
+    poolings: dict
+    captured: dict = field(default_factory=dict)
+    keys: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+    optional: set = field(default_factory=set)
+    cache: object = None
+    fingerprint: str = None
+
+    @property
+    def early_exit(self):
+        return not self.optional
+
+    def keyed(self, arrays):
+        """Captured arrays keyed for the cache (one entry per key)."""
+        return {self.keys[name]: value for name, value in arrays.items() if name in self.keys}
+
+
+def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype):
+    """The model's cache identity for this call, or None when nothing may be cached.
+
+    Nothing is cached without a cache, for input without stable row identities
+    (text through an unnamed tokenizer), for a pooling without a stable name,
+    or for a model without one (:func:`._fingerprint.model_fingerprint`).
+    """
+    if cache is None or not cacheable:
+        return None
+    if any(pooling_key(p) is None for p in poolings.values()):
+        return None
+    fingerprint = model_fingerprint(model)
+    if fingerprint is None:
+        return None
+    return f"{fingerprint}-{float_dtype}-{device.type}"
+
+
+def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=None):
+    """Decide what to capture and how to key it.
+
+    Parameters
+    ----------
+    poolings : dict
+        Requested layer -> pooling.
+    cache : cache object, default=None
+    fingerprint : str, default=None
+        From :func:`cache_identity`; None means no caching.
+    prefetch : dict, default=None
+        Block -> pooling to compute alongside on a miss.
+    aliases : dict, default=None
+        Name -> canonical name (:mod:`._aliases`).
+
+    Returns
+    -------
+    plan : Plan
+    """
+    plan = Plan(poolings=dict(poolings), captured=dict(poolings))
+    if fingerprint is None:
+        return plan  # no cache: early exit, nothing prefetched
+    plan.cache, plan.fingerprint = cache, fingerprint
+    aliases = aliases or {}
+
+    def key(name, pooling):
+        return f"{aliases.get(name, name)}|{pooling_key(pooling)}"
+
+    plan.keys = {name: key(name, p) for name, p in poolings.items()}
+    owners = {k: name for name, k in plan.keys.items()}
+    for name, p in (prefetch or {}).items():
+        if name in plan.captured:
+            continue
+        k = key(name, p)
+        if k in owners:
+            # an alias of a layer already captured: captured once more only to
+            # check that the two really are the same tensor on these rows
+            plan.checks.append((owners[k], name))
+        else:
+            owners[k] = name
+        plan.captured[name] = p
+        plan.keys[name] = k
+        plan.optional.add(name)
+    return plan
+
+
+def probe_widths(extract, model, adapter, poolings, *, device, cache=None, prefetch=None):
+    """Feature width of each layer, from the first row of ``adapter``.
+
+    The row may come from a cache whose every entry this process computed (a
+    :class:`MemoryCache`); from any other cache it is computed: an entry
+    written by someone else (a foreign file in a shared cache directory) must
+    not decide the widths a fitted transformer promises.
+    """
+    if not getattr(cache, "computed_here", False):
+        cache = prefetch = None
+    features = extract(
+        model, _FirstRow(adapter), poolings, batch_size=1, device=device, cache=cache,
+        prefetch=prefetch, widths=None,
+    )
+    return {name: int(features[name].shape[1]) for name in poolings}
+
+
+class _FirstRow:
+    """An adapter view holding only the first row of another adapter."""
+
+    def __init__(self, adapter):
+        self.kind = adapter.kind
+        self.cacheable = getattr(adapter, "cacheable", True)
+        self._chunk = next(adapter.chunks(1))
+
+    def __len__(self):
+        return 1
+
+    def chunks(self, batch_size):
+        yield _OneRow(self._chunk)
+
+
+class _OneRow:
+    def __init__(self, chunk):
+        self.start, self.n, self._chunk = 0, 1, chunk
+
+    @property
+    def digests(self):
+        return self._chunk.digests[:1]
+
+    def order(self, positions):
+        return positions
+
+    def build(self, positions):
+        return self._chunk.build([0])

@@ -1,0 +1,7 @@
+"""Choosing a layer: IntermediateLayerClassifier and layer_sweep."""
+
+from ._defaults import default_probe
+from ._ilc import ILC, IntermediateLayerClassifier
+from ._sweep import layer_sweep
+
+__all__ = ["ILC", "IntermediateLayerClassifier", "default_probe", "layer_sweep"]

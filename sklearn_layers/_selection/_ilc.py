@@ -1,0 +1,417 @@
+"""IntermediateLayerClassifier: a probe on the best (or cheapest good) layer."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import check_cv
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+
+from .._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer, clone_sharing
+from ._defaults import default_probe
+from ..utils._compat import HasMethods, Interval, _fit_context
+from ._choice import choose_layer
+from ._cost import forward_shares
+from ._progress import fit_progress
+from ._scoring import Splits, score_layers
+
+
+def _estimator_has(method):
+    """``available_if`` check: the refitted estimator (or the one to fit) has ``method``."""
+
+    def check(self):
+        if hasattr(self, "estimator_"):
+            return hasattr(self.estimator_, method)
+        return hasattr(self._estimator(), method)
+
+    return check
+
+
+class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
+    """A probe on the best intermediate layer of a frozen network.
+
+    ``fit`` extracts every candidate layer in one forward pass, fits a clone of
+    ``estimator`` on each layer's features and scores it by cross-validation
+    -- or, when ``X_val``/``y_val`` are given (a few samples of the shifted
+    distribution, as in the intermediate-layer-classifier protocol), on them
+    -- or ranks the layers by a label-free layer metric (``scoring="rankme"``
+    ...). It keeps the best layer, or, with ``selection_tolerance``, the
+    cheapest layer whose score is within that tolerance of the best, and
+    refits the estimator on it. Afterwards ``predict`` and ``transform`` run
+    the network only up to the chosen layer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, fitted skorch net or callable
+        The frozen network (see :class:`LayerFeatureTransformer`). A factory is
+        called once per ``fit``.
+    layers : str, int or list, default="all"
+        Candidate layers (see :class:`LayerFeatureTransformer`).
+    estimator : classifier, default=None
+        Fitted on each layer's features. ``None`` means :func:`default_probe`.
+    pooling : str, int, callable or dict, default="auto"
+        How activations become vectors (see :class:`LayerFeatureTransformer`).
+    cv : int, cross-validation generator or iterable, default=5
+        Splits used to score each layer when no validation set is given.
+    scoring : str or callable, default=None
+        Score to maximise; ``None`` uses the estimator's ``score`` (accuracy).
+        The name of a layer metric (:func:`sklearn_layers.metrics.get_layer_metric_names`:
+        ``"rankme"``, ``"matrix_entropy"``, ``"nc1"`` ...) ranks the layers by
+        that quantity on the training features instead, in the direction the
+        metric prefers, without fitting the estimator per layer.
+    selection_tolerance : float, default=0.0
+        Choose the cheapest layer (the smallest share of a full forward pass,
+        ``layer_costs_``) whose score is at least the best score minus this.
+        0 chooses the best-scoring layer.
+    refit : bool, default=True
+        Refit the estimator on the chosen layer over all of ``X``.
+    cache : "memory", path, cache object or None, default="memory"
+        Activation cache (see :class:`LayerFeatureTransformer`).
+    batch_size : int, default=256
+        Rows per forward pass.
+    device : str, default="cpu"
+        Where input batches are sent.
+    tokenizer : callable, default=None
+        Tokenizer for text input.
+    max_length : int, default=None
+        Truncation length for the tokenizer.
+    preprocess : callable, default=None
+        Turns a batch of raw items into model input (see
+        :class:`LayerFeatureTransformer`).
+    n_jobs : int, default=None
+        Layers scored in parallel (joblib).
+    n_threads : int, default=None
+        Torch intra-op threads during extraction; ``None`` leaves torch's setting.
+    verbose : int, default=0
+        1 or more: a progress bar over the rows that go through the network
+        and one over layers x folds.
+
+    Attributes
+    ----------
+    layer_scores_ : dict
+        Layer name -> mean score (or metric value).
+    layer_score_std_ : dict
+        Layer name -> standard deviation over folds (0 otherwise).
+    layer_costs_ : dict
+        Layer name -> share of a full forward pass spent to reach it.
+    cost_unit_ : {"flops", "time"}
+        What ``layer_costs_`` counts.
+    best_layer_ : str
+        The chosen layer.
+    best_score_ : float
+        Its score.
+    selection_ : {"cv", "validation", "metric"}
+        How the layers were scored.
+    estimator_ : estimator
+        The estimator refitted on the chosen layer (when ``refit=True``).
+    extractor_ : LayerFeatureTransformer
+        Extracts the chosen layer's features, with early exit.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during :term:`fit` (axis 1 of array input).
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    layer_sweep : Every head on every layer, as a table.
+    LayerSweepDisplay : Plot of the score per layer.
+
+    References
+    ----------
+    .. [1] "Intermediate Layer Classifiers for OOD Generalization", ICLR 2025.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn_layers import IntermediateLayerClassifier
+    >>> from sklearn_layers.utils.toy import make_mlp
+    >>> X, y = load_iris(return_X_y=True)
+    >>> ilc = IntermediateLayerClassifier(make_mlp(4, hidden=(32, 16)), cv=3).fit(X, y)
+    >>> sorted(ilc.layer_scores_)
+    ['1', '3', '4']
+    >>> ilc.best_layer_ in ilc.layer_scores_
+    True
+    >>> ilc.predict(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints: dict = {
+        "model": "no_validation",
+        **EXTRACTION_CONSTRAINTS,
+        "estimator": [None, HasMethods(["fit", "predict"])],
+        "cv": ["cv_object"],
+        "scoring": [None, str, callable],
+        "selection_tolerance": [Interval(Real, 0, None, closed="left")],
+        "refit": ["boolean"],
+        "n_jobs": [None, Integral],
+    }
+
+    def __init__(
+        self,
+        model,
+        *,
+        layers="all",
+        estimator=None,
+        pooling="auto",
+        cv=5,
+        scoring=None,
+        selection_tolerance=0.0,
+        refit=True,
+        cache="memory",
+        batch_size=256,
+        device="cpu",
+        tokenizer=None,
+        max_length=None,
+        preprocess=None,
+        n_jobs=None,
+        n_threads=None,
+        verbose=0,
+    ):
+        self.model = model
+        self.layers = layers
+        self.estimator = estimator
+        self.pooling = pooling
+        self.cv = cv
+        self.scoring = scoring
+        self.selection_tolerance = selection_tolerance
+        self.refit = refit
+        self.cache = cache
+        self.batch_size = batch_size
+        self.device = device
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.preprocess = preprocess
+        self.n_jobs = n_jobs
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def __sklearn_clone__(self):
+        return clone_sharing(self)
+
+    def _estimator(self):
+        return default_probe() if self.estimator is None else self.estimator
+
+    def _extractor(self, model, layers, **extra):
+        return LayerFeatureTransformer(
+            model, layers=layers, pooling=self.pooling, cache=self.cache,
+            batch_size=self.batch_size, device=self.device, tokenizer=self.tokenizer,
+            max_length=self.max_length, preprocess=self.preprocess,
+            n_threads=self.n_threads, verbose=self.verbose, **extra,
+        ).set_output(transform="default")
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        """Score every candidate layer, choose one, refit the estimator on it.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        X_val, y_val : same kinds as X and y, default=None
+            A small validation set (e.g. from the shifted distribution). When
+            given, layers are scored on it instead of by cross-validation.
+
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """
+        if (X_val is None) != (y_val is None):
+            raise ValueError("Pass both X_val and y_val, or neither.")
+        y = _check_targets(y, type(self).__name__)
+        candidates = self._extractor(self.model, self.layers)
+        features = candidates.fit_transform(X)
+        if features.shape[0] != y.shape[0]:
+            raise ValueError(f"X has {features.shape[0]} samples but y has {y.shape[0]}.")
+        for attribute in ("n_features_in_", "feature_names_in_"):
+            if hasattr(candidates, attribute):
+                setattr(self, attribute, getattr(candidates, attribute))
+        model = candidates.model_  # one network per fit, even from a factory
+        slices = candidates.feature_slices_
+        self.layer_costs_, self.cost_unit_ = forward_shares(
+            model, candidates._one_row(X), list(slices)
+        )
+        metric = _layer_metric(self.scoring)
+        if metric is not None:
+            scores, stds, greater = self._score_by_metric(metric, features, slices, y)
+            self.selection_ = "metric"
+        else:
+            scores, stds = self._score_by_fitting(candidates, features, slices, y, X_val, y_val)
+            greater = True
+            self.selection_ = "cv" if X_val is None else "validation"
+        self.layer_scores_, self.layer_score_std_ = scores, stds
+        self.best_layer_ = choose_layer(
+            scores, self.layer_costs_, tolerance=self.selection_tolerance,
+            greater_is_better=greater, scoring=self.scoring,
+        )
+        self.best_score_ = float(scores[self.best_layer_])
+        self.extractor_ = self._extractor(model, [self.best_layer_], prefetch=False).fit(X)
+        self.classes_ = np.unique(y)
+        if self.refit:
+            columns = slices[self.best_layer_]
+            self.estimator_ = clone(self._estimator()).fit(features[:, columns], y)
+            self.classes_ = self.estimator_.classes_
+        return self
+
+    def _score_by_fitting(self, candidates, features, slices, y, X_val, y_val):
+        estimator = self._estimator()
+        scorer = check_scoring(estimator, scoring=self.scoring)
+        if X_val is None:
+            cv = check_cv(self.cv, y, classifier=True)
+            splits = Splits(cv=list(cv.split(features, y)))
+        else:
+            splits = Splits(tests={"validation": (candidates.transform(X_val),
+                                                  np.asarray(y_val))})
+        with fit_progress(self.verbose, len(slices) * splits.count()) as progress:
+            rows = score_layers(features, slices, y, {"estimator": estimator},
+                                {"estimator": scorer}, splits, n_jobs=self.n_jobs,
+                                progress=progress)
+        return ({r["layer"]: r["score"] for r in rows},
+                {r["layer"]: r["score_std"] for r in rows})
+
+    def _score_by_metric(self, metric, features, slices, y):
+        if metric.needs_y:
+            values = {layer: float(metric.function(features[:, cols], y))
+                      for layer, cols in slices.items()}
+        else:
+            values = {layer: float(metric.function(features[:, cols]))
+                      for layer, cols in slices.items()}
+        return values, dict.fromkeys(values, 0.0), metric.greater_is_better
+
+    def transform(self, X):
+        """The chosen layer's pooled features.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Inputs.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_best_layer)
+        """
+        check_is_fitted(self)
+        return self.extractor_.transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the chosen layer's features, ``"<layer>__<i>"``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        return self.extractor_.get_feature_names_out()
+
+    def _refitted_features(self, X):
+        check_is_fitted(self)
+        if not hasattr(self, "estimator_"):
+            raise ValueError("refit=False: no estimator was refitted; set refit=True to predict.")
+        return self.extractor_.transform(X)
+
+    def predict(self, X):
+        """Predict class labels with the estimator on the chosen layer.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        features = self._refitted_features(X)
+        return self.estimator_.predict(features)
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities from the estimator on the chosen layer.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        features = self._refitted_features(X)
+        return self.estimator_.predict_proba(features)
+
+    @available_if(_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities from the estimator on the chosen layer.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        features = self._refitted_features(X)
+        return self.estimator_.predict_log_proba(features)
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the estimator on the chosen layer.
+
+        Parameters
+        ----------
+        X : array-like, tensor, DataFrame, dict, Dataset or list of str
+            Inputs.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        features = self._refitted_features(X)
+        return self.estimator_.decision_function(features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+ILC = IntermediateLayerClassifier
+
+
+def _check_targets(y, owner):
+    if y is None:
+        raise ValueError(f"{owner} requires y to be passed, but the target y is None.")
+    y = column_or_1d(check_array(y, ensure_2d=False, dtype=None, input_name="y"), warn=True)
+    check_classification_targets(y)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(f"{owner} needs at least 2 classes; got {len(classes)} class: {classes}.")
+    return y
+
+
+def _layer_metric(scoring):
+    """The layer metric ``scoring`` names, or None for an ordinary scorer."""
+    if not isinstance(scoring, str):
+        return None
+    from ..metrics import get_layer_metric, get_layer_metric_names
+
+    if scoring not in get_layer_metric_names():
+        return None
+    return get_layer_metric(scoring)

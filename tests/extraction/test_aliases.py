@@ -1,0 +1,139 @@
+"""Whatever names a grid uses for one tensor, each row goes through the network once."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from torch import nn
+
+from _helpers import RowCounter
+from sklearn_layers import LayerFeatureTransformer, MemoryCache
+from sklearn_layers._extraction._layers import block_names
+
+
+class Staged(nn.Module):
+    """User-named ``nn.Sequential`` stages, chained by ``forward``, then a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.block2 = nn.Sequential(
+            nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True)
+        )
+        self.block3 = nn.Sequential(
+            nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2)
+        )
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.block3(self.block2(self.block1(x)))))
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(45, 1, 8, 8)).astype(np.float32)
+    y = np.arange(45) % 3
+    return X, y
+
+
+def test_block_list_stops_at_a_container_boundary():
+    # block3's output is not absorbed into the top-level Flatten after it
+    assert block_names(Staged()) == ["block1.1", "block2.2", "block3.2", "fc"]
+
+
+NAMES = ["block1", "block2", "block3", "block3.2", "flat", "penultimate", "fc:input"]
+
+
+def test_grid_over_the_names_users_write_runs_each_row_once(data):
+    X, y = data
+    net = Staged().eval()
+    counter = RowCounter(net.block1[0])
+    pipe = Pipeline([
+        ("features", LayerFeatureTransformer(net, cache=MemoryCache())),
+        ("head", LogisticRegression(max_iter=200)),
+    ])
+    # "penultimate" and "fc:input" are the same layer: one of them per grid
+    grid = GridSearchCV(pipe, {"features__layers": NAMES[:-1]}, cv=3).fit(X, y)
+    assert counter.rows == len(X)
+    # the served features are each name's own
+    cache = grid.estimator.get_params()["features__cache"]
+    for name in NAMES:
+        counter.take()
+        got = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
+        assert counter.take() == 0, name
+        fresh = LayerFeatureTransformer(net, layers=name, cache=None).fit_transform(X)
+        assert_allclose(got, fresh, rtol=1e-5, atol=1e-6)
+    counter.remove()
+
+
+class Switch(nn.Module):
+    """Returns its input object for one-row batches, a new tensor otherwise."""
+
+    def forward(self, x):
+        return x if x.shape[0] == 1 else x * 2
+
+
+def test_an_alias_that_does_not_hold_on_every_row_is_dropped():
+    X = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    net = nn.Sequential(nn.Linear(4, 4), Switch(), nn.Linear(4, 2)).eval()
+    cache = MemoryCache()
+    with pytest.warns(RuntimeWarning, match="not on every row"):
+        got = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(X)
+    fresh = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X)
+    assert_allclose(got, fresh, rtol=1e-6, atol=1e-6)
+    again = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(X)
+    assert_allclose(again, fresh, rtol=1e-6, atol=1e-6)
+    first = LayerFeatureTransformer(net, layers="0", cache=cache).fit_transform(X)
+    assert_allclose(first, LayerFeatureTransformer(net, layers="0", cache=None)
+                    .fit_transform(X), rtol=1e-6, atol=1e-6)
+
+
+def test_wrapped_models_expose_the_backbone_stages():
+    from sklearn_layers.utils.toy import make_resnet18
+
+    inner = block_names(make_resnet18(width=8))
+    wrapped = block_names(nn.Sequential(nn.Identity(), make_resnet18(width=8)))
+    assert wrapped == [f"1.{name}" for name in inner]
+
+
+def test_compiled_model_is_extracted_through_its_eager_module(data):
+    X, _ = data
+    net = Staged().eval()
+    compiled = torch.compile(net, backend="eager")
+    lft = LayerFeatureTransformer(compiled, layers="block2", cache=MemoryCache())
+    first = lft.fit_transform(X)
+    second = lft.transform(X)  # a second extraction runs too
+    expected = LayerFeatureTransformer(net, layers="block2", cache=None).fit_transform(X)
+    assert lft.blocks_ == block_names(net)
+    assert_allclose(first, expected, rtol=1e-5, atol=1e-6)
+    assert_allclose(second, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_hugging_face_names_of_one_hidden_state_share_an_entry():
+    from sklearn_layers.models import load_minilm
+
+    model, tokenizer = load_minilm()
+    texts = ["a short one", "a somewhat longer sentence for the encoder", "hi", "x y z"]
+    counter = RowCounter(model.embeddings.word_embeddings)
+    cache = MemoryCache()
+    first = LayerFeatureTransformer(model, layers="encoder", tokenizer=tokenizer,
+                                    cache=cache).fit_transform(texts)
+    rows = counter.take()
+    assert rows == len(texts)
+    last = LayerFeatureTransformer(model, layers="encoder.layer.5", tokenizer=tokenizer,
+                                   cache=cache).fit_transform(texts)
+    assert counter.take() == 0
+    assert_allclose(last, first)
+    mid = LayerFeatureTransformer(model, layers="encoder.layer.2", tokenizer=tokenizer,
+                                  cache=cache).fit_transform(texts)
+    assert counter.take() == 0  # a prefetched block
+    fresh = LayerFeatureTransformer(model, layers="encoder.layer.2", tokenizer=tokenizer,
+                                    cache=None).fit_transform(texts)
+    counter.remove()
+    assert_allclose(mid, fresh, rtol=1e-5, atol=1e-5)

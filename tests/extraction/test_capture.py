@@ -1,0 +1,209 @@
+"""Capture: what leaves a hook is exactly the layer's output, and the model is restored."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from torch import nn
+
+from _helpers import assert_unchanged, snapshot
+from sklearn_layers import LayerFeatureTransformer, MemoryCache
+from sklearn_layers.utils.toy import make_resnet18
+
+CACHES = [None, "memory"]
+
+
+def reference(module_fn, X):
+    with torch.no_grad():
+        return module_fn(torch.as_tensor(X)).numpy()
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_in_place_relu_after_the_layer_does_not_reach_its_features(cache):
+    X = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=True), nn.Linear(8, 3)).eval()
+    cache = MemoryCache() if cache else None
+    got = LayerFeatureTransformer(net, layers="0", cache=cache).fit(X).transform(X)
+    expected = reference(net[0], X)
+    assert (expected < 0).any()  # the ReLU would have changed these
+    assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["flatten", "cls", "last", "auto", "first_row"])
+def test_views_of_an_activation_are_copied(pooling):
+    # a residual "+=" after the captured block rewrites its output in place
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Linear(5, 5)
+            self.after = nn.Linear(5, 5)
+
+        def forward(self, x):
+            h = self.block(x)
+            h += self.after(h)
+            return h
+
+    X = np.random.default_rng(1).normal(size=(6, 3, 5)).astype(np.float32)
+    net = Residual().eval()
+    chosen = first_row if pooling == "first_row" else pooling
+    lft = LayerFeatureTransformer(net, layers="block", pooling=chosen, cache=MemoryCache())
+    got = lft.fit_transform(X)
+    activation = reference(net.block, X)
+    expected = {
+        "flatten": activation.reshape(6, -1),
+        "cls": activation[:, 0],
+        "last": activation[:, -1],
+        "auto": activation.mean(axis=1),
+        "first_row": activation[:, 0],
+    }[pooling]
+    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def first_row(a):
+    return a[:, 0]  # a view
+
+
+class TimmStyleResNet(nn.Module):
+    """timm's ResNet layout: conv1, bn1, in-place act1, then residual stages."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.act1 = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(TimmBlock(), TimmBlock())
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.layer1(self.act1(self.bn1(self.conv1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class TimmBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        shortcut = x
+        x = self.bn(self.conv(x))
+        x += shortcut
+        return self.act(x)
+
+
+def test_resnet_blocks_before_in_place_relus():
+    net = TimmStyleResNet().eval()
+    with torch.no_grad():
+        net.bn1.bias.fill_(-0.5)  # so the in-place ReLU after bn1 changes values
+    X = np.random.default_rng(2).normal(size=(4, 3, 6, 6)).astype(np.float32)
+    layers = ["bn1", "layer1.0.bn", "layer1"]
+    got = LayerFeatureTransformer(net, layers=layers, pooling="flatten",
+                                  cache=MemoryCache()).fit_transform(X)
+    with torch.no_grad():
+        x = torch.as_tensor(X)
+        bn1 = net.bn1(net.conv1(x))
+        block_bn = net.layer1[0].bn(net.layer1[0].conv(torch.relu(bn1)))
+        stage = net.layer1(torch.relu(bn1))
+    expected = np.hstack([t.reshape(4, -1).numpy() for t in (bn1, block_bn, stage)])
+    assert (bn1 < 0).any() and (block_bn < 0).any()
+    assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+class SequenceFirst(nn.Module):
+    """An encoder block that takes and returns (T, N, D), as nn.MultiheadAttention did."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(3, 4)
+        self.block = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):  # x: (N, T, 3)
+        h = self.embed(x).transpose(0, 1)  # (T, N, D)
+        h = self.block(h)
+        return self.head(h.mean(dim=0))
+
+
+def test_prefetched_block_of_the_wrong_row_count_is_never_stored():
+    X = np.random.default_rng(3).normal(size=(5, 7, 3)).astype(np.float32)
+    net = SequenceFirst().eval()
+    cache = MemoryCache()
+    LayerFeatureTransformer(net, layers="head", cache=cache).fit_transform(X)
+    # "block" was prefetched, but pools to (T, D) = (7, 4) for 5 rows: not
+    # stored, so asking for it computes it, and that fails clearly
+    with pytest.raises(ValueError, match=r"'block'.*\(7, 1, 4\).*1 rows"):
+        LayerFeatureTransformer(net, layers="block", cache=cache).fit_transform(X)
+
+
+def test_requested_layer_of_the_wrong_row_count_names_the_shapes():
+    X = np.random.default_rng(3).normal(size=(5, 7, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"'block'.*sample axis"):
+        LayerFeatureTransformer(SequenceFirst(), layers="block", cache=None).fit(X)
+
+
+def test_wrong_input_width_names_model_module_and_shape():
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"Sequential.*'0' \(Linear\).*\(1, 5\)") as info:
+        LayerFeatureTransformer(net, layers="2", cache=None).fit(np.ones((3, 5)))
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_scripted_and_traced_modules_get_a_clear_error():
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    X = np.ones((3, 4), dtype=np.float32)
+    for compiled in (torch.jit.script(net), torch.jit.trace(net, torch.ones(1, 4))):
+        with pytest.raises(TypeError, match="eager nn.Module"):
+            LayerFeatureTransformer(compiled, layers="0", cache=None).fit(X)
+
+
+class Trunk(nn.Module):
+    """A submodule shared by two models; records the mode of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.dropout = nn.Dropout(0.5)
+        self.modes = []
+        self.inside = threading.Barrier(2)
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        if len(self.modes) <= 2:
+            self.inside.wait(timeout=10)  # both threads are mid-forward here
+        return self.dropout(self.linear(x))
+
+
+def test_shared_submodule_stays_in_eval_mode_until_every_thread_is_done():
+    trunk = Trunk().train()
+    first = nn.Sequential(trunk, nn.Linear(4, 2)).train()
+    second = nn.Sequential(trunk, nn.Linear(4, 3)).train()
+    before = [snapshot(first), snapshot(second)]
+    X = np.random.default_rng(4).normal(size=(8, 4)).astype(np.float32)
+    results, errors = {}, []
+
+    def run(name, net):
+        try:
+            lft = LayerFeatureTransformer(net, layers="0", cache=None, batch_size=8)
+            results[name] = [lft.fit_transform(X) for _ in range(3)]
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n, m))
+               for n, m in (("first", first), ("second", second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert trunk.modes and not any(trunk.modes)  # never in train mode mid-forward
+    expected = reference(lambda t: trunk.linear(t), X)
+    for outputs in results.values():
+        for got in outputs:
+            assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert_unchanged(first, before[0])
+    assert_unchanged(second, before[1])
+    assert trunk.training

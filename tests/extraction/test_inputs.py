@@ -1,0 +1,110 @@
+"""Input adapters: every way users pass rows, keyed and validated."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from sklearn_layers import LayerFeatureTransformer, MemoryCache
+from sklearn_layers.utils.toy import make_mlp
+
+
+class Keyed(nn.Module):
+    """``model(x=..., offset=...)`` or ``model(x=..., scale=...)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, x, offset=None, scale=None):
+        if offset is not None:
+            x = x + offset
+        if scale is not None:
+            x = x * scale
+        return self.linear(x)
+
+
+@pytest.fixture
+def X():
+    return np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+
+
+def test_dict_key_names_are_part_of_the_row_key(X):
+    net = Keyed()
+    Z = np.full_like(X, 2.0)
+    cache = MemoryCache()
+    offset = LayerFeatureTransformer(net, layers="output", cache=cache).fit_transform(
+        {"x": X, "offset": Z}
+    )
+    scale = LayerFeatureTransformer(net, layers="output", cache=cache).fit_transform(
+        {"x": X, "scale": Z}
+    )
+    expected = LayerFeatureTransformer(net, layers="output", cache=None).fit_transform(
+        {"x": X, "scale": Z}
+    )
+    assert not np.allclose(offset, scale)
+    assert_allclose(scale, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_dict_input_with_nan_is_rejected_like_an_array(X, bad):
+    X = X.copy()
+    X[3, 1] = bad
+    with pytest.raises(ValueError, match="'x' contains NaN or infinity"):
+        LayerFeatureTransformer(Keyed(), layers="output").fit({"x": X})
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        LayerFeatureTransformer(Keyed(), layers="output").fit(X)
+
+
+def test_a_mapping_that_is_not_a_dict_is_a_dict_input(X):
+    from collections import UserDict
+
+    net = Keyed()
+    batch = UserDict({"x": torch.as_tensor(X)})  # as a tokenizer's BatchEncoding is
+    got = LayerFeatureTransformer(net, layers="output", cache=None).fit_transform(batch)
+    expected = LayerFeatureTransformer(net, layers="output", cache=None).fit_transform(
+        {"x": X}
+    )
+    assert_array_equal(got, expected)
+
+
+def test_bfloat16_tensor_gives_the_same_features_with_and_without_a_cache(X):
+    net = make_mlp()
+    t = torch.as_tensor(X).to(torch.bfloat16)
+    cache = MemoryCache()
+    cached = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(t)
+    plain = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(t)
+    # bfloat16 -> float32 is exact, so only GEMM blocking differs: a few ulps
+    assert_allclose(cached, plain, rtol=0, atol=16 * 6e-8 * np.abs(plain).max())
+    assert len(cache) > 0
+    # a bfloat16 row and its float32 value are different rows
+    f32 = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(t.float())
+    assert_allclose(f32, plain, rtol=0, atol=16 * 6e-8 * np.abs(plain).max())
+
+
+def test_single_string_is_not_a_list_of_characters():
+    with pytest.raises(ValueError, match="single string"):
+        LayerFeatureTransformer(make_mlp(), tokenizer=len).fit_transform("hello world")
+
+
+def test_sparse_tensor_is_a_clear_type_error(X):
+    with pytest.raises(TypeError, match="sparse tensor"):
+        LayerFeatureTransformer(make_mlp()).fit(torch.as_tensor(X).to_sparse())
+
+
+def test_data_loader_is_read_in_order(X):
+    net = make_mlp()
+    y = torch.arange(len(X))
+    loader = DataLoader(TensorDataset(torch.as_tensor(X), y), batch_size=3)
+    expected = LayerFeatureTransformer(net, layers="3", cache=None).fit_transform(X)
+    for cache in (None, MemoryCache()):
+        got = LayerFeatureTransformer(net, layers="3", cache=cache).fit_transform(loader)
+        assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_shuffled_data_loader_is_refused(X):
+    loader = DataLoader(TensorDataset(torch.as_tensor(X)), batch_size=3, shuffle=True)
+    with pytest.raises(ValueError, match="shuffle=False"):
+        LayerFeatureTransformer(make_mlp()).fit(loader)

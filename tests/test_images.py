@@ -1,0 +1,146 @@
+"""Images as practitioners pass them: PIL images, files, arrays of any size, via preprocess."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from _helpers import RowCounter
+from sklearn_layers import LayerFeatureTransformer, MemoryCache
+from sklearn_layers.utils.toy import make_staged_cnn
+
+SIZE = 16
+
+
+def to_batch(images):
+    """Resize each image to SIZE x SIZE, scale to [0, 1], stack as (N, 3, H, W)."""
+    arrays = [
+        np.asarray(Image.fromarray(np.asarray(im)).convert("RGB").resize((SIZE, SIZE)),
+                   dtype=np.float32) / 255.0
+        for im in images
+    ]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def to_batch_doubled(images):
+    return 2 * to_batch(images)
+
+
+def make_images(n, seed=0):
+    """Images of different sizes whose class is their dominant colour channel."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        h, w = rng.integers(12, 40, size=2)
+        pixels = rng.integers(0, 120, size=(h, w, 3), dtype=np.uint8)
+        label = i % 3
+        pixels[..., label] += 120
+        images.append(Image.fromarray(pixels))
+        labels.append(label)
+    return images, np.asarray(labels)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return make_staged_cnn(n_classes=3, width=4)
+
+
+def test_pil_images_through_preprocess_in_a_grid_search(net):
+    images, y = make_images(45)
+    counter = RowCounter(net.block1[0])
+    pipe = Pipeline([
+        ("features", LayerFeatureTransformer(net, preprocess=to_batch, cache=MemoryCache())),
+        ("head", LogisticRegression(max_iter=500)),
+    ])
+    grid = GridSearchCV(pipe, {"features__layers": ["block1", "block2", "block3"]}, cv=3)
+    grid.fit(images, y)
+    assert counter.take() == len(images)  # one forward per image, whatever the grid
+    assert grid.best_score_ > 0.9
+    expected = LayerFeatureTransformer(net, layers="block2", cache=None).fit_transform(
+        to_batch(images)
+    )
+    got = LayerFeatureTransformer(net, layers="block2", preprocess=to_batch,
+                                  cache=grid.estimator.get_params()["features__cache"])
+    counter.take()
+    assert_allclose(got.fit_transform(images), expected, rtol=1e-5, atol=1e-6)
+    assert counter.take() == 0
+    counter.remove()
+
+
+def test_preprocess_is_part_of_the_cache_key(net):
+    images, _ = make_images(6)
+    cache = MemoryCache()
+    plain = LayerFeatureTransformer(net, layers="block1", preprocess=to_batch,
+                                    cache=cache).fit_transform(images)
+    doubled = LayerFeatureTransformer(net, layers="block1", preprocess=to_batch_doubled,
+                                      cache=cache).fit_transform(images)
+    assert not np.allclose(plain, doubled)
+    uncached = LayerFeatureTransformer(net, layers="block1", preprocess=to_batch_doubled,
+                                       cache=None).fit_transform(images)
+    assert_allclose(doubled, uncached, rtol=1e-5, atol=1e-6)
+
+
+def test_a_lambda_preprocess_is_never_cached(net):
+    images, _ = make_images(4)
+    cache = MemoryCache()
+    LayerFeatureTransformer(net, layers="block1", preprocess=lambda rows: to_batch(rows),
+                            cache=cache).fit_transform(images)
+    assert len(cache) == 0
+
+
+def test_file_paths_are_keyed_by_content(net, tmp_path):
+    images, _ = make_images(4)
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        im.save(paths[-1])
+
+    def load(rows):
+        return to_batch([Image.open(p) for p in rows])
+
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(net, layers="block1", preprocess=load_files, cache=cache)
+    first = lft.fit_transform(paths)
+    images[0].transpose(Image.FLIP_LEFT_RIGHT).save(paths[0])  # same path, new pixels
+    second = lft.transform(paths)
+    assert not np.allclose(first[0], second[0])
+    assert_allclose(first[1:], second[1:])
+    assert_allclose(second, LayerFeatureTransformer(net, layers="block1", preprocess=load,
+                                                    cache=None).fit_transform(paths),
+                    rtol=1e-5, atol=1e-6)
+
+
+def load_files(rows):
+    return to_batch([Image.open(p) for p in rows])
+
+
+def test_arrays_of_different_sizes(net):
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 255, size=(s, s, 3), dtype=np.uint8) for s in (10, 20, 30)]
+    got = LayerFeatureTransformer(net, layers="block1", preprocess=to_batch,
+                                  cache=MemoryCache()).fit_transform(arrays)
+    assert got.shape[0] == 3
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (make_images(3)[0], "PIL images.*preprocess="),
+        ([np.zeros((4, 4, 3)), np.zeros((5, 5, 3))], "different shapes.*preprocess="),
+        (["a.png", "b.png"], "preprocess="),
+    ],
+)
+def test_without_preprocess_such_input_gets_a_clear_error(net, X, match):
+    with pytest.raises(ValueError, match=match):
+        LayerFeatureTransformer(net, layers="block1").fit(X)
+
+
+def test_preprocess_returning_the_wrong_number_of_rows(net):
+    images, _ = make_images(3)
+    with pytest.raises(ValueError, match="one row per item"):
+        LayerFeatureTransformer(net, layers="block1",
+                                preprocess=lambda rows: to_batch(rows)[:1]).fit_transform(images)
