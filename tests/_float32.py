@@ -13,6 +13,7 @@ encoders, whose attention has no simple magnitude twin, get the probabilistic
 bound of Higham & Mary (:func:`transformer_rtol`).
 """
 
+import copy
 import math
 
 import numpy as np
@@ -111,8 +112,16 @@ def _average(M, E, average, n=None):
 
 
 def _pool(M, E, pooling):
+    if callable(pooling):  # a function that picks values: bounds picked alike
+        return pooling(M).flatten(1), pooling(E).flatten(1)
     if M.ndim == 2 or pooling == "flatten":
         return M.flatten(1), E.flatten(1)
+    if M.ndim == 3:  # tokens (N, T, D)
+        if pooling in ("auto", "mean"):
+            return _average(M, E, lambda t: t.mean(dim=1), n=M.shape[1])
+        if pooling in ("cls", "last"):
+            i = 0 if pooling == "cls" else -1
+            return M[:, i], E[:, i]
     if pooling in ("auto", "mean"):
         return _average(M, E, lambda t: t.mean(dim=(2, 3)))
     if pooling == "max":
@@ -161,6 +170,106 @@ def feature_error_bound(net, X, layers, pooling="auto"):
     missing = set(layers) - set(found)
     assert not missing, f"layers {missing} are not top-level children of the net"
     return np.hstack([found[name].numpy() for name in layers])
+
+
+class _AbsAffine(nn.Module):
+    """|scale| x + |scale| |mean| + |shift|: the magnitude twin of an eval BatchNorm."""
+
+    def __init__(self, norm):
+        super().__init__()
+        scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
+        shape = (1, -1) + (1,) * (2 if isinstance(norm, nn.BatchNorm2d) else 0)
+        self.scale = scale.abs().reshape(shape)
+        self.shift = (scale.abs() * norm.running_mean.double().abs()
+                      + norm.bias.double().abs()).reshape(shape)
+
+    def forward(self, x):
+        return self.scale * x + self.shift
+
+
+def _magnitude_twin(net):
+    twin = copy.deepcopy(net).double().eval()
+    for name, module in list(twin.named_modules()):
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            parent, _, child = name.rpartition(".")
+            setattr(twin.get_submodule(parent) if parent else twin, child,
+                    _AbsAffine(module))
+    with torch.no_grad():
+        for t in list(twin.parameters()) + list(twin.buffers()):
+            if t.is_floating_point():
+                t.abs_()
+    return twin
+
+
+def _roundings(net):
+    """Roundings along any path through ``net``: fan-ins of its products, and
+    eight elementwise operations per module (bias, scale, shift, activation,
+    the arithmetic of a custom forward)."""
+    n = 0
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            n += module.weight[0].numel() + 1
+        n += 8
+    return n
+
+
+def twin_error_bound(net, X, layers, pooling="auto"):
+    """Bound on the rounding error of features of any network of linear maps,
+    convolutions, eval BatchNorm, ReLU/tanh, max and mean pooling, sums and
+    products with parameters (no subtraction of activations, no division by
+    them).
+
+    The magnitude twin runs the network with every parameter and buffer
+    replaced by its absolute value on |X|, in float64 (BatchNorm becomes
+    |s| x + |s| |mean| + |beta|): its outputs M bound the magnitude of every
+    term summed on the way. Each rounding, of relative size u on a term of
+    magnitude m, moves an output by at most u times what the twin makes of
+    m, so an output is within gamma(n) M of exact, n the roundings on its
+    longest path (bounded by :func:`_roundings` over the whole network), plus
+    gamma(k) more for a mean over k positions.
+    """
+    twin = _magnitude_twin(net)
+    found, hooks = {}, []
+    for name in layers:
+        if name == "output":
+            continue
+        module_name, _, where = name.partition(":")
+        module = twin.get_submodule(module_name)
+        # clones: a later in-place operation must not reach what was found
+        if where == "input":
+            hooks.append(module.register_forward_pre_hook(
+                lambda m, args, name=name: found.__setitem__(name, args[0].clone())))
+        else:
+            hooks.append(module.register_forward_hook(
+                lambda m, args, out, name=name: found.__setitem__(
+                    name, (out[0] if isinstance(out, tuple) else out).clone())))
+    if isinstance(X, dict):
+        inputs = {k: torch.as_tensor(np.asarray(v, np.float32)).double().abs()
+                  for k, v in X.items()}
+    else:
+        inputs = torch.as_tensor(np.asarray(X, dtype=np.float32)).double().abs()
+    try:
+        with torch.no_grad():
+            out = twin(**inputs) if isinstance(inputs, dict) else twin(inputs)
+            found["output"] = out
+    finally:
+        for hook in hooks:
+            hook.remove()
+    n = _roundings(net)
+    bounds = []
+    for name in layers:
+        M = found[name]
+        k = 1
+        if pooling in ("auto", "mean") and M.ndim in (3, 4):
+            k = M[0, 0].numel() if M.ndim == 4 else M.shape[1]
+        M = _pool(M, torch.zeros_like(M), pooling)[0]
+        bounds.append((gamma(n + k) * M).numpy())
+    return np.hstack(bounds)
+
+
+def same_features_of_any(net, X, layers, got, expected, pooling="auto"):
+    """Assert two float32 extractions agree, for networks beyond ``nn.Sequential``."""
+    assert_float32_close(got, expected, twin_error_bound(net, X, layers, pooling))
 
 
 def assert_float32_close(got, expected, bound):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from _float32 import feature_error_bound, gamma, same_features
+from _float32 import feature_error_bound, gamma, same_features, same_features_of_any
 from sklearn_layers import LayerFeatureTransformer
 from sklearn_layers.utils.toy import make_mlp, make_small_cnn
 
@@ -38,3 +38,20 @@ def test_bound_scales_with_the_row():
     # linear in the input's size (the n * TINY underflow term aside, ~1e-37),
     # up to the float64 rounding of the bound's own few dozen operations
     np.testing.assert_allclose(large / small, 1e4, rtol=gamma(64, np.float64))
+
+
+def test_twin_bound_holds_for_stages_with_batch_norm_and_catches_a_wrong_row():
+    from sklearn_layers.utils.toy import make_staged_cnn
+
+    net, rng = make_staged_cnn().eval(), np.random.default_rng(1)
+    rows = rng.normal(size=(2, 3, 16, 16)).astype(np.float32) * 20
+    layers = ["block1", "block2", "block3"]
+    alone = LayerFeatureTransformer(net, layers=layers, cache=None).fit(rows)
+    expected = alone.transform(rows[:1])
+    for n in (1, 5, 40):
+        others = rng.normal(size=(n, 3, 16, 16)).astype(np.float32)
+        batch = np.concatenate([others, rows[:1]])
+        got = alone.transform(batch)[n:]
+        same_features_of_any(net, rows[:1], layers, got, expected)
+    with pytest.raises(AssertionError, match="beyond the float32 rounding bound"):
+        same_features_of_any(net, rows[:1], layers, alone.transform(rows[1:]), expected)
