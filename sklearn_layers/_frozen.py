@@ -1,109 +1,124 @@
-"""Model handles: resolve what a user passes as ``model``; ``FrozenModel``."""
+"""FrozenModel: a frozen network as a factory plus a weights file, cheap to pickle."""
 
+import collections
 import contextlib
 import hashlib
 import inspect
+import io
 import itertools
 import os
 import pickle
+import re
 import tempfile
 import threading
+import weakref
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-
-def resolve_module(model, n_features_in=None):
-    """Return the ``nn.Module`` behind ``model``.
-
-    Parameters
-    ----------
-    model : nn.Module, FrozenModel, fitted skorch net, object with a ``module`` \
-            attribute, or callable
-        A module is used as is (by reference). A :class:`FrozenModel` gives its
-        loaded (per-process cached) module. A fitted skorch ``NeuralNet`` gives
-        its ``module_``. An object exposing an ``nn.Module`` as ``module`` (such as
-        a model handle) gives that. Any other callable is a factory, called as
-        ``model(n_features_in)`` when it takes an argument and ``model()``
-        otherwise; it must return an ``nn.Module``.
-    n_features_in : int, default=None
-        Passed to a factory.
-
-    Returns
-    -------
-    module : torch.nn.Module
-    """
-    if isinstance(model, nn.Module):
-        return model
-    if isinstance(model, FrozenModel):
-        return model.module
-    for attribute in ("module_", "module"):
-        inner = getattr(model, attribute, None)
-        if isinstance(inner, nn.Module):
-            return inner
-    if hasattr(model, "initialize") and hasattr(model, "module"):
-        raise ValueError(
-            f"The skorch net {type(model).__name__} is not fitted (it has no "
-            "module_); fit or initialize() it before extracting its layers."
-        )
-    if callable(model):
-        try:
-            takes_argument = bool(inspect.signature(model).parameters)
-        except (TypeError, ValueError):
-            takes_argument = False
-        built = model(n_features_in) if takes_argument else model()
-        if not isinstance(built, nn.Module):
-            raise TypeError(
-                f"The model factory {model!r} returned {type(built).__name__}, not a "
-                "torch.nn.Module."
-            )
-        return built
-    raise TypeError(
-        "model must be a torch.nn.Module, a fitted skorch net, a model handle or a "
-        f"factory returning a module; got {type(model).__name__}."
-    )
-
-
-# ---------------------------------------------------------------------------
-# FrozenModel: a model handle that travels as (factory, path, content hash)
-# ---------------------------------------------------------------------------
-
-_LOAD_LOCK = threading.Lock()
-# (absolute path, sha256) -> [module, file identity at load]; one load per process
-_LOADED = {}
-# (absolute path, file identity) -> sha256; a file is hashed once per process
-_HASHES = {}
 _CHUNK = 1 << 20
+# Loaded modules kept alive after the last handle on them is gone, so that a
+# worker process running one task after another does not reload the weights
+# for every task; the most recently used ones are kept.
+_KEEP_LOADED = 2
+# sha256 digests of files, by (path, file identity): hashing a big file once
+# per process is enough while it does not change.
+_KEEP_HASHES = 64
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# pickle protocol of factory keys: fixed so a key never depends on the default
+_KEY_PROTOCOL = 4
 
 
-def _file_identity(path):
-    st = os.stat(path)
+class _Loaded:
+    """A loaded module and the identity of the file it was verified against."""
+
+    __slots__ = ("module", "identity", "__weakref__")
+
+    def __init__(self, module, identity):
+        self.module = module
+        self.identity = identity
+
+
+class _Registry:
+    """Loaded modules of this process, by (path, sha256, factory key).
+
+    Entries are held weakly (a handle holds its entry; nothing else has to), and
+    the ``_KEEP_LOADED`` most recently used ones strongly.
+    """
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.weak = weakref.WeakValueDictionary()
+        self.recent = collections.OrderedDict()
+        self.hashes = collections.OrderedDict()
+
+    def get(self, key):
+        entry = self.weak.get(key)
+        if entry is not None:
+            self.keep(key, entry)
+        return entry
+
+    def keep(self, key, entry):
+        self.weak[key] = entry
+        self.recent[key] = entry
+        self.recent.move_to_end(key)
+        while len(self.recent) > _KEEP_LOADED:
+            self.recent.popitem(last=False)
+
+    def remember_hash(self, key, digest):
+        self.hashes[key] = digest
+        self.hashes.move_to_end(key)
+        while len(self.hashes) > _KEEP_HASHES:
+            self.hashes.popitem(last=False)
+
+    def clear(self):
+        self.weak.clear()
+        self.recent.clear()
+        self.hashes.clear()
+
+
+_LOADED = _Registry()
+
+
+def _identity(st):
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _file_identity(path):
+    return _identity(os.stat(path))
+
+
 def _sha256(path):
-    """The file's sha256, computed once per process per (path, inode, size, mtime)."""
+    """The file's sha256 and identity, hashed once per (path, identity)."""
     identity = _file_identity(path)
-    key = (path, identity)
-    digest = _HASHES.get(key)
+    with _LOADED.lock:
+        digest = _LOADED.hashes.get((path, identity))
     if digest is None:
         h = hashlib.sha256()
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(_CHUNK), b""):
                 h.update(chunk)
         digest = h.hexdigest()
-        _HASHES[key] = digest
+        with _LOADED.lock:
+            _LOADED.remember_hash((path, identity), digest)
     return digest, identity
 
 
-def _check_factory(factory):
+def _factory_key(factory):
+    """What identifies a factory: its pickle (how it travels to workers).
+
+    For a function or class that is its module and qualified name; for a
+    ``functools.partial`` also the wrapped callable, the arguments and the
+    keywords; for a callable object, its class and state.
+    """
     if not callable(factory):
         raise TypeError(
             f"factory must be a callable returning a torch.nn.Module; got "
             f"{type(factory).__name__}."
         )
     try:
-        pickle.dumps(factory)
+        pickled = pickle.dumps(factory, protocol=_KEY_PROTOCOL)
     except Exception as exc:  # pickle raises several types for local objects
         raise TypeError(
             f"factory={factory!r} cannot be pickled by reference. A FrozenModel "
@@ -111,6 +126,16 @@ def _check_factory(factory):
             "must be importable there: a top-level function or class of a module "
             "(or a functools.partial of one), not a lambda or a nested function."
         ) from exc
+    return hashlib.sha256(pickled).hexdigest()
+
+
+def _check_sha256(sha256):
+    if not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise ValueError(
+            "sha256 must be the file's sha256 as a string of 64 hexadecimal digits "
+            f"(hashlib.sha256(data).hexdigest()); got {sha256!r}."
+        )
+    return sha256.lower()
 
 
 def _state_signature(module):
@@ -133,6 +158,97 @@ def _mismatch(expected, built):
     return "; ".join(parts)
 
 
+def _memory_file():
+    """A file descriptor of anonymous memory that ``torch.load`` can map, or None."""
+    if not (hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")):
+        return None
+    try:
+        fd = os.memfd_create("sklearn-layers-weights", os.MFD_CLOEXEC)
+    except OSError:  # e.g. forbidden by a sandbox: fall back to a buffer
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def _private_copy(path):
+    """Copy the file into memory of this process; yield (sha256, identity, source).
+
+    ``source`` is what ``torch.load`` reads: on Linux an anonymous memory file
+    (``memfd``) that ``torch.load(mmap=True)`` maps, so the tensors live in the
+    copy itself and no second copy is made; elsewhere a ``BytesIO``. The digest
+    is computed over the very bytes copied, so what is loaded is what was
+    verified, and no later write to the file can reach the loaded tensors.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        identity = _identity(os.fstat(file.fileno()))
+        fd = _memory_file()
+        if fd is None:
+            buffer = io.BytesIO()
+            for chunk in iter(lambda: file.read(_CHUNK), b""):
+                digest.update(chunk)
+                buffer.write(chunk)
+            buffer.seek(0)
+        else:
+            try:
+                with open(fd, "wb", closefd=False) as copy:
+                    for chunk in iter(lambda: file.read(_CHUNK), b""):
+                        digest.update(chunk)
+                        copy.write(chunk)
+            except BaseException:
+                os.close(fd)
+                raise
+    if fd is None:
+        yield digest.hexdigest(), identity, buffer
+        return
+    try:
+        yield digest.hexdigest(), identity, f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)  # the tensors' mapping keeps the memory alive
+
+
+_EXPECTED = "a state_dict saved with torch.save(module.state_dict(), path)"
+
+
+def _load_state(source, path):
+    """``torch.load`` a state_dict, turning every failure into a clear error."""
+    try:
+        state = torch.load(
+            source,
+            mmap=isinstance(source, str),
+            weights_only=True,
+            map_location="cpu",
+        )
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"Cannot load the weights file {path!r}: expected {_EXPECTED}. It holds "
+            "objects other than tensors, which torch.load(weights_only=True) refuses "
+            f"to unpickle ({str(exc).splitlines()[0]})."
+        ) from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ... by format
+        raise ValueError(
+            f"Cannot load the weights file {path!r}: expected {_EXPECTED}; "
+            f"torch.load failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from exc
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise ValueError(
+            f"The weights file {path!r} holds a {type(state).__name__}; expected "
+            f"{_EXPECTED} (a dict from parameter names to tensors)."
+        )
+    others = [
+        k
+        for k, v in state.items()
+        if not isinstance(v, torch.Tensor) and not k.endswith("_extra_state")
+    ]
+    if others:
+        raise ValueError(
+            f"The weights file {path!r} holds a dict whose entries {others[:5]} are "
+            f"not tensors; expected {_EXPECTED}. A training checkpoint holding a "
+            "state_dict under some key must be saved as that state_dict alone."
+        )
+    return state
+
+
 class FrozenModel:
     """A frozen network as a factory plus a weights file, cheap to pickle.
 
@@ -141,10 +257,9 @@ class FrozenModel:
     way for 130 MiB). A ``FrozenModel`` pickles to a few hundred bytes -- the
     factory's import path, the file path and the file's sha256 -- and loads the
     weights once per process: the architecture is built on the ``meta`` device
-    (no memory, no initialisation), the file is memory-mapped with
-    ``torch.load(path, mmap=True, weights_only=True)`` and its tensors are
-    assigned to the module with ``load_state_dict(assign=True)``. Loading takes
-    milliseconds and the pages are shared by every process on the machine.
+    (no memory, no initialisation), the file is copied into memory private to
+    the process while its sha256 is checked, and the tensors of that copy are
+    assigned to the module with ``load_state_dict(assign=True)``.
 
     Use it wherever a ``torch.nn.Module`` is accepted
     (:class:`LayerFeatureTransformer`, :class:`IntermediateLayerClassifier`,
@@ -163,15 +278,17 @@ class FrozenModel:
         an absolute path; on several machines it must be the same path on a
         shared filesystem.
     sha256 : str, default=None
-        The file's expected sha256. ``None`` hashes the file now. The file is
-        checked against it when it is loaded in a process, so a handle never
-        silently serves other weights than the ones it was made for.
+        The file's expected sha256, 64 hexadecimal digits. ``None`` hashes the
+        file now. The bytes loaded in a process are checked against it, so a
+        handle never silently serves other weights than the ones it was made
+        for.
 
     Attributes
     ----------
     module : torch.nn.Module
         The loaded network, in eval mode with ``requires_grad=False``; loaded on
-        first access in each process and cached.
+        first access in each process and shared by every handle with the same
+        factory, file and sha256.
 
     See Also
     --------
@@ -179,12 +296,30 @@ class FrozenModel:
 
     Notes
     -----
-    Every process that touches ``module`` hashes the file once (about 0.2 s per
-    100 MiB) and loads it once; later accesses only ``stat`` the file. A file
-    changed after the handle was made raises a ``ValueError`` instead of
-    serving other weights. Replace weights by writing a new file (or writing
-    elsewhere and ``os.replace``-ing it): overwriting a memory-mapped file in
-    place under a running process can crash that process.
+    **What a loaded module is keyed by.** A process keeps the modules it loaded
+    under (absolute path, sha256, factory), where the factory counts as what
+    pickle records of it -- the module and qualified name of a function or
+    class; for a ``functools.partial`` also its arguments and keywords; for a
+    callable object its class and state. Handles that agree on all three share
+    one module; any difference loads another. Not covered: code behind the same
+    name changing inside a running process (``importlib.reload``), and anything
+    a factory reads besides its arguments (environment variables, files): a
+    factory must build the same architecture on every call.
+
+    **What stays in memory.** A handle holds its loaded module; when the last
+    handle and the last fitted estimator using a module are gone, the module
+    is freed, except for the two most recently used ones, which a process
+    keeps so that worker tasks do not reload them one after another.
+
+    **The file.** Loading reads the file once, hashing exactly the bytes it
+    loads, into memory of the process (on Linux an anonymous memory file that
+    the tensors map, so there is a single copy). Overwriting or deleting the
+    file afterwards never changes a loaded module. A file changed after the
+    handle was made raises a ``ValueError`` in every process on the next
+    ``module`` access (a ``stat`` per access; the file is hashed again only
+    when its size, mtime or inode changed), so a grid search never runs with
+    the weights in one process and fails in its workers. A file that is not a
+    state_dict raises a ``ValueError`` naming it.
 
     Unpickling a ``FrozenModel`` imports its factory and, on first use, reads
     the weights with ``weights_only=True`` (tensors only, no code). Unpickle
@@ -208,7 +343,7 @@ class FrozenModel:
     """
 
     def __init__(self, factory, weights, *, sha256=None):
-        _check_factory(factory)
+        self._factory_key = _factory_key(factory)
         self.factory = factory
         self.weights = os.path.abspath(os.fspath(weights))
         if sha256 is None:
@@ -219,11 +354,8 @@ class FrozenModel:
                     "FrozenModel.from_module(module, path)."
                 )
             sha256, _ = _sha256(self.weights)
-        elif not (isinstance(sha256, str) and len(sha256) == 64):
-            raise ValueError(
-                f"sha256 must be a 64-character hex digest; got {sha256!r}."
-            )
-        self.sha256 = sha256.lower()
+        self.sha256 = _check_sha256(sha256)
+        self._entry = None
 
     @classmethod
     def from_module(cls, module, path, factory=None):
@@ -261,7 +393,7 @@ class FrozenModel:
                     f"callable returning the same architecture (e.g. "
                     f"functools.partial({factory.__name__}, ...))."
                 ) from exc
-        _check_factory(factory)
+        _factory_key(factory)
         with torch.device("meta"):
             built = factory()
         if not isinstance(built, nn.Module):
@@ -292,41 +424,44 @@ class FrozenModel:
 
     @property
     def module(self):
-        """The loaded network (loaded once per process, then cached)."""
-        key = (self.weights, self.sha256)
-        with _LOAD_LOCK:
-            entry = _LOADED.get(key)
-            if entry is not None:
+        """The loaded network (loaded once per process, then shared)."""
+        key = (self.weights, self.sha256, self._factory_key)
+        with _LOADED.lock:
+            entry = self._entry or _LOADED.get(key)
+            if entry is None:
+                entry = self._load()
+            else:
                 try:
-                    unchanged = _file_identity(self.weights) == entry[1]
+                    unchanged = _file_identity(self.weights) == entry.identity
                 except OSError:
                     unchanged = False
-                if unchanged:
-                    return entry[0]
-            identity = self._verify()
-            if entry is not None:  # touched (same bytes): keep the loaded module
-                entry[1] = identity
-                return entry[0]
-            module = self._load()
-            _LOADED[key] = [module, identity]
-            return module
+                if not unchanged:  # touched, replaced or gone: hash it again
+                    entry.identity = self._verify()
+            _LOADED.keep(key, entry)
+            self._entry = entry
+            return entry.module
+
+    def _changed(self, digest):
+        return ValueError(
+            f"The weights file {self.weights!r} changed since this FrozenModel was "
+            f"made: its sha256 is {digest[:12]}..., expected {self.sha256[:12]}.... "
+            "Restore the file, or make a new handle with FrozenModel(factory, path)."
+        )
+
+    def _unreadable(self, exc):
+        return ValueError(
+            f"Cannot read the weights file {self.weights!r} of this FrozenModel "
+            f"({exc}). On several machines it must be on a shared filesystem at "
+            "the same path."
+        )
 
     def _verify(self):
         try:
             digest, identity = _sha256(self.weights)
         except OSError as exc:
-            raise ValueError(
-                f"Cannot read the weights file {self.weights!r} of this FrozenModel "
-                f"({exc}). On several machines it must be on a shared filesystem at "
-                "the same path."
-            ) from exc
+            raise self._unreadable(exc) from exc
         if digest != self.sha256:
-            raise ValueError(
-                f"The weights file {self.weights!r} changed since this FrozenModel was "
-                f"made: its sha256 is {digest[:12]}..., expected "
-                f"{self.sha256[:12]}.... Restore the file, or make a new handle "
-                "with FrozenModel(factory, path)."
-            )
+            raise self._changed(digest)
         return identity
 
     def _load(self):
@@ -337,9 +472,13 @@ class FrozenModel:
                 f"The factory {self.factory!r} returned {type(module).__name__}, not a "
                 "torch.nn.Module."
             )
-        state = torch.load(
-            self.weights, mmap=True, weights_only=True, map_location="cpu"
-        )
+        try:
+            with _private_copy(self.weights) as (digest, identity, source):
+                if digest != self.sha256:
+                    raise self._changed(digest)
+                state = _load_state(source, self.weights)
+        except OSError as exc:
+            raise self._unreadable(exc) from exc
         try:
             module.load_state_dict(state, assign=True)
         except RuntimeError as exc:
@@ -354,7 +493,7 @@ class FrozenModel:
             module = self.factory()
             module.load_state_dict(state, assign=True)
         module.requires_grad_(False)
-        return module.eval()
+        return _Loaded(module.eval(), identity)
 
     def __reduce__(self):
         return (_restore, (self.factory, self.weights, self.sha256))
@@ -368,14 +507,14 @@ class FrozenModel:
     def __eq__(self, other):
         if not isinstance(other, FrozenModel):
             return NotImplemented
-        return (self.factory, self.weights, self.sha256) == (
-            other.factory,
+        return (self._factory_key, self.weights, self.sha256) == (
+            other._factory_key,
             other.weights,
             other.sha256,
         )
 
     def __hash__(self):
-        return hash((self.weights, self.sha256))
+        return hash((self._factory_key, self.weights, self.sha256))
 
     def __repr__(self):
         name = getattr(self.factory, "__qualname__", None) or repr(self.factory)
@@ -390,7 +529,9 @@ def _restore(factory, weights, sha256):
 
 
 def _clear_loaded():
-    """Forget every loaded FrozenModel of this process (for tests)."""
-    with _LOAD_LOCK:
+    """Forget every loaded module and file hash of this process (for tests).
+
+    Handles that already hold their module keep it.
+    """
+    with _LOADED.lock:
         _LOADED.clear()
-        _HASHES.clear()

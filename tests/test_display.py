@@ -28,11 +28,11 @@ def test_from_sweep_draws_one_line_per_head_and_split(table, tmp_path):
     assert set(display.lines_) == {("centroid", "cv"), ("centroid", "shifted")}
     assert [t.get_text() for t in display.ax_.get_xticklabels()] == ["2", "5", "9", "10"]
     cv = table[table.split == "cv"].sort_values("layer_index")["score"].to_numpy()
-    assert np.allclose(display.lines_[("centroid", "cv")].get_ydata(), cv)
+    assert np.array_equal(display.lines_[("centroid", "cv")].get_ydata(), cv)  # stored
     # the best layer of each line carries a star marker at the maximum
     stars = [ln for ln in display.ax_.lines if ln.get_marker() == "*"]
     assert len(stars) == 2
-    assert any(np.isclose(s.get_ydata()[0], cv.max()) for s in stars)
+    assert any(s.get_ydata()[0] == cv.max() for s in stars)
     out = tmp_path / "sweep.png"
     display.figure_.savefig(out)
     assert out.stat().st_size > 1000
@@ -50,7 +50,7 @@ def test_plot_on_given_axes_and_from_estimator(tmp_path):
     display = LayerSweepDisplay.from_estimator(ilc, ax=ax)
     assert display.ax_ is ax and display.figure_ is fig
     assert list(display.lines_) == [("logistic", "cv")]
-    assert np.allclose(display.lines_[("logistic", "cv")].get_ydata(),
-                       [ilc.layer_scores_[n] for n in ilc.layer_scores_])
+    assert np.array_equal(display.lines_[("logistic", "cv")].get_ydata(),
+                          [ilc.layer_scores_[n] for n in ilc.layer_scores_])
     fig.savefig(tmp_path / "ilc.png")
     plt.close("all")

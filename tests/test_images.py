@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from _helpers import RowCounter
-from numpy.testing import assert_allclose
+from numpy.testing import assert_array_equal
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
+from _float32 import same_features_of_any
+from _helpers import RowCounter
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_staged_cnn
 
@@ -66,7 +67,9 @@ def test_pil_images_through_preprocess_in_a_grid_search(net):
     got = LayerFeatureTransformer(net, layers="block2", preprocess=to_batch,
                                   cache=grid.estimator.get_params()["features__cache"])
     counter.take()
-    assert_allclose(got.fit_transform(images), expected, rtol=1e-5, atol=1e-6)
+    # served rows ran in the grid's batches
+    same_features_of_any(net, to_batch(images), ["block2"], got.fit_transform(images),
+                         expected)
     assert counter.take() == 0
     counter.remove()
 
@@ -81,7 +84,7 @@ def test_preprocess_is_part_of_the_cache_key(net):
     assert not np.allclose(plain, doubled)
     uncached = LayerFeatureTransformer(net, layers="block1", preprocess=to_batch_doubled,
                                        cache=None).fit_transform(images)
-    assert_allclose(doubled, uncached, rtol=1e-5, atol=1e-6)
+    same_features_of_any(net, to_batch_doubled(images), ["block1"], doubled, uncached)
 
 
 def test_a_lambda_preprocess_is_never_cached(net):
@@ -108,10 +111,10 @@ def test_file_paths_are_keyed_by_content(net, tmp_path):
     images[0].transpose(Image.FLIP_LEFT_RIGHT).save(paths[0])  # same path, new pixels
     second = lft.transform(paths)
     assert not np.allclose(first[0], second[0])
-    assert_allclose(first[1:], second[1:])
-    assert_allclose(second, LayerFeatureTransformer(net, layers="block1", preprocess=load,
-                                                    cache=None).fit_transform(paths),
-                    rtol=1e-5, atol=1e-6)
+    assert_array_equal(first[1:], second[1:])  # unchanged files: served as stored
+    fresh = LayerFeatureTransformer(net, layers="block1", preprocess=load,
+                                    cache=None).fit_transform(paths)
+    same_features_of_any(net, load(paths), ["block1"], second, fresh)
 
 
 def load_files(rows):

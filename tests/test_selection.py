@@ -70,7 +70,10 @@ def test_layer_scores_are_cross_validation_of_the_head():
     ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=cv).fit(X, y)
     features = LayerFeatureTransformer(TwoViews(), layers="b", cache=None).fit_transform(X)
     expected = cross_val_score(default_probe(), features, y, cv=cv).mean()
-    assert ilc.layer_scores_["b"] == pytest.approx(expected)
+    # the same features and folds give the same fold scores; only the order in
+    # which three float64 scores are averaged may differ: gamma_3 in float64
+    rel = 3 * np.finfo(float).eps
+    assert ilc.layer_scores_["b"] == pytest.approx(expected, rel=rel)
 
 
 def test_prediction_api_with_string_labels():
@@ -83,7 +86,8 @@ def test_prediction_api_with_string_labels():
     assert set(ilc.predict(X)) <= {"left", "right"}
     proba = ilc.predict_proba(X)
     assert proba.shape == (150, 2)
-    assert_allclose(proba.sum(axis=1), 1.0)
+    # LogisticRegression's binary [1 - p, p]: one subtraction, one sum
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=2 * np.finfo(float).eps)
     assert ilc.transform(X).shape == (150, 1)
     assert ilc.score(X, labels) > 0.9
 
@@ -147,7 +151,9 @@ def test_layer_sweep_table_and_one_forward_per_row(images):
     F_train, F_test = lft.fit_transform(X[:60]), lft.transform(X_shift[60:])
     expected = NearestCentroid().fit(F_train, y[:60]).score(F_test, y[60:])
     row = table[(table.layer == "5") & (table["head"] == "centroid") & (table.split == "shifted")]
-    assert row["score"].item() == pytest.approx(expected)
+    # an accuracy: the same predictions give the same fraction, a flipped one
+    # moves it by 1/60, so there is nothing for a tolerance to absorb
+    assert row["score"].item() == expected
     assert (table["fit_time"] >= 0).all()
 
 

@@ -5,8 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
+from ..utils._threads import torch_threads
 from ._scenarios import SCENARIOS
 
 _TEXT_SCENARIOS = ("tweets", "newsgroups")
@@ -114,13 +113,9 @@ def run_demo(args):
         kwargs["n_test"] = args.n_test
     if args.pooling is not None:
         kwargs["pooling"] = int(args.pooling) if args.pooling.isdigit() else args.pooling
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    try:
+    with torch_threads(args.threads):
         scenario = SCENARIOS[args.scenario](**kwargs)
-    finally:
-        torch.set_num_threads(previous)
     elapsed = time.perf_counter() - start
     csv_path = output / f"{scenario.name}_layer_sweep.csv"
     png_path = output / f"{scenario.name}_layer_sweep.png"

@@ -34,13 +34,13 @@ from ..utils._compat import (
     _fit_context,
     validate_data,
 )
+from ..utils._threads import cpu_settings
 from ._grownet_core import Ensemble, build_ensemble
 from ._grownet_loop import (
     EarlyStopping,
     Rows,
     Schedule,
     StateSnapshots,
-    cpu_settings,
     fit_loop,
     start_cache,
 )

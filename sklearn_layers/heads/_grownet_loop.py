@@ -14,13 +14,11 @@ Every stage adds one learner:
 4. :class:`EarlyStopping` keeps the ensemble with the best validation score.
 """
 
-import contextlib
 import time
 from dataclasses import dataclass
 
 import torch
 
-from ..utils._threads import torch_threads
 from ._grownet_core import chunked_pass, learner_state, make_learner
 
 
@@ -55,24 +53,6 @@ class Schedule:
     corrective_window: int
     batch_size: int
     l2_regularization: float
-
-
-@contextlib.contextmanager
-def cpu_settings(n_threads):
-    """Torch's thread count (``None``: unchanged) and flushing of denormals, for one call.
-
-    Confident predictions make sigmoid and softmax gradients subnormal, and
-    subnormal arithmetic is many times slower on CPUs; flushing them to zero
-    changes no result that float32 can represent.
-    """
-    with torch_threads(n_threads):
-        # torch has no getter: probe whether this thread flushes already.
-        previous = float(torch.tensor([1e-30]) * torch.tensor([1e-10])) == 0.0
-        torch.set_flush_denormal(True)
-        try:
-            yield
-        finally:
-            torch.set_flush_denormal(previous)
 
 
 def adam(params, schedule):

@@ -3,14 +3,15 @@ import multiprocessing
 import numpy as np
 import pytest
 import torch
-from _helpers import RowCounter
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_array_equal
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from _float32 import same_features
+from _helpers import RowCounter
 from sklearn_layers import DiskCache, LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_small_cnn
 
@@ -69,10 +70,12 @@ def test_cached_features_equal_fresh_ones(cnn, data):
     warm = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X[:20])
     assert warm.shape == (20, 16)
     counter.take()
-    got = LayerFeatureTransformer(cnn, layers="all", cache=cache).fit_transform(X)
+    lft = LayerFeatureTransformer(cnn, layers="all", cache=cache)
+    got = lft.fit_transform(X)
     counter.remove()
     assert counter.rows == len(X) - 20  # earlier rows were hits, for every block
-    assert_allclose(got, fresh, rtol=1e-5, atol=1e-6)
+    # hits were computed in other batches: equal up to float32 rounding
+    same_features(cnn, X, lft.layer_names_, got, fresh)
 
 
 def test_fully_cached_request_runs_no_forward(cnn, data):
@@ -99,7 +102,7 @@ def test_in_place_weight_change_is_never_served_stale(cnn, data):
     after = lft.transform(X)
     fresh = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     assert not np.allclose(before, after)
-    assert_allclose(after, fresh, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, ["5"], after, fresh)
 
 
 def test_pooling_is_part_of_the_key(cnn, data):
@@ -108,20 +111,18 @@ def test_pooling_is_part_of_the_key(cnn, data):
     mean = LayerFeatureTransformer(cnn, layers="5", pooling="mean", cache=cache).fit_transform(X)
     mx = LayerFeatureTransformer(cnn, layers="5", pooling="max", cache=cache).fit_transform(X)
     assert not np.allclose(mean, mx)
-    assert_allclose(
-        mx,
-        LayerFeatureTransformer(cnn, layers="5", pooling="max", cache=None).fit_transform(X),
-        rtol=1e-6,
-    )
+    fresh = LayerFeatureTransformer(cnn, layers="5", pooling="max", cache=None)
+    same_features(cnn, X, ["5"], mx, fresh.fit_transform(X), pooling="max")
 
 
 def test_memory_cache_stays_within_its_bound(cnn, data):
     X, _ = data
     cache = MemoryCache(max_bytes=20_000)
     fresh = LayerFeatureTransformer(cnn, layers="all", cache=None).fit_transform(X)
-    got = LayerFeatureTransformer(cnn, layers="all", cache=cache).fit_transform(X)
+    lft = LayerFeatureTransformer(cnn, layers="all", cache=cache)
+    got = lft.fit_transform(X)
     assert 0 < cache.nbytes <= 20_000
-    assert_allclose(got, fresh, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, lft.layer_names_, got, fresh)
 
 
 def test_memory_cache_evicts_least_recently_used():
@@ -166,7 +167,7 @@ def test_disk_cache_is_shared_and_exact(cnn, data, tmp_path):
     counter.remove()
     # fit computes its first row: widths never come from a file someone else wrote
     assert counter.rows == 1
-    assert_allclose(first, fresh, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, ["2", "9"], first, fresh)
     assert_array_equal(second[:, 16:], first[:, :8])
 
 
@@ -195,7 +196,7 @@ def test_corrupt_disk_entries_are_recomputed_never_served(cnn, data, tmp_path, d
         f.write_bytes(damage(f.read_bytes()))
     counter.take()
     got = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
-    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, ["5"], got, expected)
     assert counter.take() >= len(files[::3])
     # rewritten: a third pass is all hits (fit computes its first row)
     LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
@@ -231,7 +232,7 @@ def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path, 
     monkeypatch.setattr("sklearn_layers._extraction._cache.write_entry", full_disk)
     with pytest.warns(RuntimeWarning, match="No space left"):
         got = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
-    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, ["5"], got, expected)
 
 
 def test_cache_path_that_cannot_hold_files(cnn, data, tmp_path):
@@ -243,7 +244,7 @@ def test_cache_path_that_cannot_hold_files(cnn, data, tmp_path):
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     with pytest.warns(RuntimeWarning, match="not cached"):
         got = LayerFeatureTransformer(cnn, layers="5", cache=blocker / "cache").fit_transform(X)
-    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, ["5"], got, expected)
     assert blocker.read_text() == "not a directory"
 
 
@@ -290,8 +291,8 @@ def test_callable_poolings_never_share_a_cache_entry(cnn, data):
     assert len(cache) == 0  # lambdas have no stable identity: never cached
     a = LayerFeatureTransformer(cnn, layers="5", pooling=channel_mean, cache=cache)
     b = LayerFeatureTransformer(cnn, layers="5", pooling=channel_max, cache=cache)
-    assert_allclose(a.fit_transform(X), first, rtol=1e-6)
-    assert_allclose(b.fit_transform(X), second, rtol=1e-6)
+    same_features(cnn, X, ["5"], a.fit_transform(X), first, pooling="mean")
+    same_features(cnn, X, ["5"], b.fit_transform(X), second, pooling="max")
     assert len(cache) > 0  # module-level functions are keyed by name and code
 
 
@@ -327,7 +328,7 @@ def test_a_block_that_does_not_run_or_pool_never_breaks_a_request(data):
     assert "unused" in lft.fit(X).blocks_
     got = lft.transform(X)
     expected = LayerFeatureTransformer(net, layers="conv", cache=None).fit_transform(X)
-    assert_allclose(got, expected, rtol=1e-6)
+    same_features(net, X, ["conv"], got, expected)
     with pytest.raises(ValueError, match="did not run"):
         LayerFeatureTransformer(net, layers="unused", cache=cache).fit(X)
 
@@ -363,10 +364,10 @@ def test_foreign_entry_of_another_width_is_recomputed_and_never_decides_widths(
     lft = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, memory_bytes=0))
     got = lft.fit_transform(X)
     assert lft.n_features_out_ == 16
-    assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, ["5"], got, expected)
     # and the entries were rewritten: served from the directory now
     again = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0))
-    assert_allclose(again.fit_transform(X), expected, rtol=1e-5, atol=1e-6)
+    same_features(cnn, X, ["5"], again.fit_transform(X), expected)
 
 
 def test_memory_cache_bound_holds_as_measured(cnn):

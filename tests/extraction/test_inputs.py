@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_array_equal
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _float32 import same_features, same_features_of_any
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_mlp
 
@@ -45,7 +46,7 @@ def test_dict_key_names_are_part_of_the_row_key(X):
         {"x": X, "scale": Z}
     )
     assert not np.allclose(offset, scale)
-    assert_allclose(scale, expected, rtol=1e-6, atol=1e-6)
+    same_features_of_any(net, {"x": X, "scale": Z}, ["output"], scale, expected)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -76,12 +77,13 @@ def test_bfloat16_tensor_gives_the_same_features_with_and_without_a_cache(X):
     cache = MemoryCache()
     cached = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(t)
     plain = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(t)
-    # bfloat16 -> float32 is exact, so only GEMM blocking differs: a few ulps
-    assert_allclose(cached, plain, rtol=0, atol=16 * 6e-8 * np.abs(plain).max())
+    # bfloat16 -> float32 is exact, so only GEMM blocking differs
+    values = t.float().numpy()
+    same_features(net, values, ["1"], cached, plain)
     assert len(cache) > 0
     # a bfloat16 row and its float32 value are different rows
     f32 = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(t.float())
-    assert_allclose(f32, plain, rtol=0, atol=16 * 6e-8 * np.abs(plain).max())
+    same_features(net, values, ["1"], f32, plain)
 
 
 def test_single_string_is_not_a_list_of_characters():
@@ -101,7 +103,7 @@ def test_data_loader_is_read_in_order(X):
     expected = LayerFeatureTransformer(net, layers="3", cache=None).fit_transform(X)
     for cache in (None, MemoryCache()):
         got = LayerFeatureTransformer(net, layers="3", cache=cache).fit_transform(loader)
-        assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+        same_features(net, X, ["3"], got, expected)  # batches of 3, not one
 
 
 def test_shuffled_data_loader_is_refused(X):

@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from _float32 import cosine_error, euclidean_error, gamma
 from sklearn_layers.heads._knn import KNNInterpolatedClassifier
 
 
@@ -31,6 +32,24 @@ from sklearn_layers.heads._knn import KNNInterpolatedClassifier
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def _similarity_error(clf, X_train, X_query, distances):
+    """Bound on |s - s'| of two float64 computations of the kNN similarities."""
+    d = X_train.shape[1]
+    if clf.metric == "cosine":
+        return np.full(distances.shape, 2 * cosine_error(d))
+    if clf.normalize is not None:  # unit rows, each entry off by gamma(d + 3)
+        def unit(a):
+            return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+        Q, T = unit(X_query), unit(X_train)
+        return 2 * euclidean_error(Q, T, distances) + 4 * gamma(d + 3, np.float64)
+    # raw: the estimator expands around its centre, the reference sums directly
+    c = clf.center_
+    return euclidean_error(X_query - c, X_train - c, distances) + euclidean_error(
+        X_query, X_train, distances
+    )
 
 
 def _hand_knn_proba(X_train, y_train, X_query, k, temperature, metric, normalize):
@@ -88,11 +107,19 @@ def test_knn_weight_one_is_hand_written_weighted_knn(digits_split, metric, norma
     expected, sims = _hand_knn_proba(
         X_tr, y_tr, X_te, 10, temperature, metric, normalize
     )
-    np.testing.assert_allclose(clf.predict_proba(X_te), expected, rtol=1e-9, atol=1e-12)
     dist, ind = clf.kneighbors(X_te)
     np.testing.assert_array_equal(ind, np.argsort(-sims, axis=1, kind="stable")[:, :10])
+    # both sides in float64, in other orders: similarities within delta
+    delta = _similarity_error(clf, X_tr, X_te, dist)
     top = np.take_along_axis(sims, ind, axis=1)
-    np.testing.assert_allclose(dist, 1 - top if metric == "cosine" else -top, atol=1e-9)
+    if metric == "cosine":
+        assert (np.abs(dist - (1 - top)) <= delta + 2 * gamma(1, np.float64)).all()
+    else:
+        assert (np.abs(dist - -top) <= delta).all()
+    # exp(s / T) moves by delta / T relative; a ratio of two sums of those
+    # twice that, plus each side's own roundings (exp, division, k-term sums)
+    rtol = 2 * delta.max(axis=1, keepdims=True) / temperature + gamma(36, np.float64)
+    assert (np.abs(clf.predict_proba(X_te) - expected) <= rtol * expected).all()
 
 
 @pytest.mark.parametrize(
@@ -135,11 +162,12 @@ def test_interpolation(digits_split):
     mixed = KNNInterpolatedClassifier(knn_weight=0.3, **params).fit(X_tr, y_tr)
     est = KNNInterpolatedClassifier(knn_weight=0.0, **params).fit(X_tr, y_tr)
     knn = KNNInterpolatedClassifier(knn_weight=1.0, **params).fit(X_tr, y_tr)
-    np.testing.assert_allclose(
-        mixed.predict_proba(X_te),
-        0.7 * est.predict_proba(X_te) + 0.3 * knn.predict_proba(X_te),
-        rtol=1e-12,
-    )
+    p_est, p_knn = est.predict_proba(X_te), knn.predict_proba(X_te)
+    # the same two probabilities mixed by two formulas of two products and a
+    # sum: each within gamma(3) of 0.7 p_est + 0.3 p_knn <= p_est + p_knn
+    bound = 2 * gamma(3, np.float64) * (p_est + p_knn)
+    mixed_by_hand = 0.7 * p_est + 0.3 * p_knn
+    assert (np.abs(mixed.predict_proba(X_te) - mixed_by_hand) <= bound).all()
 
 
 def test_chunk_size_does_not_change_results(digits_split):
@@ -153,12 +181,17 @@ def test_chunk_size_does_not_change_results(digits_split):
             (clf.kneighbors(X_te), clf.kneighbors(), clf.predict_proba(X_te))
         )
     (d0, i0), (dl0, il0), p0 = results[0]
+    # chunks change the matrix products' blocking: cosine distances within
+    # 2 cosine_error; the probabilities (knn_weight=0.5, temperature=0.07,
+    # 16 neighbours) as in the hand-written comparison above
+    atol = 2 * cosine_error(X_tr.shape[1]) + 2 * gamma(1, np.float64)
+    rtol = 2 * atol / 0.07 + gamma(48, np.float64)
     for (d, i), (dl, il), p in results[1:]:
         np.testing.assert_array_equal(i, i0)
         np.testing.assert_array_equal(il, il0)
-        np.testing.assert_allclose(d, d0, atol=1e-12)
-        np.testing.assert_allclose(dl, dl0, atol=1e-12)
-        np.testing.assert_allclose(p, p0, atol=1e-12)
+        np.testing.assert_allclose(d, d0, rtol=0, atol=atol)
+        np.testing.assert_allclose(dl, dl0, rtol=0, atol=atol)
+        assert (np.abs(p - p0) <= rtol * p0).all()
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 50])
@@ -197,7 +230,9 @@ def test_self_matches(digits_split):
     unique_rows = np.unique(X_tr, axis=0, return_counts=True)[1].max() == 1
     if unique_rows:
         np.testing.assert_array_equal(ind_x[:, 0], np.arange(n))
-    np.testing.assert_allclose(dist_x[:, 0], 0.0, atol=1e-6)
+    # 1 - (cosine of a vector with itself), that cosine within cosine_error of 1
+    atol = cosine_error(X_tr.shape[1]) + gamma(1, np.float64)
+    np.testing.assert_allclose(dist_x[:, 0], 0.0, rtol=0, atol=atol)
     # so the training score of a 1-NN is perfect, the cross-validated one is not
     one_nn = KNNInterpolatedClassifier(knn_weight=1.0, n_neighbors=1)
     assert one_nn.fit(X_tr, y_tr).score(X_tr, y_tr) == 1.0
@@ -211,12 +246,17 @@ def test_kneighbors_matches_sklearn_nearest_neighbors(digits_split):
     ref = NearestNeighbors(n_neighbors=16, metric="cosine", algorithm="brute")
     ref_dist, ref_ind = ref.fit(X_tr).kneighbors(X_te)
     dist, ind = clf.kneighbors(X_te)
-    np.testing.assert_allclose(dist, ref_dist, atol=1e-10)
+    atol = 2 * cosine_error(X_tr.shape[1]) + 2 * gamma(1, np.float64)  # 1 - s
+    np.testing.assert_allclose(dist, ref_dist, rtol=0, atol=atol)
     assert (ind == ref_ind).mean() > 0.99  # sklearn breaks exact ties differently
     clf = KNNInterpolatedClassifier(knn_weight=1.0, metric="euclidean", normalize=None)
     ref = NearestNeighbors(n_neighbors=4).fit(X_tr)
     dist, ind = clf.fit(X_tr, y_tr).kneighbors(X_te, n_neighbors=4)
-    np.testing.assert_allclose(dist, ref.kneighbors(X_te)[0], rtol=1e-10)
+    # both expand |q|^2 - 2 q.t + |t|^2, the estimator around its centre
+    c = clf.center_
+    bound = euclidean_error(X_te - c, X_tr - c, dist)
+    bound = bound + euclidean_error(X_te, X_tr, dist)
+    assert (np.abs(dist - ref.kneighbors(X_te)[0]) <= bound).all()
     assert clf.kneighbors(X_te[:3], return_distance=False).shape == (3, 16)
 
 
@@ -263,7 +303,12 @@ def test_float32_stays_float32_and_agrees_with_float64(digits_split):
     assert clf32._fit_X.dtype == np.float32
     proba32 = clf32.predict_proba(X_te.astype(np.float32))
     assert proba32.dtype == np.float64
-    np.testing.assert_allclose(proba32, clf64.predict_proba(X_te), atol=1e-4)
+    # float32 cosines within cosine_error(64, float32); exp(s / 0.07) moves by
+    # that / 0.07 relative, a ratio of sums by twice that; 16 neighbours
+    delta = cosine_error(X_tr.shape[1], np.float32) + cosine_error(X_tr.shape[1])
+    rtol = 2 * delta / 0.07 + gamma(48, np.float64)
+    proba64 = clf64.predict_proba(X_te)
+    assert (np.abs(proba32 - proba64) <= rtol * proba64).all()
 
 
 def test_string_labels_and_pandas_input():
@@ -326,14 +371,19 @@ def test_shapes_and_dtypes(problem, metric, normalize, n_neighbors, chunk_size):
     proba = clf.predict_proba(X)
     assert proba.shape == (n, n_classes) and proba.dtype == np.float64
     assert np.isfinite(proba).all() and (proba >= 0).all()
-    # GaussianNB's own probabilities are float32 for float32 X
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    # GaussianNB's probabilities exp(jll - logsumexp(jll)) are in X's dtype:
+    # each exponent is off by about u (|jll| + |logsumexp|) and the sum of
+    # n_classes of them by gamma(n_classes) more; the kNN part is float64
+    jll = np.abs(clf.estimator_.predict_joint_log_proba(X)).max(axis=1)
+    u = np.finfo(X.dtype).eps / 2
+    bound = (2 * jll + 2) * u + gamma(n_classes + 4, X.dtype) + gamma(n + 4, np.float64)
+    assert (np.abs(proba.sum(axis=1) - 1.0) <= bound).all()
     pred = clf.predict(X)
     assert pred.shape == (n,) and np.isin(pred, clf.classes_).all()
     k = min(n_neighbors, n)
     dist, ind = clf.kneighbors(X)
     assert dist.shape == ind.shape == (n, k) and ind.dtype == np.intp
-    assert (np.diff(dist, axis=1) >= -1e-6).all()
+    assert (np.diff(dist, axis=1) >= 0).all()  # monotone maps of sorted keys
     assert ((ind >= 0) & (ind < n)).all()
     for row in ind:
         assert len(set(row)) == k
@@ -386,4 +436,10 @@ def test_float32_euclidean_on_offset_data_ranks_like_float64():
     ref = NearestNeighbors(n_neighbors=5).fit(X[:1000].astype(np.float64))
     ref_dist, ref_ind = ref.kneighbors(X[1000:].astype(np.float64))
     np.testing.assert_array_equal(ind, ref_ind)
-    np.testing.assert_allclose(dist, ref_dist, atol=1e-4)
+    # the estimator expands in float32 around its centre (exact subtraction:
+    # the centre is an integer near the data), the reference in float64
+    c = clf.center_
+    bound = euclidean_error(
+        X[1000:] - c, X[:1000] - c, dist, np.float32
+    ) + euclidean_error(X[1000:], X[:1000], dist)
+    assert (np.abs(dist - ref_dist) <= bound).all()

@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestCentroid
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from _float32 import cosine_error, euclidean_error, gamma
 from sklearn_layers.heads._prototype import PrototypeClassifier
 
 
@@ -62,16 +63,25 @@ def test_decision_and_proba_by_hand(metric):
     X, y = load_iris(return_X_y=True)
     clf = PrototypeClassifier(metric=metric, temperature=0.3).fit(X, y)
     means = np.stack([X[y == c].mean(axis=0) for c in range(3)])
-    np.testing.assert_allclose(clf.prototypes_, means, rtol=1e-12)
+    # means of 50 positive values, summed in two orders: gamma(51) each
+    np.testing.assert_allclose(clf.prototypes_, means, rtol=2 * gamma(51, np.float64))
     if metric == "cosine":
         expected = cosine_similarity(X, means)
+        delta = 2 * cosine_error(X.shape[1])
     else:
         expected = -euclidean_distances(X, means)
+        delta = 2 * euclidean_error(X, means, expected)
     scores = clf.decision_function(X)
-    np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(clf.predict_proba(X), _softmax(expected / 0.3))
+    assert (np.abs(scores - expected) <= delta).all()
+    # softmax(s / T): each probability moves by at most 2 max|ds| / T relative,
+    # its log by that much absolutely; plus each side's exp, sum and division
+    reference = _softmax(expected / 0.3)
+    rtol = 2 * np.max(delta) / 0.3 + gamma(16, np.float64)
+    assert (np.abs(clf.predict_proba(X) - reference) <= rtol * reference).all()
+    log_reference = np.log(reference)
+    atol = rtol + gamma(16, np.float64) * np.abs(log_reference).max()
     np.testing.assert_allclose(
-        clf.predict_log_proba(X), np.log(_softmax(expected / 0.3)), atol=1e-12
+        clf.predict_log_proba(X), log_reference, rtol=0, atol=atol
     )
     np.testing.assert_array_equal(clf.predict(X), np.argmax(scores, axis=1))
 
@@ -97,8 +107,10 @@ def test_binary_decision_function_is_score_difference():
     X, y = make_blobs(100, centers=2, random_state=0)
     clf = PrototypeClassifier().fit(X, y)
     expected = cosine_similarity(X, clf.prototypes_)
+    # two cosines within cosine_error each side, and one subtraction
+    atol = 4 * cosine_error(X.shape[1]) + 2 * gamma(2, np.float64)
     np.testing.assert_allclose(
-        clf.decision_function(X), expected[:, 1] - expected[:, 0]
+        clf.decision_function(X), expected[:, 1] - expected[:, 0], rtol=0, atol=atol
     )
     np.testing.assert_array_equal(clf.predict(X), (clf.decision_function(X) > 0) * 1)
 
@@ -107,9 +119,14 @@ def test_shrinkage_pulls_toward_global_mean():
     X, y = load_iris(return_X_y=True)
     clf = PrototypeClassifier(shrinkage=0.25).fit(X, y)
     means = np.stack([X[y == c].mean(axis=0) for c in range(3)])
-    np.testing.assert_allclose(clf.global_mean_, X.mean(axis=0))
-    np.testing.assert_allclose(clf.prototypes_, 0.75 * means + 0.25 * X.mean(axis=0))
-    np.testing.assert_allclose(clf.class_means_, means)
+    # positive data: means of n values within gamma(n + 1) relative, each side;
+    # the shrunk prototypes add two products and a sum
+    rtol = 2 * gamma(len(X) + 4, np.float64)
+    np.testing.assert_allclose(clf.global_mean_, X.mean(axis=0), rtol=rtol)
+    np.testing.assert_allclose(
+        clf.prototypes_, 0.75 * means + 0.25 * X.mean(axis=0), rtol=rtol
+    )
+    np.testing.assert_allclose(clf.class_means_, means, rtol=rtol)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -123,8 +140,11 @@ def test_partial_fit_running_means_equal_fit_on_concatenation(dtype):
         inc.partial_fit(X[batch], y[batch])
     np.testing.assert_array_equal(inc.classes_, full.classes_)
     np.testing.assert_array_equal(inc.class_count_, full.class_count_)
-    np.testing.assert_allclose(inc.class_means_, full.class_means_, rtol=1e-10)
-    np.testing.assert_allclose(inc.global_mean_, full.global_mean_, rtol=1e-10)
+    # running means (a few roundings per update) vs one sum of at most 500
+    # terms: each within gamma(500 + 4 * batches) max|x| of the exact mean
+    atol = 2 * gamma(500 + 4 * 5, np.float64) * np.abs(X).max()
+    np.testing.assert_allclose(inc.class_means_, full.class_means_, rtol=0, atol=atol)
+    np.testing.assert_allclose(inc.global_mean_, full.global_mean_, rtol=0, atol=atol)
     np.testing.assert_array_equal(inc.predict(X), full.predict(X))
 
 
@@ -157,7 +177,9 @@ def test_class_incremental_partial_fit_adds_and_sorts_classes():
     used[np.flatnonzero(labels == "a")[:5]] = True
     used[np.flatnonzero(labels == "c")[:5]] = True
     ref = PrototypeClassifier(metric="euclidean").fit(X[used], labels[used])
-    np.testing.assert_allclose(clf.class_means_, ref.class_means_)
+    # running vs one-shot means, as in the partial_fit test above
+    atol = 2 * gamma(len(X) + 4 * 3, np.float64) * np.abs(X).max()
+    np.testing.assert_allclose(clf.class_means_, ref.class_means_, rtol=0, atol=atol)
 
 
 def test_announced_classes_without_samples_are_never_predicted():
@@ -216,9 +238,14 @@ def test_teen_calibration_matches_hand_computation(metric):
         expected = (1 - alpha) * Pn + alpha * delta
     else:
         expected = (1 - alpha) * P + alpha * (w @ B)
-    np.testing.assert_allclose(clf.prototypes_[3:], expected, rtol=1e-12)
-    np.testing.assert_allclose(clf.prototypes_[:3], B, rtol=1e-12)  # base untouched
-    np.testing.assert_allclose(clf.class_means_[3:], P, rtol=1e-12)
+    # positive data, so relative bounds hold: cosines within cosine_error(6)
+    # each side, moving the weights softmax(tau s) by 2 tau of that; means,
+    # norms and weighted sums of a few terms add gamma(40)
+    rtol = 4 * tau * cosine_error(6) + gamma(40, np.float64)
+    np.testing.assert_allclose(clf.prototypes_[3:], expected, rtol=rtol)
+    base_rtol = 2 * gamma(21, np.float64)  # means of 20 values, two orders
+    np.testing.assert_allclose(clf.prototypes_[:3], B, rtol=base_rtol)  # untouched
+    np.testing.assert_allclose(clf.class_means_[3:], P, rtol=base_rtol)
     np.testing.assert_array_equal(clf.base_class_mask_, [1, 1, 1, 0, 0])
 
     # without new classes calibration changes nothing
@@ -314,7 +341,10 @@ def test_shapes_and_dtypes(problem, metric):
     n, n_classes = X.shape[0], len(np.unique(y))
     proba = clf.predict_proba(X)
     assert proba.shape == (n, n_classes) and proba.dtype == np.float64
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    # e_i / sum(e): the sum within gamma(k), each division u, their sum gamma(k)
+    np.testing.assert_allclose(
+        proba.sum(axis=1), 1.0, rtol=0, atol=gamma(2 * n_classes + 2, np.float64)
+    )
     assert np.isfinite(clf.predict_log_proba(X)).all()
     decision = clf.decision_function(X)
     assert decision.shape == ((n,) if n_classes == 2 else (n, n_classes))
