@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from .._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer, clone_sharing
 from ._defaults import default_probe
 from ..utils._compat import HasMethods, Interval, _fit_context
+from ..utils._repr import ReprMixin
 from ._choice import choose_layer
 from ._cost import forward_shares
 from ._progress import fit_progress
@@ -33,7 +34,7 @@ def _estimator_has(method):
     return check
 
 
-class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
+class IntermediateLayerClassifier(ReprMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
     """A probe on the best intermediate layer of a frozen network.
 
     ``fit`` extracts every candidate layer in one forward pass, fits a clone of

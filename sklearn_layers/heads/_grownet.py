@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from ..utils._compat import Interval, RealNotInt, StrOptions, _fit_context, validate_data
+from ..utils._repr import ReprMixin
 from ._grownet_core import Ensemble, build_ensemble
 from ._grownet_loop import (
     EarlyStopping,
@@ -254,7 +255,7 @@ def _tensor(array, device):
     return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32), device=device)
 
 
-class _BaseGrowNet(BaseEstimator):
+class _BaseGrowNet(ReprMixin, BaseEstimator):
     """Parameters, validation, the fit and staged prediction shared by both estimators."""
 
     _parameter_constraints: ClassVar[dict] = {
