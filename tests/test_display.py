@@ -255,7 +255,7 @@ def test_cost_view_from_sweep(table):
         assert front == expected
     # layers close in cost share a tick, none is left out
     (top,) = display.ax_.child_axes
-    labelled = ", ".join(t.get_text() for t in top.get_xticklabels()).split(", ")
+    labelled = "\n".join(t.get_text() for t in top.get_xticklabels()).split("\n")
     assert sorted(labelled) == sorted(table["layer"].unique())
 
 

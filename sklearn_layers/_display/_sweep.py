@@ -403,7 +403,7 @@ default=None
         """Layer names on the top axis, at their costs.
 
         Layers closer in cost than 2.5% of the axis share one tick (their names
-        joined), so that the labels do not print over each other.
+        side by side), so that the labels do not print over each other.
         """
         known = [(float(c), name) for name, c in zip(layers, costs) if np.isfinite(c)]
         known.sort(key=lambda item: item[0])
@@ -420,7 +420,7 @@ default=None
             top = ax.secondary_xaxis("top")
             top.set_gid(gid)
         top.set_xticks([float(np.mean([c for c, _ in g])) for g in groups],
-                       [", ".join(name for _, name in g) for g in groups],
+                       ["\n".join(name for _, name in g) for g in groups],
                        rotation=90, fontsize="x-small")
 
     @classmethod
