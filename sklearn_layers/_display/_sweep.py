@@ -271,6 +271,8 @@ default=None
         self.lines_, self.intervals_, self.best_markers_ = {}, {}, {}
         if kind == "cost":
             self.pareto_front_ = {}
+        else:  # not left over from an earlier cost view
+            vars(self).pop("pareto_front_", None)
         for key in keys:
             head, split = key
             style = dict(color=colours[head], linestyle=styles[split])
