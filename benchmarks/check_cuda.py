@@ -13,7 +13,12 @@ import torch
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from sklearn_layers import GrowNetClassifier, LayerFeatureTransformer, MemoryCache, layer_sweep
+from sklearn_layers import (
+    GrowNetClassifier,
+    LayerFeatureTransformer,
+    MemoryCache,
+    layer_sweep,
+)
 from sklearn_layers.utils.toy import make_resnet18, make_transformer_encoder
 
 

@@ -6,13 +6,13 @@ from ._frozen import FrozenModel
 from ._selection import ILC, IntermediateLayerClassifier, default_probe, layer_sweep
 from ._transformer import LayerFeatureTransformer
 from ._version import __version__
-from .metrics import layer_metrics, layer_metrics_from_features
 from .heads import (
     GrowNetClassifier,
     GrowNetRegressor,
     KNNInterpolatedClassifier,
     PrototypeClassifier,
 )
+from .metrics import layer_metrics, layer_metrics_from_features
 
 __all__ = [
     "DiskCache",

@@ -12,9 +12,9 @@ from sklearn.utils.validation import check_is_fitted
 from ._extraction._cache import make_cache
 from ._extraction._capture import eager_module
 from ._extraction._extract import extract, layer_slices, model_float_dtype
-from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
+from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._pooling import POOLING_NAMES, check_pooling
 from ._frozen import resolve_module
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
@@ -401,5 +401,4 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         tags.transformer_tags.preserves_dtype = ["float32"]
-        tags.non_deterministic = False
         return tags

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import RowCounter
 from numpy.testing import assert_allclose
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from _helpers import RowCounter
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_staged_cnn
 

@@ -17,13 +17,13 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _helpers import assert_unchanged, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 from torch import nn
 
-from _helpers import assert_unchanged, snapshot
 from sklearn_layers import (
     DiskCache,
     IntermediateLayerClassifier,

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import RowCounter
 from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -8,7 +9,6 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import NearestCentroid
 from torch import nn
 
-from _helpers import RowCounter
 from sklearn_layers import (
     ILC,
     IntermediateLayerClassifier,
@@ -297,3 +297,25 @@ def test_a_label_free_metric_chooses_without_fitting_heads():
     assert ilc.best_layer_ == "1"  # 8 features have more rank than 1
     lower = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
     assert lower.best_layer_ == min(lower.layer_scores_, key=lower.layer_scores_.get)
+
+
+def test_one_bar_for_extraction_and_one_for_fits(images, monkeypatch):
+    import tqdm
+
+    X, y, X_shift = images
+    bars = []
+
+    class Recorder(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, disable=True, **kwargs)
+            self.what = kwargs.get("unit")
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm, "tqdm", Recorder)
+    net = make_small_cnn(n_classes=3)
+    layer_sweep(net, X[:60], y[:60], heads={"c": NearestCentroid()}, cv=3,
+                test_sets={"id": (X[60:], y[60:]), "shifted": (X_shift[60:], y[60:])},
+                cache=MemoryCache(), cost_sample=0, verbose=1)
+    assert [b.what for b in bars] == ["rows", "fit"]
+    assert bars[0].total == 119  # train and both test sets once (fit computed row 0)
+    assert bars[1].total == 4 * 1 * 4  # layers x heads x (3 folds + held-out fit)

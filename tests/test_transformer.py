@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _helpers import assert_unchanged, snapshot
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -12,7 +13,6 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from _helpers import assert_unchanged, snapshot
 from sklearn_layers import LayerFeatureTransformer
 from sklearn_layers.utils.toy import make_mlp, make_resnet18, make_small_cnn
 

@@ -11,6 +11,8 @@ forward pass. It is not a cryptographic hash: collisions are a concern only
 against someone who can already write to the cache.
 """
 
+import os
+
 import numpy as np
 import torch
 import xxhash
@@ -76,29 +78,27 @@ def item_digest(item):
     dtype, shape and bytes; ``bytes`` as they are. Other objects have no
     digest: input holding them is not cached.
     """
-    import os
-
-    if _is_pil_image(item):
+    if is_pil_image(item):
         return digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
     if isinstance(item, (str, os.PathLike)):
         with open(item, "rb") as handle:
             return digest(b"file|", handle.read())
     if isinstance(item, (np.ndarray, torch.Tensor)):
-        dtype, shape, flat = _row_bytes(item[None] if isinstance(item, np.ndarray) else item.unsqueeze(0))
+        batch = item[None] if isinstance(item, np.ndarray) else item.unsqueeze(0)
+        dtype, shape, flat = _row_bytes(batch)
         return digest(f"array|{dtype}|{shape}|".encode(), flat[0])
     if isinstance(item, bytes):
         return digest(b"bytes|", item)
     return None
 
 
-def _is_pil_image(obj):
+def is_pil_image(obj):
+    """Whether ``obj`` is a PIL image (without importing PIL)."""
     return type(obj).__module__.startswith("PIL.") and hasattr(obj, "tobytes")
 
 
 def digestible(item):
     """Whether :func:`item_digest` can name ``item`` (without reading it)."""
-    import os
-
-    return _is_pil_image(item) or isinstance(
+    return is_pil_image(item) or isinstance(
         item, (str, os.PathLike, np.ndarray, torch.Tensor, bytes)
     )

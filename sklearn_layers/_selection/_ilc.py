@@ -10,15 +10,19 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from .._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer, clone_sharing
-from ._defaults import default_probe
+from .._extraction._progress import one_bar
+from .._transformer import (
+    EXTRACTION_CONSTRAINTS,
+    LayerFeatureTransformer,
+    clone_sharing,
+)
 from ..utils._compat import HasMethods, Interval, _fit_context
 from ..utils._repr import ReprMixin
 from ._choice import choose_layer
 from ._cost import forward_shares
+from ._defaults import default_probe
 from ._progress import fit_progress
 from ._scoring import Splits, score_layers
-
 
 _METRIC_SAMPLES = 2000  # rows a label-free metric reads (stratified, seed 0)
 
@@ -234,7 +238,9 @@ class IntermediateLayerClassifier(ReprMixin, ClassifierMixin, TransformerMixin, 
             raise ValueError("Pass both X_val and y_val, or neither.")
         y = _check_targets(y, type(self).__name__)
         candidates = self._extractor(self.model, self.layers)
-        features = candidates.fit_transform(X)
+        with one_bar(self.verbose):
+            features = candidates.fit_transform(X)
+            validation = None if X_val is None else candidates.transform(X_val)
         if features.shape[0] != y.shape[0]:
             raise ValueError(f"X has {features.shape[0]} samples but y has {y.shape[0]}.")
         for attribute in ("n_features_in_", "feature_names_in_"):
@@ -250,7 +256,7 @@ class IntermediateLayerClassifier(ReprMixin, ClassifierMixin, TransformerMixin, 
             scores, stds, greater = self._score_by_metric(metric, features, slices, y)
             self.selection_ = "metric"
         else:
-            scores, stds = self._score_by_fitting(candidates, features, slices, y, X_val, y_val)
+            scores, stds = self._score_by_fitting(features, slices, y, validation, y_val)
             greater = True
             self.selection_ = "cv" if X_val is None else "validation"
         self.layer_scores_, self.layer_score_std_ = scores, stds
@@ -267,15 +273,14 @@ class IntermediateLayerClassifier(ReprMixin, ClassifierMixin, TransformerMixin, 
             self.classes_ = self.estimator_.classes_
         return self
 
-    def _score_by_fitting(self, candidates, features, slices, y, X_val, y_val):
+    def _score_by_fitting(self, features, slices, y, validation, y_val):
         estimator = self._estimator()
         scorer = check_scoring(estimator, scoring=self.scoring)
-        if X_val is None:
+        if validation is None:
             cv = check_cv(self.cv, y, classifier=True)
             splits = Splits(cv=list(cv.split(features, y)))
         else:
-            splits = Splits(tests={"validation": (candidates.transform(X_val),
-                                                  np.asarray(y_val))})
+            splits = Splits(tests={"validation": (validation, np.asarray(y_val))})
         with fit_progress(self.verbose, len(slices) * splits.count()) as progress:
             rows = score_layers(features, slices, y, {"estimator": estimator},
                                 {"estimator": scorer}, splits, n_jobs=self.n_jobs,

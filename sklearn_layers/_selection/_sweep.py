@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
 
+from .._extraction._progress import one_bar
 from .._transformer import LayerFeatureTransformer
 from ..utils._optional import import_optional
 from ._cost import forward_shares, seconds_per_row
@@ -157,11 +158,13 @@ def layer_sweep(
                       n_threads=n_threads, verbose=verbose)
     lft = LayerFeatureTransformer(model, layers=layers, **extraction)
     lft.set_output(transform="default")
-    features = lft.fit_transform(X)
+    with one_bar(verbose):
+        features = lft.fit_transform(X)
+        tests = {name: (lft.transform(Xt), np.asarray(yt)) for name, (Xt, yt) in test_sets.items()}
     slices = lft.feature_slices_
     splits = Splits(
         cv=None if cv is None else list(check_cv(cv, y, classifier=True).split(features, y)),
-        tests={name: (lft.transform(Xt), np.asarray(yt)) for name, (Xt, yt) in test_sets.items()},
+        tests=tests,
     )
     scorers = {name: check_scoring(head, scoring=scoring) for name, head in named_heads.items()}
     total = len(slices) * len(named_heads) * splits.count()

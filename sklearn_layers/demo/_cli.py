@@ -53,6 +53,17 @@ def _pivot(table):
     return pivot.droplevel("layer_index")
 
 
+def _costs(table):
+    """Per layer: the price of reaching it, and what fitting each head took."""
+    per_layer = table.groupby(["layer_index", "layer"], sort=True)
+    costs = per_layer[["forward_share", "seconds_per_row"]].first()
+    costs["ms_per_row"] = 1000 * costs.pop("seconds_per_row")
+    fit = table.pivot_table(index=["layer_index", "layer"], columns="head",
+                            values="fit_time", aggfunc="mean")
+    fit.columns = [f"fit s ({head})" for head in fit.columns]
+    return costs.join(fit).droplevel("layer_index")
+
+
 def _winners(scenario):
     table = scenario.table
     lines = []
@@ -122,6 +133,10 @@ def run_demo(args):
     with _pandas_wide():
         print(f"\n{scenario.description}\n")
         print(_pivot(scenario.table).to_string(float_format=lambda v: f"{v:.3f}"))
+        unit = scenario.table["cost_unit"].iloc[0]
+        print(f"\nThe price of each layer: share of a full forward pass ({unit}), "
+              "extraction time per row alone, and fit time per head:")
+        print(_costs(scenario.table).to_string(float_format=lambda v: f"{v:.3f}"))
     print("\nBest layer per head and split (vs the last layer):")
     print(_winners(scenario))
     print(f"\nwrote {csv_path} and {png_path} in {elapsed:.0f} s")

@@ -5,7 +5,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._selection import default_probe, layer_sweep
-from ..datasets import load_digits_28x28, load_election_tweets, load_newsgroups, shift_digits
+from ..datasets import (
+    load_digits_28x28,
+    load_election_tweets,
+    load_newsgroups,
+    shift_digits,
+)
 from ..heads import KNNInterpolatedClassifier, PrototypeClassifier
 from ..models import load_digit_cnn, load_minilm
 

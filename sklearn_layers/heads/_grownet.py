@@ -21,9 +21,19 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import _safe_indexing, check_array, check_random_state
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+)
 
-from ..utils._compat import Interval, RealNotInt, StrOptions, _fit_context, validate_data
+from ..utils._compat import (
+    Interval,
+    RealNotInt,
+    StrOptions,
+    _fit_context,
+    validate_data,
+)
 from ..utils._repr import ReprMixin
 from ._grownet_core import Ensemble, build_ensemble
 from ._grownet_loop import (
@@ -43,7 +53,12 @@ from ._grownet_losses import (
     PinballLoss,
     absolute_error,
 )
-from ._tabular import TabularEncoder, categorical_mask, split_columns, unreadable_columns
+from ._tabular import (
+    TabularEncoder,
+    categorical_mask,
+    split_columns,
+    unreadable_columns,
+)
 
 # HistGradientBoosting's threshold for early_stopping="auto" and its cap on
 # the training rows scored by a scorer other than the loss.
@@ -551,7 +566,6 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.input_tags.sparse = False
         return tags
 
 

@@ -13,8 +13,8 @@ changes nothing).
 import math
 
 import numpy as np
-import torch
 import sklearn
+import torch
 from torch import nn
 from torch.nn import functional as nnf
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..utils._threads import torch_threads
-from ._grownet_core import Ensemble, chunked_pass, learner_state, make_learner
+from ._grownet_core import chunked_pass, learner_state, make_learner
 
 
 @dataclass

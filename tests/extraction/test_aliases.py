@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import RowCounter
 from numpy.testing import assert_allclose
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from _helpers import RowCounter
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers._extraction._layers import block_names
 

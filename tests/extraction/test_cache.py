@@ -1,7 +1,9 @@
 import multiprocessing
+
 import numpy as np
 import pytest
 import torch
+from _helpers import RowCounter
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -9,7 +11,6 @@ from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _helpers import RowCounter
 from sklearn_layers import DiskCache, LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_small_cnn
 

@@ -5,12 +5,11 @@ import threading
 import numpy as np
 import pytest
 import torch
+from _helpers import assert_unchanged, snapshot
 from numpy.testing import assert_allclose
 from torch import nn
 
-from _helpers import assert_unchanged, snapshot
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
-from sklearn_layers.utils.toy import make_resnet18
 
 CACHES = [None, "memory"]
 

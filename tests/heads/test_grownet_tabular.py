@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_layers.heads._tabular import TabularEncoder, categorical_mask, split_columns
+from sklearn_layers.heads._tabular import (
+    TabularEncoder,
+    categorical_mask,
+    split_columns,
+)
 
 
 @pytest.fixture
