@@ -33,7 +33,7 @@ def table():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 1, 12, 12)).astype(np.float32)
     y = np.arange(120) % 2
-    X[y == 1] += 0.08  # a weak signal: scores well inside (0, 1), intervals of width > 0
+    X[y == 1] += 0.08  # a weak signal: scores inside (0, 1), intervals of width > 0
     with warnings.catch_warnings():
         # NearestCentroid on ReLU features that are 0 in a whole class
         warnings.filterwarnings("ignore", "self.within_class_std_dev_", UserWarning)
@@ -71,12 +71,15 @@ def test_legend_has_one_entry_per_head_split_and_mark(table):
 def test_one_colour_per_head_one_style_per_split(table):
     display = LayerSweepDisplay.from_sweep(table)
     lines = display.lines_
-    assert set(lines) == {(h, s) for h in ("centroid", "prototype") for s in ("cv", "shifted")}
+    heads, splits = ("centroid", "prototype"), ("cv", "shifted")
+    assert set(lines) == {(h, s) for h in heads for s in splits}
     for head in ("centroid", "prototype"):
         assert lines[(head, "cv")].get_color() == lines[(head, "shifted")].get_color()
-    assert lines[("centroid", "cv")].get_color() != lines[("prototype", "cv")].get_color()
+    assert lines[("centroid", "cv")].get_color() != (
+        lines[("prototype", "cv")].get_color())
     for split in ("cv", "shifted"):
-        assert lines[("centroid", split)].get_linestyle() == lines[("prototype", split)].get_linestyle()
+        assert (lines[("centroid", split)].get_linestyle()
+                == lines[("prototype", split)].get_linestyle())
     assert lines[("centroid", "cv")].get_linestyle() == "-"  # in distribution: solid
     assert lines[("centroid", "shifted")].get_linestyle() == "--"
     # the legend's handles carry the same colours and styles
@@ -87,7 +90,8 @@ def test_one_colour_per_head_one_style_per_split(table):
 
 def test_lines_are_the_scores_in_network_order(table):
     display = LayerSweepDisplay.from_sweep(table, dodge=0)
-    assert [t.get_text() for t in display.ax_.get_xticklabels()] == ["2", "5", "9", "10"]
+    ticks = [t.get_text() for t in display.ax_.get_xticklabels()]
+    assert ticks == ["2", "5", "9", "10"]
     for key, line in display.lines_.items():
         np.testing.assert_array_equal(line.get_ydata(), _column(table, *key, "score"))
         np.testing.assert_array_equal(line.get_xdata(), np.arange(4))
@@ -111,12 +115,14 @@ def test_error_bars_span_the_tables_intervals(table):
         assert isinstance(container, ErrorbarContainer)
         (bars,) = container.lines[2]
         segments = np.array(bars.get_segments())  # (n_drawn, 2 ends, xy)
-        low, high = _column(table, *key, "score_low"), _column(table, *key, "score_high")
+        low = _column(table, *key, "score_low")
+        high = _column(table, *key, "score_high")
         drawn = high > low
         assert drawn.sum() >= 2
         np.testing.assert_allclose(segments[:, 0, 1], low[drawn], rtol=1e-12)
         np.testing.assert_allclose(segments[:, 1, 1], high[drawn], rtol=1e-12)
-        np.testing.assert_allclose(segments[:, 0, 0], display.lines_[key].get_xdata()[drawn])
+        x = display.lines_[key].get_xdata()
+        np.testing.assert_allclose(segments[:, 0, 0], x[drawn])
 
 
 def test_bands_span_the_tables_intervals(table):
@@ -124,8 +130,10 @@ def test_bands_span_the_tables_intervals(table):
     bands = [c for c in display.ax_.collections if isinstance(c, PolyCollection)]
     assert len(bands) == len(display.intervals_) == 4
     for key, band in display.intervals_.items():
-        vertices = {tuple(np.round(v, 12)) for p in band.get_paths() for v in p.vertices}
-        low, high = _column(table, *key, "score_low"), _column(table, *key, "score_high")
+        vertices = {tuple(np.round(v, 12))
+                    for path in band.get_paths() for v in path.vertices}
+        low = _column(table, *key, "score_low")
+        high = _column(table, *key, "score_high")
         for x in np.flatnonzero(high > low):
             assert (x, round(low[x], 12)) in vertices
             assert (x, round(high[x], 12)) in vertices
@@ -147,7 +155,8 @@ def test_chance_level_line(table):
     (line,) = display.chance_level_
     np.testing.assert_array_equal(line.get_ydata(), [0.5, 0.5])
     # one level per split, drawn in that split's line style
-    display = LayerSweepDisplay.from_sweep(table, chance_level={"cv": 0.5, "shifted": 0.6})
+    display = LayerSweepDisplay.from_sweep(
+        table, chance_level={"cv": 0.5, "shifted": 0.6})
     levels = {ln.get_ydata()[0]: ln.get_linestyle() for ln in display.chance_level_}
     assert levels == {0.5: "-", 0.6: "--"}
     assert _legend_labels(display).count("chance level") == 1
@@ -187,7 +196,8 @@ def test_legend_is_outside_the_data_area(table):
 def test_legend_false_leaves_entries_for_a_figure_legend(table):
     fig, axes = plt.subplots(1, 2)
     for ax, split in zip(axes, ("cv", "shifted")):
-        LayerSweepDisplay.from_sweep(table[table["split"] == split], ax=ax, legend=False)
+        rows = table[table["split"] == split]
+        LayerSweepDisplay.from_sweep(rows, ax=ax, legend=False)
         assert ax.get_legend() is None
     handles, labels = axes[0].get_legend_handles_labels()
     assert labels == ["centroid", "prototype", "cv", "95% interval", "best layer"]
@@ -204,7 +214,8 @@ def test_pareto_front_by_hand():
     np.testing.assert_array_equal(pareto_front([1, 1, 2], [0.5, 0.5, 0.4]),
                                   [True, True, False])
     # a cheaper layer that scores NaN is simply absent
-    np.testing.assert_array_equal(pareto_front([0.1, 0.2], [np.nan, 0.3]), [False, True])
+    np.testing.assert_array_equal(pareto_front([0.1, 0.2], [np.nan, 0.3]),
+                                  [False, True])
 
 
 def test_pareto_front_matches_the_definition():
@@ -274,7 +285,8 @@ def iris_ilc():
 def test_from_estimator_interval_is_the_sweeps_fold_interval(iris_ilc):
     ilc, X, y = iris_ilc
     fig, ax = plt.subplots()
-    display = LayerSweepDisplay.from_estimator(ilc, ax=ax, chance_level="uniform", dodge=0)
+    display = LayerSweepDisplay.from_estimator(ilc, ax=ax, chance_level="uniform",
+                                               dodge=0)
     assert display.ax_ is ax and display.figure_ is fig
     key = ("logistic", "cv")
     assert list(display.lines_) == [key]
@@ -299,7 +311,8 @@ def test_from_estimator_interval_is_the_sweeps_fold_interval(iris_ilc):
 
 def test_from_estimator_without_interval_and_metric_chance(iris_ilc):
     _, X, y = iris_ilc
-    val = ILC(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2])
+    val = ILC(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2],
+                                               X_val=X[1::2], y_val=y[1::2])
     display = LayerSweepDisplay.from_estimator(val)
     assert list(display.lines_) == [("logistic", "validation")]
     assert display.intervals_ == {}
@@ -311,12 +324,14 @@ def test_from_estimator_without_interval_and_metric_chance(iris_ilc):
 
 def test_two_estimators_on_one_axes_share_colour_and_legend(iris_ilc):
     ilc, X, y = iris_ilc
-    val = ILC(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2])
+    val = ILC(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2],
+                                               X_val=X[1::2], y_val=y[1::2])
     ax = LayerSweepDisplay.from_estimator(val).ax_
     second = LayerSweepDisplay.from_estimator(ilc, ax=ax)
     first_line = [ln for ln in ax.lines if ln.get_label() == "_score"][0]
     assert first_line.get_color() == second.lines_[("logistic", "cv")].get_color()
-    assert first_line.get_linestyle() != second.lines_[("logistic", "cv")].get_linestyle()
+    cv_line = second.lines_[("logistic", "cv")]
+    assert first_line.get_linestyle() != cv_line.get_linestyle()
     assert _legend_labels(second) == [
         "logistic", "validation", "cv", "chosen layer", "95% interval",
     ]
@@ -362,7 +377,8 @@ def test_bad_tables_and_arguments(table):
 
 
 def test_from_sweep_accepts_records_and_saves(table, tmp_path):
-    display = LayerSweepDisplay.from_sweep(table.to_dict("records"), score_name="accuracy")
+    display = LayerSweepDisplay.from_sweep(table.to_dict("records"),
+                                           score_name="accuracy")
     assert display.ax_.get_ylabel() == "accuracy"
     out = tmp_path / "sweep.png"
     display.figure_.savefig(out)

@@ -25,8 +25,9 @@ def public_estimators():
     names = set(sklearn_layers.__all__) | set(sklearn_layers.heads.__all__)
     classes = {getattr(sklearn_layers, n, None) or getattr(sklearn_layers.heads, n)
                for n in names}
-    return sorted((c for c in classes if isinstance(c, type) and issubclass(c, BaseEstimator)),
-                  key=lambda c: c.__name__)
+    estimators = (c for c in classes
+                  if isinstance(c, type) and issubclass(c, BaseEstimator))
+    return sorted(estimators, key=lambda c: c.__name__)
 
 
 def documented_top_level_names():
@@ -47,8 +48,8 @@ def n_parameters(module):
 
 def test_every_public_estimator_uses_the_mixin_and_links_to_its_page():
     estimators = public_estimators()
-    assert {"LayerFeatureTransformer", "IntermediateLayerClassifier", "PrototypeClassifier",
-            "KNNInterpolatedClassifier", "GrowNetClassifier",
+    assert {"LayerFeatureTransformer", "IntermediateLayerClassifier",
+            "PrototypeClassifier", "KNNInterpolatedClassifier", "GrowNetClassifier",
             "GrowNetRegressor"} <= {c.__name__ for c in estimators}
     documented = documented_top_level_names()
     base = DOCS_URL.format(version="latest" if "dev" in sklearn_layers.__version__
@@ -69,7 +70,8 @@ def test_text_repr_of_a_network_is_its_class_and_size():
     size = f"{n_parameters(net) / 1e6:.1f}M"
     assert text == f"LayerFeatureTransformer(model=ResNet18({size} parameters))"
     ilc = IntermediateLayerClassifier(make_mlp(4, hidden=(8,)), cv=3)
-    assert repr(ilc) == "IntermediateLayerClassifier(cv=3, model=Sequential(67 parameters))"
+    assert repr(ilc) == (
+        "IntermediateLayerClassifier(cv=3, model=Sequential(67 parameters))")
     # estimators without a network print as scikit-learn prints them
     assert repr(PrototypeClassifier(metric="euclidean")) == (
         "PrototypeClassifier(metric='euclidean')")
@@ -97,7 +99,8 @@ def test_clone_and_grid_search_see_the_real_network():
     assert clone(pipe).named_steps["features"].model is net
     grid = GridSearchCV(pipe, {"features__layers": [0, 1]}, cv=2).fit(X, y)
     assert grid.best_estimator_.named_steps["features"].model is net
-    assert isinstance(grid.best_estimator_.named_steps["features"].model_, torch.nn.Module)
+    best = grid.best_estimator_.named_steps["features"]
+    assert isinstance(best.model_, torch.nn.Module)
 
 
 def test_html_repr_links_to_the_api_page_and_shows_the_short_network():
@@ -145,7 +148,8 @@ def test_concurrent_reprs_agree():
         try:
             for _ in range(30):
                 seen.append(repr(transformer))
-                assert transformer.get_params()["model"].__class__.__name__ == "ResNet18"
+                model = transformer.get_params()["model"]
+                assert type(model).__name__ == "ResNet18"
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -165,7 +169,8 @@ def test_parameter_counts(n, text):
 
 
 def test_summaries_of_other_values():
-    assert repr(summarize(torch.nn.LazyLinear(3))) == "LazyLinear(uninitialized parameters)"
+    lazy = torch.nn.LazyLinear(3)
+    assert repr(summarize(lazy)) == "LazyLinear(uninitialized parameters)"
     assert summarize("penultimate") == "penultimate"
     shared = torch.nn.Linear(3, 3)
     tied = torch.nn.Sequential(shared, shared)  # shared weights count once

@@ -157,7 +157,7 @@ default=None
         out = {}
         for key in self.scores:
             given = None if values is None else values.get(key)
-            array = np.full(n, np.nan) if given is None else np.asarray(given, dtype=float)
+            array = np.full(n, np.nan) if given is None else np.asarray(given, float)
             if array.shape != (n,):
                 raise ValueError(
                     f"{name}[{key!r}] has shape {array.shape}; expected one value per "
@@ -171,11 +171,14 @@ default=None
             raise ValueError(f"kind must be one of {_KINDS}; got {kind!r}.")
         if interval_style not in _INTERVAL_STYLES:
             raise ValueError(
-                f"interval_style must be one of {_INTERVAL_STYLES}; got {interval_style!r}."
+                f"interval_style must be one of {_INTERVAL_STYLES}; "
+                f"got {interval_style!r}."
             )
         for key in self.scores:
             if not (isinstance(key, tuple) and len(key) == 2):
-                raise ValueError(f"scores must be keyed by (head, split) tuples; got {key!r}.")
+                raise ValueError(
+                    f"scores must be keyed by (head, split) tuples; got {key!r}."
+                )
         if kind == "cost":
             if self.costs is None:
                 raise ValueError(
@@ -227,7 +230,8 @@ default=None
             Star each line's best (or chosen) layer.
         legend : bool, default=True
             Draw the legend right of the data area. With ``False`` the legend
-            entries are still on the axes, for ``figure.legend(*ax.get_legend_handles_labels())``.
+            entries are still on the axes, for a figure legend:
+            ``figure.legend(*ax.get_legend_handles_labels())``.
         line_kw : dict, default=None
             Passed to ``ax.plot`` for the score lines.
         errorbar_kw : dict, default=None
@@ -472,7 +476,8 @@ default=None
         missing = [c for c in _REQUIRED if c not in records[0]]
         if missing:
             raise ValueError(
-                f"The table lacks the columns {missing}; pass what layer_sweep returned."
+                f"The table lacks the columns {missing}; pass what layer_sweep "
+                "returned."
             )
         order = sorted({(r["layer_index"], r["layer"]) for r in records})
         layers = [name for _, name in order]
@@ -485,11 +490,14 @@ default=None
             if (key, i) in seen:
                 raise ValueError(
                     f"The table has several rows for layer {r['layer']!r}, head "
-                    f"{key[0]!r}, split {key[1]!r}; keep one row per layer x head x split."
+                    f"{key[0]!r}, split {key[1]!r}; keep one row per layer x head x "
+                    "split."
                 )
             seen.add((key, i))
-            for store, column in ((scores, "score"), (low, "score_low"), (high, "score_high")):
-                store.setdefault(key, np.full(len(layers), np.nan))[i] = r.get(column, np.nan)
+            for store, column in ((scores, "score"), (low, "score_low"),
+                                  (high, "score_high")):
+                row = store.setdefault(key, np.full(len(layers), np.nan))
+                row[i] = r.get(column, np.nan)
         costs, cost_name = None, "cost"
         if cost in records[0]:
             costs = np.full(len(layers), np.nan)
@@ -567,7 +575,8 @@ def _fold_half_width(estimator, layers):
     std = np.array([estimator.layer_score_std_[n] for n in layers], dtype=float)
     if n_folds < 2:
         return np.full(len(layers), np.nan)
-    # std over folds with ddof=0; the standard error uses ddof=1: s1 / sqrt(k) = s0 / sqrt(k-1)
+    # the std over folds has ddof=0; the standard error uses ddof=1:
+    # s1 / sqrt(k) = s0 / sqrt(k - 1)
     return _Z95 * std / np.sqrt(n_folds - 1)
 
 

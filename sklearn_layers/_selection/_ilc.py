@@ -38,7 +38,9 @@ def _estimator_has(method):
     return check
 
 
-class IntermediateLayerClassifier(ReprMixin, ClassifierMixin, TransformerMixin, BaseEstimator):
+class IntermediateLayerClassifier(
+    ReprMixin, ClassifierMixin, TransformerMixin, BaseEstimator
+):
     """A probe on the best intermediate layer of a frozen network.
 
     ``fit`` extracts every candidate layer in one forward pass, fits a clone of

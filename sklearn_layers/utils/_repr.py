@@ -24,7 +24,8 @@ import torch
 
 from .._version import __version__
 
-# The published documentation; its API pages are docs/generated/sklearn_layers.<Name>.html
+# The published documentation; its API pages are
+# docs/generated/sklearn_layers.<Name>.html
 # (docs/api.rst lists every estimator under ``sklearn_layers``).
 DOCS_URL = "https://sklearn-layers.readthedocs.io/en/{version}/"
 _API_PAGE = "generated/sklearn_layers.{estimator_name}.html"
