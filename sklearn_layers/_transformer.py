@@ -19,6 +19,7 @@ from ._extraction._pooling import POOLING_NAMES, check_pooling
 from ._extraction._models import resolve_module
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
 from .utils._threads import torch_threads
+from .utils._repr import ReprMixin
 
 # Parameters shared by reference, never deep-copied, when the transformer is cloned.
 _SHARED_PARAMS = ("model", "tokenizer", "cache", "preprocess")
@@ -59,7 +60,7 @@ def clone_sharing(estimator, shared=_SHARED_PARAMS):
     return type(estimator)(**kept, **cloned)
 
 
-class LayerFeatureTransformer(TransformerMixin, BaseEstimator):
+class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
     """Features from the intermediate layers of a frozen PyTorch network.
 
     Runs the network over batches of ``X`` under ``torch.inference_mode()`` in eval

@@ -14,6 +14,7 @@ and down.
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
@@ -59,10 +60,28 @@ table.pivot_table(index=["layer_index", "layer"], columns=["head", "split"],
 # %%
 # The plot
 # --------
-# Dashed lines are shifted test sets; a star marks each line's best layer.
-display = LayerSweepDisplay.from_sweep(table[table["head"] == "logistic"])
+# One line style per test set (in distribution solid), bars for the 95%
+# bootstrap interval over the 500 test digits (a few points wide: differences
+# smaller than that are noise), a star on each line's best layer, and the
+# majority-class rate as the chance level.
+chance = np.bincount(y_test).max() / len(y_test)
+display = LayerSweepDisplay.from_sweep(
+    table[table["head"] == "logistic"], score_name="accuracy", chance_level=chance
+)
 display.ax_.set_title("Logistic probe on each layer of the digit CNN")
-plt.tight_layout()
+
+# %%
+# What each layer costs
+# ---------------------
+# ``kind="cost"`` puts each layer's cost on the x axis: the share of a full
+# forward pass spent to reach it (prediction stops there). Each line is then
+# the Pareto front of its test set: the layers no cheaper layer matches, and
+# so the best accuracy each budget buys; hollow markers are the layers off it.
+display = LayerSweepDisplay.from_sweep(
+    table[table["head"] == "logistic"], score_name="accuracy", chance_level=chance,
+    kind="cost",
+)
+display.pareto_front_
 
 # %%
 # Choosing the layer with a few shifted samples
@@ -86,11 +105,13 @@ print(f"accuracy on the same 400 translated digits: "
 
 # %%
 # :meth:`~sklearn_layers.LayerSweepDisplay.from_estimator` draws the layer
-# scores each fitted classifier based its choice on: cross-validation on the
-# training distribution rewards the last layers, the shifted validation set an
-# earlier one.
-fig, ax = plt.subplots(figsize=(6, 4))
-LayerSweepDisplay.from_estimator(ilc, ax=ax)
+# scores each fitted classifier based its choice on, with a star on the layer
+# it chose: cross-validation on the training distribution rewards the last
+# layers, the shifted validation set an earlier one. Drawn on the same axes,
+# the two share the head's colour and one legend; the cross-validated scores
+# carry their 95% interval over the folds.
+fig, ax = plt.subplots(figsize=(7, 4))
+LayerSweepDisplay.from_estimator(ilc, ax=ax, chance_level="uniform")
 LayerSweepDisplay.from_estimator(ilc_cv, ax=ax)
 ax.set_title("Layer scores behind each choice")
 plt.tight_layout()

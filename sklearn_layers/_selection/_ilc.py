@@ -17,6 +17,7 @@ from .._transformer import (
     clone_sharing,
 )
 from ..utils._compat import HasMethods, Interval, _fit_context
+from ..utils._repr import ReprMixin
 from ._choice import choose_layer
 from ._cost import forward_shares
 from ._defaults import default_probe
@@ -37,7 +38,9 @@ def _estimator_has(method):
     return check
 
 
-class IntermediateLayerClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
+class IntermediateLayerClassifier(
+    ReprMixin, ClassifierMixin, TransformerMixin, BaseEstimator
+):
     """A probe on the best intermediate layer of a frozen network.
 
     ``fit`` extracts every candidate layer in one forward pass, fits a clone of

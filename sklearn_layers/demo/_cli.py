@@ -86,14 +86,18 @@ def _plot(scenario, path):
 
     from .._display import LayerSweepDisplay
 
-    heads = list(scenario.table["head"].unique())
-    fig, axes = plt.subplots(1, len(heads), figsize=(5.5 * len(heads), 4.5), sharey=True)
-    for ax, head in zip(axes, heads):
-        rows = scenario.table[scenario.table["head"] == head]
-        LayerSweepDisplay.from_sweep(rows, ax=ax, score_name="accuracy")
-        ax.set_title(head)
+    # score per layer | score against the layer's price; one legend for both
+    fig, (by_layer, by_cost) = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True,
+                                            layout="constrained")
+    common = dict(score_name="accuracy",
+                  chance_level=getattr(scenario, "chance_level", None))
+    LayerSweepDisplay.from_sweep(scenario.table, ax=by_layer, legend=False, **common)
+    LayerSweepDisplay.from_sweep(scenario.table, ax=by_cost, kind="cost", **common)
+    by_cost.set_ylabel("")
+    by_layer.set_title("accuracy per layer", fontsize="medium")
+    by_cost.set_title("accuracy against the cost of reaching the layer (Pareto fronts)",
+                      fontsize="medium")
     fig.suptitle(scenario.description, fontsize="small")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -34,6 +34,7 @@ from ..utils._compat import (
     _fit_context,
     validate_data,
 )
+from ..utils._repr import ReprMixin
 from ..utils._threads import cpu_settings
 from ._grownet_core import Ensemble, build_ensemble
 from ._grownet_loop import (
@@ -269,7 +270,7 @@ def _tensor(array, device):
     return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32), device=device)
 
 
-class _BaseGrowNet(BaseEstimator):
+class _BaseGrowNet(ReprMixin, BaseEstimator):
     """Parameters, validation, the fit and staged prediction shared by both estimators."""
 
     _parameter_constraints: ClassVar[dict] = {

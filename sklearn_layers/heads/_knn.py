@@ -19,10 +19,11 @@ from ..utils._compat import (
     _fit_context,
     validate_data,
 )
+from ..utils._repr import ReprMixin
 from ._validation import check_at_least_two_classes, l2_normalize
 
 
-class KNNInterpolatedClassifier(ClassifierMixin, BaseEstimator):
+class KNNInterpolatedClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
     """Probabilistic classifier interpolated with a similarity-weighted kNN.
 
     ``predict_proba = (1 - knn_weight) * p_estimator + knn_weight * p_knn``,

@@ -10,6 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils._compat import Interval, StrOptions, _fit_context, validate_data
+from ..utils._repr import ReprMixin
 from ._validation import (
     check_at_least_two_classes,
     l2_normalize,
@@ -19,7 +20,7 @@ from ._validation import (
 )
 
 
-class PrototypeClassifier(ClassifierMixin, BaseEstimator):
+class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
     """Prototype classifier: one mean vector per class, softmax over similarities.
 
     Each class is represented by its prototype, the mean of its training
