@@ -107,10 +107,21 @@ def defaults_of(subject):
 
 @functools.cache
 def resolve(name):
-    if "." not in name:
-        return getattr(sklearn_layers, name)
-    module, attribute = name.rsplit(".", 1)
-    return getattr(importlib.import_module(module), attribute)
+    """An exported name (``LayerSweepDisplay.plot`` reaches a method) or a dotted path."""
+    parts = name.split(".")
+    if hasattr(sklearn_layers, parts[0]):
+        obj, rest = getattr(sklearn_layers, parts[0]), parts[1:]
+    else:
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            rest = parts[cut:]
+            break
+    for attribute in rest:
+        obj = getattr(obj, attribute)
+    return obj
 
 
 def paragraphs(path):
