@@ -109,16 +109,17 @@ def _update_attributes(h, module):
             _tensor_bytes(h, attr, value)
         else:
             h.update(f"{attr}={config_repr(value)}".encode())
-    override = vars(module).get("forward")
+    override = _forward_override(vars(module).get("forward"))
     if override is not None:
-        h.update(f"forward={_forward_override(override)}".encode())
+        h.update(f"forward={override}".encode())
 
 
 def _forward_override(override):
-    # the package's own tap wraps the class forward (or a saved override)
+    """The name of a ``forward`` set on the instance, or None for the class's own."""
+    # the package's own tap wraps the class forward (or a user's override)
     inner = getattr(override, "sklearn_layers_wrapped", override)
     if inner is None:
-        return "class"
+        return None
     name = code_name(inner)
     if name is None:
         raise Unnameable(f"instance forward {inner!r}")
