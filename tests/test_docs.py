@@ -7,7 +7,9 @@ The convention, for anyone writing a page:
   as ``sklearn_layers.utils.toy.make_mlp``, or ``cli:demo`` for the options of
   ``python -m sklearn_layers demo``), until the next such comment.
 * A default is stated in one of these forms (``name`` is a parameter of at
-  least one of those objects; every one that has it must agree):
+  least one of those objects; every one that has it must agree, or the value
+  lists one default per such object, in the comment's order, separated by
+  ``"; "``):
 
   - ``name`` (default VALUE ...)        ``name`` (default: VALUE)
   - ``name``, default VALUE ...         ``name``: ``VALUE`` (default ...)
@@ -255,7 +257,6 @@ def check(path, line, name, value_text, subjects):
     if not subjects:
         return [f"{where}: ``{name}`` has a stated default but no `.. defaults:` "
                 "comment says whose parameter it is"]
-    value = parse_value(value_text)
     name = name.replace("-", "_")
     owners = []
     for subject in subjects:
@@ -264,8 +265,13 @@ def check(path, line, name, value_text, subjects):
             owners.append((subject, defaults[name]))
     if not owners:
         return [f"{where}: ``{name}`` is not a parameter of {', '.join(subjects)}"]
+    # "A; B": one default per subject that has the parameter, in their order
+    texts = value_text.split("; ")
+    if len(texts) != len(owners):
+        texts = [value_text] * len(owners)
     problems = []
-    for subject, default in owners:
+    for (subject, default), text in zip(owners, texts):
+        value = parse_value(text)
         if isinstance(value, Role):
             ok = default is None and means(resolve(subject), name, value)
         elif isinstance(value, Words):
