@@ -1,6 +1,10 @@
 """Small helpers shared by the heads (no estimator lives here)."""
 
+from numbers import Real
+
 import numpy as np
+from sklearn import get_config
+from sklearn.utils import check_array
 
 # Rows of X processed at once are chosen so that one chunk holds about this many
 # float64 values (8 MiB): memory stays bounded whatever the number of samples.
@@ -53,3 +57,46 @@ def log_softmax(scores, temperature):
     z -= z.max(axis=1, keepdims=True)
     z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
     return z
+
+
+def chunk_n_rows(row_bytes, working_memory=None):
+    """Rows that fit in `working_memory` MiB, at least 1.
+
+    The rule of scikit-learn's ``pairwise_distances_chunked``:
+    ``working_memory * 2**20 // row_bytes``; ``None`` reads
+    ``sklearn.get_config()["working_memory"]``.
+    """
+    if working_memory is None:
+        working_memory = get_config()["working_memory"]
+    return max(1, int(working_memory * 2**20 // row_bytes))
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """``sample_weight`` as a float64 array of shape (n_samples,), checked.
+
+    None means ones; a number means that weight for every sample. Weights
+    must be finite and non-negative, with a positive sum.
+    """
+    if sample_weight is None:
+        return np.ones(n_samples)
+    if isinstance(sample_weight, Real):
+        sample_weight = np.full(n_samples, float(sample_weight))
+    weights = check_array(
+        sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+    )
+    if weights.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per "
+            f"sample; got shape {weights.shape}."
+        )
+    if (weights < 0).any():
+        raise ValueError(
+            "sample_weight must be non-negative; got a minimum of "
+            f"{weights.min()!r}."
+        )
+    if not weights.sum() > 0:
+        raise ValueError(
+            "sample_weight is zero for every sample: at least one sample needs "
+            "a positive weight."
+        )
+    return weights
