@@ -3,9 +3,11 @@
 import numpy as np
 
 _FTOL = 64 * np.finfo(np.float64).eps
-_RUNNING, _CONVERGED, _NO_PROGRESS = 0, 1, 2
+_RUNNING, _CONVERGED, _NO_PROGRESS, _STALLED = 0, 1, 2, 3
 # a problem still running when the iterations run out stopped at max_iter
-_STATUS_NAMES = np.array(["max_iter", "converged", "no_progress"], dtype=object)
+_STATUS_NAMES = np.array(
+    ["max_iter", "converged", "no_progress", "stalled"], dtype=object
+)
 
 
 def _rowdot(a, b):
@@ -61,11 +63,12 @@ def minimize_lbfgs(fun, x0, *, tol, max_iter, first=None, history=10, max_backtr
     n_iter : ndarray of shape (n_problems,)
         Iterations run by each problem.
     status : ndarray of shape (n_problems,), dtype=object
-        ``"converged"``, ``"max_iter"`` or ``"no_progress"``: no step along
-        the search direction decreased the objective enough, or a step
-        decreased it by less than ``64 * eps`` relatively (scipy's ``ftol``
-        as scikit-learn sets it), which happens when rounding noise in the
-        objective is larger than what is left to gain.
+        ``"converged"`` (measure at most `tol`), ``"stalled"`` (a step
+        decreased the objective by less than ``64 * eps`` relatively:
+        scipy's ``ftol`` as scikit-learn sets it, which scipy counts as
+        convergence), ``"max_iter"`` or ``"no_progress"`` (no step along the
+        search direction decreased the objective enough: rounding noise in
+        the objective is larger than what is left to gain).
     """
     n_problems, n_variables = x0.shape
     everyone = np.arange(n_problems)
@@ -120,7 +123,7 @@ def minimize_lbfgs(fun, x0, *, tol, max_iter, first=None, history=10, max_backtr
         stalled = decrease <= _FTOL * np.maximum(
             np.maximum(np.abs(f[done]), np.abs(f[done] + decrease)), 1.0
         )
-        status[done[stalled]] = _NO_PROGRESS
+        status[done[stalled]] = _STALLED
         status[done[measure[done] <= tol]] = _CONVERGED
     return x, measure, n_iter, _STATUS_NAMES[status]
 

@@ -85,8 +85,9 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-4
         Stop once every entry of the gradient of ``objective / (C * sum_i
         w_i)`` with respect to the standardised coefficients and the
-        intercept is at most `tol` in absolute value: the stopping rule of
-        ``LogisticRegression(solver="lbfgs", tol=tol)``.
+        intercept is at most `tol` in absolute value, or once an iteration
+        decreases that objective by less than ``64 * eps`` relatively: the
+        stopping rules of ``LogisticRegression(solver="lbfgs", tol=tol)``.
 
     device : str or torch.device, default="cpu"
         Where the solver's products with `X` run (for example ``"cuda"``).
@@ -310,14 +311,15 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_convergence(self, n_iter, status, max_gradient, dtype):
         self.n_iter_ = int(n_iter)
-        if status == "converged":
+        if status in ("converged", "stalled"):
             return
         if status == "max_iter":
             advice = f"Increase max_iter (now {self.max_iter})"
         else:
             advice = (
-                f"No step decreased the objective any further at {np.dtype(dtype)} "
-                "precision; pass float64 X or use a larger tol"
+                "No step decreased the objective any further at "
+                f"{np.dtype(dtype)} precision; use a larger tol"
+                + (" or pass float64 X" if np.dtype(dtype) != np.float64 else "")
             )
         warnings.warn(
             f"{type(self).__name__} stopped after {n_iter} iterations with a "
@@ -381,8 +383,7 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
         """
         scores = self.decision_function(X)
         if scores.ndim == 1:
-            positive = scipy.special.expit(scores)
-            return np.column_stack([1.0 - positive, positive])
+            return scipy.special.expit(np.column_stack([-scores, scores]))
         return scipy.special.softmax(scores, axis=1)
 
     def predict_log_proba(self, X):

@@ -280,7 +280,8 @@ def solve(problems, W0, b0, *, preconditioner, tol, max_iter):
     W, b : ndarray
     n_iter : ndarray of shape (n_problems,)
     status : ndarray of shape (n_problems,)
-        ``"converged"``, ``"max_iter"`` or ``"no_progress"``.
+        ``"converged"``, ``"stalled"``, ``"max_iter"`` or ``"no_progress"``
+        (see ``minimize_lbfgs``).
     max_gradient : ndarray of shape (n_problems,)
         Largest absolute gradient entry at the returned points.
     """

@@ -189,6 +189,23 @@ def test_partial_fit_wrong_feature_count():
         clf.partial_fit(X[:, :3], y)
 
 
+def test_default_calibration_temperature_is_teens_scale_16():
+    # TEEN writes softmax(tau * cos) with tau = 16: a temperature of 1 / 16
+    rng = np.random.default_rng(1)
+    X_base, y_base = rng.random((40, 5)), np.repeat([0, 1], 20)
+    X_new, y_new = rng.random((4, 5)) + 0.3, np.array([2, 2, 2, 2])
+    clf = PrototypeClassifier(calibration="teen").fit(X_base, y_base)
+    clf.partial_fit(X_new, y_new)
+    B = np.stack([X_base[y_base == c].mean(axis=0) for c in range(2)])
+    Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
+    p = X_new.mean(axis=0)
+    pn = p / np.linalg.norm(p)
+    w = _softmax(16.0 * (pn @ Bn.T)[None, :])
+    delta = w @ Bn
+    delta /= np.linalg.norm(delta)
+    np.testing.assert_allclose(clf.prototypes_[2], 0.5 * pn + 0.5 * delta[0], rtol=1e-12)
+
+
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_teen_calibration_matches_hand_computation(metric):
     rng = np.random.default_rng(0)
@@ -196,12 +213,12 @@ def test_teen_calibration_matches_hand_computation(metric):
     y_base = np.repeat([0, 1, 2], 20)
     X_new = rng.random((6, 6)) + 0.5
     y_new = np.repeat([3, 4], 3)
-    alpha, tau = 0.3, 5.0
+    alpha, temperature = 0.3, 0.2
     clf = PrototypeClassifier(
         metric=metric,
         calibration="teen",
         calibration_weight=alpha,
-        calibration_temperature=tau,
+        calibration_temperature=temperature,
     )
     clf.fit(X_base, y_base).partial_fit(X_new, y_new)
 
@@ -209,7 +226,7 @@ def test_teen_calibration_matches_hand_computation(metric):
     P = np.stack([X_new[y_new == c].mean(axis=0) for c in (3, 4)])
     Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
     Pn = P / np.linalg.norm(P, axis=1, keepdims=True)
-    w = _softmax(tau * Pn @ Bn.T)
+    w = _softmax(Pn @ Bn.T / temperature)
     if metric == "cosine":
         delta = w @ Bn
         delta /= np.linalg.norm(delta, axis=1, keepdims=True)
