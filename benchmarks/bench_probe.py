@@ -5,7 +5,9 @@
 The reference is ``make_pipeline(StandardScaler(), LogisticRegression(C=C,
 max_iter=1000))``, the model the probe fits. Both run on one thread (torch,
 BLAS and OpenMP alike), side by side, fits alternating so that both see the
-same machine load. Three workloads:
+same machine load. Times are process CPU seconds (``time.process_time``):
+with one thread that is the work a fit does, while wall time on a shared
+machine also counts waiting for other processes. Three workloads:
 
 1. **Correlated features:** 20,000 x 512 float32 rows, 10 classes, generated
    deterministically (32 latent factors with decaying loadings plus noise,

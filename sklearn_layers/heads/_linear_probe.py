@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from ..utils._compat import Interval, StrOptions, _fit_context, validate_data
 from ..utils._threads import torch_threads
@@ -27,17 +29,18 @@ _AUTO_WHITEN_MAX_FEATURES = 2048
 
 
 class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
-    """Logistic regression on standardised features, solved fast in torch.
+    """Logistic regression on standardised features, with a whitened solver.
 
     The model of ``make_pipeline(StandardScaler(), LogisticRegression(C=C))``:
     multinomial (binomial for two classes) logistic regression whose L2
     penalty applies to the coefficients of the *standardised* features, so
     `C` means what it means in that pipeline and the fit converges to the
-    same optimum. What differs is the solver: a full-batch L-BFGS in torch,
-    in the dtype of `X` (float32 stays float32), run in whitened coordinates.
-    Layer activations are correlated and anisotropic, which is what makes a
-    first-order solver slow; whitening (a change of variables computed once
-    from the features' covariance) removes that without changing the optimum.
+    same optimum. What differs is the solver: a full-batch L-BFGS whose
+    products with `X` run in the dtype of `X` (float32 stays float32), in
+    whitened coordinates. Layer activations are correlated and anisotropic,
+    which is what makes a first-order solver slow; whitening (a change of
+    variables computed once from the features' covariance) removes that
+    without changing the optimum.
 
     Works on any 2-D numeric `X`: features of a network layer or plain
     tabular data.
@@ -90,12 +93,14 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
         stopping rules of ``LogisticRegression(solver="lbfgs", tol=tol)``.
 
     device : str or torch.device, default="cpu"
-        Where the solver's products with `X` run (for example ``"cuda"``).
-        The fitted attributes are numpy arrays; prediction runs in numpy.
+        Where the solver's products with `X` run: on the CPU through numpy,
+        on another device (for example ``"cuda"``) through torch. The fitted
+        attributes are numpy arrays; prediction runs in numpy.
 
     n_threads : int or None, default=None
-        Torch intra-op threads during :meth:`fit`; ``None`` leaves torch's
-        setting alone.
+        Threads of those products during :meth:`fit`: BLAS threads (numpy,
+        on the CPU) and torch's intra-op threads. ``None`` leaves both
+        settings alone.
 
     Attributes
     ----------
@@ -238,7 +243,7 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
         weights = check_sample_weight(sample_weight, X.shape[0])
         classes, y_ind, weights = self._labels_and_weights(y, weights)
-        with torch_threads(self.n_threads):
+        with product_threads(self.n_threads):
             mean, scale, variances = moments(X, weights, scale=self.standardize)
             rows = Rows(standardize(X, mean, scale), self._device())
             problems = Problems(
@@ -252,7 +257,7 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
                 problems, W0[None], b0[None], preconditioner=family,
                 tol=self.tol, max_iter=self.max_iter,
             )
-        self._set_solution(classes, W[0], b[0], mean, scale, X.dtype)
+        self._set_solution(classes, W[0], b[0], mean, scale)
         self._set_convergence(n_iter[0], status[0], max_gradient[0], X.dtype)
         self._covariance = (
             family.covariance
@@ -300,7 +305,7 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"device={self.device!r} is not a torch device.") from exc
 
-    def _set_solution(self, classes, W, b, mean, scale, dtype):
+    def _set_solution(self, classes, W, b, mean, scale):
         """Fitted attributes from the standardised solution ``(W, b)``."""
         self.classes_ = classes
         self.coef_ = W / scale
@@ -403,6 +408,16 @@ class LinearProbeClassifier(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             return -np.logaddexp(0.0, np.column_stack([scores, -scores]))
         return scipy.special.log_softmax(scores, axis=1)
+
+
+@contextmanager
+def product_threads(n_threads):
+    """BLAS and torch intra-op threads set to `n_threads` for the body (None: as is)."""
+    if n_threads is None:
+        yield
+        return
+    with threadpool_limits(limits=n_threads, user_api="blas"), torch_threads(n_threads):
+        yield
 
 
 def _initial_point(previous, classes, mean, scale):

@@ -9,8 +9,7 @@ from sklearn import get_config
 from sklearn.base import clone
 
 from ..utils._compat import validate_data
-from ..utils._threads import torch_threads
-from ._linear_probe import LinearProbeClassifier, _initial_point
+from ._linear_probe import LinearProbeClassifier, _initial_point, product_threads
 from ._preconditioners import Diagonal, EigenWhitening
 from ._probe_solver import Problems, Rows, moments, solve, standardize
 from ._validation import check_sample_weight
@@ -93,7 +92,7 @@ def linear_probe_path(estimator, X, y, *, splits, Cs=None, sample_weight=None):
     Cs = _check_Cs(estimator.C if Cs is None else Cs)
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     start = time.perf_counter()
-    with torch_threads(estimator.n_threads):
+    with product_threads(estimator.n_threads):
         problems = _split_problems(template, X, y, splits, sample_weight, Cs)
         base_mean, base_scale, variances = moments(
             X, np.ones(X.shape[0]), scale=template.standardize
@@ -184,9 +183,7 @@ def _solve_batch(template, rows, y, family, group, base_mean, base_scale, latest
     fits = []
     for k, problem in enumerate(group):
         probe = clone(template).set_params(C=problem["C"])
-        probe._set_solution(
-            classes, W[k], b[k], problem["mean"], problem["scale"], rows.dtype
-        )
+        probe._set_solution(classes, W[k], b[k], problem["mean"], problem["scale"])
         probe._set_convergence(n_iter[k], status[k], max_gradient[k], rows.dtype)
         probe.n_features_in_ = template.n_features_in_
         if hasattr(template, "feature_names_in_"):

@@ -111,7 +111,7 @@ class Rows:
         """``Z @ W.T`` in the dtype of Z, as a numpy array."""
         W = W.astype(self.dtype, copy=False)
         if not self._on_cpu:
-            return (self._Z @ self._to_device(W).T).cpu().numpy()
+            return _to_numpy(self._Z @ self._to_device(W).T)
         if W.shape[0] == 1:  # a matrix-vector product: 3x faster than (d, 1)
             return (self._Z @ W[0])[:, None]
         return self._Z @ W.T
@@ -120,7 +120,7 @@ class Rows:
         """``R.T @ Z`` in the dtype of Z, as a numpy array."""
         R = R.astype(self.dtype, copy=False)
         if not self._on_cpu:
-            return (self._to_device(R).T @ self._Z).cpu().numpy()
+            return _to_numpy(self._to_device(R).T @ self._Z)
         if R.shape[1] == 1:
             return (R[:, 0] @ self._Z)[None, :]
         return R.T @ self._Z
@@ -129,27 +129,23 @@ class Rows:
         """``Z.T @ diag(weights) @ Z / weights.sum()`` (Z is centred), float64."""
         n, d = self.shape
         if (weights == weights[0]).all():
-            return self.transposed_product(self._rows(0, n)).astype(np.float64) / n
-        roots = np.sqrt(weights / weights.sum()).astype(self.dtype)[:, None]
+            return _to_numpy(self._Z.T @ self._Z).astype(np.float64) / n
+        roots = self._to_device(np.sqrt(weights / weights.sum()).astype(self.dtype))
         rows = chunk_n_rows(self.dtype.itemsize * d, working_memory)
         covariance = np.zeros((d, d))
         for start in range(0, n, rows):
-            part = self._rows(start, start + rows) * roots[start : start + rows]
-            covariance += self._gram(part)
+            part = self._Z[start : start + rows] * roots[start : start + rows, None]
+            covariance += _to_numpy(part.T @ part)
         return covariance
 
-    def _rows(self, start, stop):
-        Z = self._Z[start:stop]
-        return Z if self._on_cpu else Z.cpu().numpy()
-
-    def _gram(self, part):
-        if self._on_cpu:
-            return part.T @ part
-        part = self._to_device(part)
-        return (part.T @ part).double().cpu().numpy()
-
     def _to_device(self, array):
+        if self._on_cpu:
+            return array
         return torch.from_numpy(np.ascontiguousarray(array)).to(self._Z.device)
+
+
+def _to_numpy(array):
+    return array if isinstance(array, np.ndarray) else array.cpu().numpy()
 
 
 class Problems:
