@@ -57,7 +57,8 @@ def main():
     for n, d, dtype in [(5000, 384, np.float32), (20000, 512, np.float32),
                         (5000, 384, np.float64)]:
         X = rng.normal(size=(n, d)).astype(dtype)
-        rows.append((f"l2 rows {n}x{d} {np.dtype(dtype)}", best(lambda: l2_normalize(X)),
+        name = f"l2 rows {n}x{d} {np.dtype(dtype)}"
+        rows.append((name, best(lambda: l2_normalize(X)),
                      best(lambda: normalize(X))))
     n, d = 1_000_000, 64
     rows.append((f"row chunks {n}x{d}", best(lambda: list(_hand_row_chunks(n, d))),

@@ -186,7 +186,8 @@ def main(repeats=3, synthetic=True, tweets=True):
     if tweets:
         t_probe, t_ref, worst = sweep(features)
         print(f"\nsweep, 7 layers x 5 folds x C in {SWEEP_CS} (105 fits): probe "
-              f"{t_probe:.2f} s, sklearn {t_ref:.2f} s, speed-up {t_ref / t_probe:.1f}x; "
+              f"{t_probe:.2f} s, sklearn {t_ref:.2f} s, "
+              f"speed-up {t_ref / t_probe:.1f}x; "
               f"largest |delta| of mean CV accuracy over (layer, C): "
               f"{100 * worst:.2f} points")
 

@@ -18,7 +18,9 @@ def _rowdot(a, b):
 _rowdot = getattr(np, "vecdot", _rowdot)
 
 
-def minimize_lbfgs(fun, x0, *, tol, max_iter, first=None, history=10, max_backtracks=10):
+def minimize_lbfgs(
+    fun, x0, *, tol, max_iter, first=None, history=10, max_backtracks=10
+):
     """Minimise a batch of independent problems with L-BFGS, in lockstep.
 
     Row ``b`` of `x0` is the starting point of problem ``b``. Every problem

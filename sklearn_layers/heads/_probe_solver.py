@@ -63,7 +63,10 @@ def moments(X, weights, *, scale, working_memory=None):
     var = np.zeros(d)
     for part in chunks:
         square = np.square(X[part] - shift)
-        var += square.sum(axis=0, dtype=np.float64) if uniform else weights[part] @ square
+        if uniform:
+            var += square.sum(axis=0, dtype=np.float64)
+        else:
+            var += weights[part] @ square
     var /= total if not uniform else n
     if not scale:
         return mean, np.ones(d), var
@@ -210,6 +213,7 @@ class Problems:
         n_index, n_outputs, d = W.shape
         factors, offsets = self.factors[index], self.offsets[index]
         weights = self._row_weights[:, index]
+        row_weights = self.row_weights[:, index]
         scores = self.rows.scores((W * factors[:, None, :]).reshape(-1, d))
         scores = scores.reshape(-1, n_index, n_outputs)
         scores += (b + np.einsum("pkd,pd->pk", W, offsets)).astype(scores.dtype)
@@ -223,7 +227,7 @@ class Problems:
             loss = np.maximum(z, 0) - self._target * z - np.log(np.maximum(p, 1 - p))
             residual = (p - self._target) * weights
             if curvature:
-                curvatures = np.einsum("ip,ip->p", self.row_weights[:, index], p * (1 - p))
+                curvatures = np.einsum("ip,ip->p", row_weights, p * (1 - p))
             residual = residual[:, :, None]
         else:
             scores -= scores.max(axis=2, keepdims=True)
@@ -233,13 +237,14 @@ class Problems:
             loss = np.log(total) - scores[self._rows, :, self.y]
             if curvature:
                 spread = (residual * (1 - residual)).mean(axis=2)
-                curvatures = np.einsum("ip,ip->p", self.row_weights[:, index], spread)
+                curvatures = np.einsum("ip,ip->p", row_weights, spread)
             residual[self._rows, :, self.y] -= 1.0
             residual *= weights[:, :, None]
-        values = np.einsum("ip,ip->p", self.row_weights[:, index], loss.astype(np.float64))
+        values = np.einsum("ip,ip->p", row_weights, loss.astype(np.float64))
         values += 0.5 * self.penalties[index] * np.einsum("pkd,pkd->p", W, W)
         grad_b = residual.sum(axis=0, dtype=np.float64)
-        product = self.rows.transposed_product(residual.reshape(-1, n_index * n_outputs))
+        residual = residual.reshape(-1, n_index * n_outputs)
+        product = self.rows.transposed_product(residual)
         grad_W = product.reshape(n_index, n_outputs, d).astype(np.float64)
         grad_W *= factors[:, None, :]
         grad_W += grad_b[:, :, None] * offsets[:, None, :]

@@ -158,6 +158,12 @@ def _reference(X, y, C=1.0, weights=None, standardize=True):
     return pipe.fit(X, y, **routed)
 
 
+def _original_space(pipe):
+    """coef_ and intercept_ of a scaler + logistic regression pipeline on raw X."""
+    coef = pipe[-1].coef_ / pipe[0].scale_
+    return coef, pipe[-1].intercept_ - coef @ pipe[0].mean_
+
+
 def _datasets():
     digits_X, digits_y = load_digits(return_X_y=True)
     return {
@@ -178,8 +184,7 @@ def test_same_optimum_as_standardised_logistic_regression(name, C):
     ref = _reference(X, y, C)
     problem = _problem(X, y)
     ours = _params(problem, probe.coef_, probe.intercept_)
-    theirs = _params(problem, ref[-1].coef_ / ref[0].scale_,
-                     ref[-1].intercept_ - (ref[-1].coef_ / ref[0].scale_) @ ref[0].mean_)
+    theirs = _params(problem, *_original_space(ref))
     # the probe stopped where scikit-learn's objective has a gradient <= tol
     assert _max_gradient(problem, C, *ours) <= tol * (1 + 1e-6)
     bound = _distance_bound(problem, C, [theirs, ours])
@@ -239,8 +244,7 @@ def test_weights_weigh_the_loss_and_the_standardisation():
     np.testing.assert_allclose(probe.mean_, ref[0].mean_, rtol=1e-12)
     np.testing.assert_allclose(probe.scale_, ref[0].scale_, rtol=1e-12)
     ours = _params(problem, probe.coef_, probe.intercept_)
-    theirs = _params(problem, ref[-1].coef_ / ref[0].scale_,
-                     ref[-1].intercept_ - (ref[-1].coef_ / ref[0].scale_) @ ref[0].mean_)
+    theirs = _params(problem, *_original_space(ref))
     assert _max_gradient(problem, 1.0, *ours) <= tol * (1 + 1e-6)
     bound = _distance_bound(problem, 1.0, [theirs, ours])
     np.testing.assert_allclose(ours[0], theirs[0], rtol=0, atol=bound)
@@ -290,8 +294,7 @@ def test_balanced_class_weight_matches_logistic_regression():
     ref = _reference(X, y, weights=weights)
     problem = _problem(X, y, weights)
     ours = _params(problem, probe.coef_, probe.intercept_)
-    theirs = _params(problem, ref[-1].coef_ / ref[0].scale_,
-                     ref[-1].intercept_ - (ref[-1].coef_ / ref[0].scale_) @ ref[0].mean_)
+    theirs = _params(problem, *_original_space(ref))
     bound = _distance_bound(problem, 1.0, [theirs, ours])
     np.testing.assert_allclose(ours[0], theirs[0], rtol=0, atol=bound)
 

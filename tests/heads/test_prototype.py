@@ -203,7 +203,8 @@ def test_default_calibration_temperature_is_teens_scale_16():
     w = _softmax(16.0 * (pn @ Bn.T)[None, :])
     delta = w @ Bn
     delta /= np.linalg.norm(delta)
-    np.testing.assert_allclose(clf.prototypes_[2], 0.5 * pn + 0.5 * delta[0], rtol=1e-12)
+    expected = 0.5 * pn + 0.5 * delta[0]
+    np.testing.assert_allclose(clf.prototypes_[2], expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
