@@ -3,14 +3,16 @@
 from ._display import LayerSweepDisplay
 from ._extraction._cache import DiskCache, MemoryCache
 from ._frozen import FrozenModel
-from ._selection import ILC, IntermediateLayerClassifier, default_probe, layer_sweep
+from ._selection import ILC, IntermediateLayerClassifier, layer_sweep
 from ._transformer import LayerFeatureTransformer
 from ._version import __version__
 from .heads import (
     GrowNetClassifier,
     GrowNetRegressor,
     KNNInterpolatedClassifier,
+    LinearProbeClassifier,
     PrototypeClassifier,
+    default_probe,
 )
 from .metrics import layer_metrics, layer_metrics_from_features
 
@@ -24,6 +26,7 @@ __all__ = [
     "KNNInterpolatedClassifier",
     "LayerFeatureTransformer",
     "LayerSweepDisplay",
+    "LinearProbeClassifier",
     "MemoryCache",
     "PrototypeClassifier",
     "__version__",

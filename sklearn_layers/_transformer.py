@@ -14,12 +14,12 @@ from ._extraction._capture import eager_module
 from ._extraction._extract import extract, layer_slices, model_float_dtype
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
+from ._extraction._models import resolve_module
 from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._pooling import POOLING_NAMES, check_pooling
-from ._extraction._models import resolve_module
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
-from .utils._threads import torch_threads
 from .utils._repr import ReprMixin
+from .utils._threads import torch_threads
 
 # Parameters shared by reference, never deep-copied, when the transformer is cloned.
 _SHARED_PARAMS = ("model", "tokenizer", "cache", "preprocess")

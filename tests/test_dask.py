@@ -11,7 +11,6 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from _float32 import same_features
 from sklearn_layers import (
     FrozenModel,
     IntermediateLayerClassifier,
@@ -20,6 +19,8 @@ from sklearn_layers import (
 from sklearn_layers import dask as sld
 from sklearn_layers._frozen import _clear_loaded
 from sklearn_layers.utils.toy import make_mlp, make_small_cnn
+
+from _float32 import same_features
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")

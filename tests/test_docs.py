@@ -58,9 +58,9 @@ FORMS = [
     rf"{NAME} \(default:? {VALUE}",
     rf"{NAME}, default:? {VALUE}",
     rf"{NAME}: (?P<value>{LITERAL}) \(default",
-    rf"``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)``,? \(?(?:the )?default",
-    rf"``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)`` by default",
-    rf"\(default ``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)``\)",
+    r"``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)``,? \(?(?:the )?default",
+    r"``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)`` by default",
+    r"\(default ``(?P<name>[A-Za-z_]\w*)=(?P<value>[^`]+)``\)",
     r"``--(?P<name>[a-z][\w-]*) (?P<value>[^`]+)``,? \(?(?:the )?default",
 ]
 

@@ -17,7 +17,6 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from _float32 import same_features
 from sklearn_layers import (
     FrozenModel,
     IntermediateLayerClassifier,
@@ -28,6 +27,8 @@ from sklearn_layers import (
 from sklearn_layers._extraction._models import resolve_module
 from sklearn_layers._frozen import _clear_loaded
 from sklearn_layers.utils.toy import make_mlp
+
+from _float32 import same_features
 
 CALLS = {"n": 0}
 

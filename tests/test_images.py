@@ -9,10 +9,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from _float32 import same_features_of_any
-from _helpers import RowCounter
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_staged_cnn
+
+from _float32 import same_features_of_any
+from _helpers import RowCounter
 
 SIZE = 16
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from _helpers import RowCounter
 from numpy.testing import assert_allclose
 from scipy.stats import ortho_group
 from sklearn.datasets import load_digits, load_iris
@@ -25,6 +24,8 @@ from sklearn_layers.metrics import (
     twonn_dimension,
 )
 from sklearn_layers.utils.toy import make_mlp
+
+from _helpers import RowCounter
 
 # float64 arithmetic on these small matrices: relative errors of order n * 1e-16.
 F64 = dict(rtol=1e-10, atol=1e-12)

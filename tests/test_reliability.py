@@ -23,8 +23,6 @@ from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_array_equal
 from torch import nn
 
-from _float32 import same_features
-from _helpers import assert_unchanged, snapshot
 from sklearn_layers import (
     DiskCache,
     IntermediateLayerClassifier,
@@ -32,6 +30,9 @@ from sklearn_layers import (
     MemoryCache,
 )
 from sklearn_layers.utils.toy import make_mlp
+
+from _float32 import same_features
+from _helpers import assert_unchanged, snapshot
 
 LAYERS = ["1", "3"]
 N_FEATURES = 4

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from _helpers import RowCounter
 from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
@@ -18,6 +17,8 @@ from sklearn_layers import (
 )
 from sklearn_layers._selection import default_probe
 from sklearn_layers.utils.toy import make_small_cnn
+
+from _helpers import RowCounter
 
 
 class TwoViews(nn.Module):

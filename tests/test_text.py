@@ -5,9 +5,10 @@ import pytest
 import torch
 from numpy.testing import assert_array_equal
 
-from _float32 import assert_rows_close, gamma, transformer_rtol
 from sklearn_layers import LayerFeatureTransformer
 from sklearn_layers.models import load_minilm
+
+from _float32 import assert_rows_close, gamma, transformer_rtol
 
 pytestmark = pytest.mark.slow  # every test here loads all-MiniLM-L6-v2
 

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from _float32 import feature_error_bound, gamma, same_features, same_features_of_any
 from sklearn_layers import LayerFeatureTransformer
 from sklearn_layers.utils.toy import make_mlp, make_small_cnn
+
+from _float32 import feature_error_bound, gamma, same_features, same_features_of_any
 
 CASES = {
     "mlp": (make_mlp, lambda rng, n: rng.integers(0, 200, (n, 4)).astype(np.float64),

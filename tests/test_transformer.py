@@ -12,10 +12,11 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from _float32 import assert_rows_close, gamma, same_features, transformer_rtol
-from _helpers import assert_unchanged, snapshot
 from sklearn_layers import LayerFeatureTransformer
 from sklearn_layers.utils.toy import make_mlp, make_resnet18, make_small_cnn
+
+from _float32 import assert_rows_close, gamma, same_features, transformer_rtol
+from _helpers import assert_unchanged, snapshot
 
 
 def hand_features(model, module_name, X, pool):

@@ -112,5 +112,6 @@ plt.tight_layout()
 # prototype than to their own. In the last session half of the classes are
 # calibrated toward the same few base prototypes and, on this data, the trade
 # no longer pays. ``calibration_weight`` (0.5 by default) sets how far a new
-# prototype moves, ``calibration_temperature`` (16) how much the most similar
-# base class dominates the direction.
+# prototype moves, ``calibration_temperature`` (1/16: a softmax temperature,
+# smaller is sharper) how much the most similar base class dominates the
+# direction.

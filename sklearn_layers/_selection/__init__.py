@@ -1,6 +1,6 @@
 """Choosing a layer: IntermediateLayerClassifier and layer_sweep."""
 
-from ._defaults import default_probe
+from ..heads import default_probe
 from ._ilc import ILC, IntermediateLayerClassifier
 from ._sweep import layer_sweep
 

@@ -8,7 +8,7 @@ from .._extraction._progress import one_bar
 from .._transformer import LayerFeatureTransformer
 from ..utils._optional import import_optional
 from ._cost import forward_shares, seconds_per_row
-from ._defaults import default_probe
+from ..heads import default_probe
 from ._progress import fit_progress
 from ._scoring import Splits, score_layers
 

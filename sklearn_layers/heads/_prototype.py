@@ -5,19 +5,14 @@
 from numbers import Real
 
 import numpy as np
+import scipy.special
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils._compat import Interval, StrOptions, _fit_context, validate_data
 from ..utils._repr import ReprMixin
-from ._validation import (
-    check_at_least_two_classes,
-    l2_normalize,
-    log_softmax,
-    row_chunks,
-    softmax,
-)
+from ._validation import check_at_least_two_classes, l2_normalize, row_chunks, softmax
 
 
 class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
@@ -64,7 +59,7 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         each new prototype ``p`` (L2-normalised) is moved toward the base
         prototypes ``B`` (L2-normalised rows) that resemble it [2]_::
 
-            w = softmax(calibration_temperature * p @ B.T)
+            w = softmax(p @ B.T / calibration_temperature)
             delta = normalize(w @ B)
             p' = (1 - calibration_weight) * p + calibration_weight * delta
 
@@ -76,9 +71,11 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
     calibration_weight : float in [0, 1], default=0.5
         Weight ``alpha`` of the base-class term in the calibration.
 
-    calibration_temperature : float, default=16.0
-        Inverse temperature ``tau`` of the softmax over cosine similarities
-        between a new prototype and the base prototypes (16 in [2]_).
+    calibration_temperature : float, default=0.0625
+        Temperature of the softmax over cosine similarities between a new
+        prototype and the base prototypes (the similarities are divided by
+        it); the default is ``1 / 16``, the scale 16 of [2]_. Smaller values
+        move a new prototype toward its most similar base prototypes only.
 
     Attributes
     ----------
@@ -181,7 +178,7 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         shrinkage=None,
         calibration=None,
         calibration_weight=0.5,
-        calibration_temperature=16.0,
+        calibration_temperature=0.0625,
     ):
         self.metric = metric
         self.temperature = temperature
@@ -299,7 +296,7 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
                     prototypes[new],
                     prototypes[base],
                     weight=self.calibration_weight,
-                    tau=self.calibration_temperature,
+                    temperature=self.calibration_temperature,
                     metric=self.metric,
                 )
         self.prototypes_ = prototypes
@@ -402,7 +399,8 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         log_proba : ndarray of shape (n_samples, n_classes)
             Log class probabilities, columns in the order of `classes_`.
         """
-        return log_softmax(self._validated_scores(X), self.temperature)
+        scores = self._validated_scores(X)
+        return scipy.special.log_softmax(scores / self.temperature, axis=1)
 
 
 def _class_sums(X, y_ind, n_classes):
@@ -433,11 +431,11 @@ def _merge_labels(known, labels):
     return np.unique(np.concatenate([known, labels]))
 
 
-def _teen_calibrate(new, base, *, weight, tau, metric):
+def _teen_calibrate(new, base, *, weight, temperature, metric):
     """TEEN calibration of new prototypes toward base prototypes (see class doc)."""
     base_unit = l2_normalize(base)
     new_unit = l2_normalize(new)
-    w = softmax(new_unit @ base_unit.T, 1.0 / tau)
+    w = softmax(new_unit @ base_unit.T, temperature)
     if metric == "cosine":
         delta = l2_normalize(w @ base_unit)
         return (1.0 - weight) * new_unit + weight * delta

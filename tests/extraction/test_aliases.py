@@ -9,10 +9,11 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from torch import nn
 
-from _float32 import assert_rows_close, same_features_of_any, transformer_rtol
-from _helpers import RowCounter
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers._extraction._layers import block_names
+
+from _float32 import assert_rows_close, same_features_of_any, transformer_rtol
+from _helpers import RowCounter
 
 
 class Staged(nn.Module):

@@ -10,10 +10,11 @@ from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _float32 import same_features
-from _helpers import RowCounter
 from sklearn_layers import DiskCache, LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_small_cnn
+
+from _float32 import same_features
+from _helpers import RowCounter
 
 
 @pytest.fixture

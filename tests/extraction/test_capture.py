@@ -8,9 +8,10 @@ import torch
 from numpy.testing import assert_array_equal
 from torch import nn
 
+from sklearn_layers import LayerFeatureTransformer, MemoryCache
+
 from _float32 import same_features, same_features_of_any
 from _helpers import assert_unchanged, snapshot
-from sklearn_layers import LayerFeatureTransformer, MemoryCache
 
 CACHES = [None, "memory"]
 

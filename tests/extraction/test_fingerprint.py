@@ -9,10 +9,11 @@ import torch
 from numpy.testing import assert_array_equal
 from torch import nn
 
-from _float32 import same_features, same_features_of_any
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers._extraction._fingerprint import model_fingerprint
 from sklearn_layers.utils.toy import make_mlp
+
+from _float32 import same_features, same_features_of_any
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from numpy.testing import assert_array_equal
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from _float32 import same_features, same_features_of_any
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_mlp
+
+from _float32 import same_features, same_features_of_any
 
 
 class Keyed(nn.Module):

@@ -4,8 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _float32 import gamma
 from sklearn_layers._extraction._pooling import check_pooling, pool
+
+from _float32 import gamma
 
 
 @settings(max_examples=40, deadline=None)

@@ -10,20 +10,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import NearestNeighbors
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from _float32 import cosine_error, euclidean_error, gamma
+from sklearn_layers.heads import LinearProbeClassifier, default_probe
 from sklearn_layers.heads._knn import KNNInterpolatedClassifier
+
+from _float32 import cosine_error, euclidean_error, gamma
 
 
 @parametrize_with_checks(
     [
         KNNInterpolatedClassifier(),
         KNNInterpolatedClassifier(
-            knn_weight=1.0, metric="euclidean", normalize=None, chunk_size=7
+            knn_weight=1.0, metric="euclidean", normalize=None, working_memory=0.001
         ),
         KNNInterpolatedClassifier(
             GaussianNB(), knn_weight=0.3, normalize="l2", n_neighbors=3
@@ -129,22 +131,17 @@ def test_knn_weight_one_is_hand_written_weighted_knn(digits_split, metric, norma
 def test_knn_weight_zero_is_the_estimator(digits_split, estimator):
     X_tr, X_te, y_tr, _ = digits_split
     clf = KNNInterpolatedClassifier(estimator, knn_weight=0.0).fit(X_tr, y_tr)
-    if estimator is None:
-        ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    else:
-        ref = clone(estimator)
+    ref = default_probe() if estimator is None else clone(estimator)
     ref.fit(X_tr, y_tr)
     np.testing.assert_array_equal(clf.predict_proba(X_te), ref.predict_proba(X_te))
     np.testing.assert_array_equal(clf.predict(X_te), ref.predict(X_te))
 
 
-def test_default_estimator_standardises_then_logistic_regression(digits_split):
+def test_default_estimator_is_the_default_probe(digits_split):
     X_tr, _, y_tr, _ = digits_split
     clf = KNNInterpolatedClassifier().fit(X_tr, y_tr)
-    assert isinstance(clf.estimator_, Pipeline)
-    scaler, logreg = (step for _, step in clf.estimator_.steps)
-    assert isinstance(scaler, StandardScaler)
-    assert isinstance(logreg, LogisticRegression) and logreg.max_iter == 1000
+    assert isinstance(clf.estimator_, LinearProbeClassifier)
+    assert clf.estimator_.get_params() == default_probe().get_params()
     assert clf.estimator is None
 
 
@@ -170,12 +167,24 @@ def test_interpolation(digits_split):
     assert (np.abs(mixed.predict_proba(X_te) - mixed_by_hand) <= bound).all()
 
 
-def test_chunk_size_does_not_change_results(digits_split):
+# bytes per (query, training row) pair of a float64 search block: the
+# similarity, a mask byte and an int64 position
+_PAIR_BYTES = 8 + 1 + 8
+
+
+def _budget(query_rows, fit_rows):
+    """working_memory (MiB) that gives blocks of query_rows x fit_rows."""
+    return query_rows * fit_rows * _PAIR_BYTES / 2**20
+
+
+def test_working_memory_does_not_change_results(digits_split):
     X_tr, X_te, y_tr, _ = digits_split
     X_tr, X_te, y_tr = X_tr[:300], X_te[:100], y_tr[:300]
     results = []
-    for chunk_size in (3, 16, 17, 100, 4096):
-        clf = KNNInterpolatedClassifier(knn_weight=0.5, chunk_size=chunk_size)
+    budgets = [_budget(1, 3), _budget(1, 16), _budget(1, 17), _budget(3, 300),
+               _budget(17, 300), None]
+    for working_memory in budgets:
+        clf = KNNInterpolatedClassifier(knn_weight=0.5, working_memory=working_memory)
         clf.fit(X_tr, y_tr)
         results.append(
             (clf.kneighbors(X_te), clf.kneighbors(), clf.predict_proba(X_te))
@@ -194,15 +203,26 @@ def test_chunk_size_does_not_change_results(digits_split):
         assert (np.abs(p - p0) <= rtol * p0).all()
 
 
-@pytest.mark.parametrize("chunk_size", [1, 2, 3, 50])
-def test_exact_ties_go_to_the_lower_training_index(chunk_size):
+def test_working_memory_sets_the_block_sizes():
+    X = np.random.default_rng(0).normal(size=(300, 5))
+    y = np.arange(300) % 3
+    sizes = {}
+    for working_memory in (_budget(1, 3), _budget(1, 300), _budget(17, 300), None):
+        clf = KNNInterpolatedClassifier(working_memory=working_memory).fit(X, y)
+        sizes[working_memory] = clf._block_sizes(100, 300)
+    assert list(sizes.values()) == [(1, 3), (1, 300), (17, 300), (100, 300)]
+
+
+@pytest.mark.parametrize("fit_rows", [1, 2, 3, 50])
+def test_exact_ties_go_to_the_lower_training_index(fit_rows):
     # rows 0..9 repeated five times: every query has exact ties everywhere
     rng = np.random.default_rng(0)
     base = rng.normal(size=(10, 4))
     X = np.tile(base, (5, 1))
     y = np.tile(np.arange(10) % 3, 5)
     clf = KNNInterpolatedClassifier(
-        knn_weight=1.0, n_neighbors=7, chunk_size=chunk_size, normalize=None
+        knn_weight=1.0, n_neighbors=7, working_memory=_budget(2, fit_rows),
+        normalize=None,
     ).fit(X, y)
     _, ind = clf.kneighbors(base)
     for q, row in enumerate(ind):
@@ -356,16 +376,16 @@ def _problems(draw):
     metric=st.sampled_from(["cosine", "euclidean"]),
     normalize=st.sampled_from(["center_l2", "l2", None]),
     n_neighbors=st.integers(1, 40),
-    chunk_size=st.integers(1, 40),
+    block_rows=st.integers(1, 40),
 )
-def test_shapes_and_dtypes(problem, metric, normalize, n_neighbors, chunk_size):
+def test_shapes_and_dtypes(problem, metric, normalize, n_neighbors, block_rows):
     X, y = problem
     clf = KNNInterpolatedClassifier(
         GaussianNB(),
         metric=metric,
         normalize=normalize,
         n_neighbors=n_neighbors,
-        chunk_size=chunk_size,
+        working_memory=_budget(block_rows, block_rows),
     ).fit(X, y)
     n, n_classes = X.shape[0], len(np.unique(y))
     proba = clf.predict_proba(X)

@@ -12,8 +12,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestCentroid
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from _float32 import cosine_error, euclidean_error, gamma
 from sklearn_layers.heads._prototype import PrototypeClassifier
+
+from _float32 import cosine_error, euclidean_error, gamma
 
 
 @parametrize_with_checks(
@@ -211,6 +212,24 @@ def test_partial_fit_wrong_feature_count():
         clf.partial_fit(X[:, :3], y)
 
 
+def test_default_calibration_temperature_is_teens_scale_16():
+    # TEEN writes softmax(tau * cos) with tau = 16: a temperature of 1 / 16
+    rng = np.random.default_rng(1)
+    X_base, y_base = rng.random((40, 5)), np.repeat([0, 1], 20)
+    X_new, y_new = rng.random((4, 5)) + 0.3, np.array([2, 2, 2, 2])
+    clf = PrototypeClassifier(calibration="teen").fit(X_base, y_base)
+    clf.partial_fit(X_new, y_new)
+    B = np.stack([X_base[y_base == c].mean(axis=0) for c in range(2)])
+    Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
+    p = X_new.mean(axis=0)
+    pn = p / np.linalg.norm(p)
+    w = _softmax(16.0 * (pn @ Bn.T)[None, :])
+    delta = w @ Bn
+    delta /= np.linalg.norm(delta)
+    expected = 0.5 * pn + 0.5 * delta[0]
+    np.testing.assert_allclose(clf.prototypes_[2], expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_teen_calibration_matches_hand_computation(metric):
     rng = np.random.default_rng(0)
@@ -218,12 +237,12 @@ def test_teen_calibration_matches_hand_computation(metric):
     y_base = np.repeat([0, 1, 2], 20)
     X_new = rng.random((6, 6)) + 0.5
     y_new = np.repeat([3, 4], 3)
-    alpha, tau = 0.3, 5.0
+    alpha, temperature = 0.3, 0.2
     clf = PrototypeClassifier(
         metric=metric,
         calibration="teen",
         calibration_weight=alpha,
-        calibration_temperature=tau,
+        calibration_temperature=temperature,
     )
     clf.fit(X_base, y_base).partial_fit(X_new, y_new)
 
@@ -231,7 +250,7 @@ def test_teen_calibration_matches_hand_computation(metric):
     P = np.stack([X_new[y_new == c].mean(axis=0) for c in (3, 4)])
     Bn = B / np.linalg.norm(B, axis=1, keepdims=True)
     Pn = P / np.linalg.norm(P, axis=1, keepdims=True)
-    w = _softmax(tau * Pn @ Bn.T)
+    w = _softmax(Pn @ Bn.T / temperature)
     if metric == "cosine":
         delta = w @ Bn
         delta /= np.linalg.norm(delta, axis=1, keepdims=True)
@@ -239,9 +258,9 @@ def test_teen_calibration_matches_hand_computation(metric):
     else:
         expected = (1 - alpha) * P + alpha * (w @ B)
     # positive data, so relative bounds hold: cosines within cosine_error(6)
-    # each side, moving the weights softmax(tau s) by 2 tau of that; means,
-    # norms and weighted sums of a few terms add gamma(40)
-    rtol = 4 * tau * cosine_error(6) + gamma(40, np.float64)
+    # each side, moving the weights softmax(s / temperature) by 2 / temperature
+    # of that; means, norms and weighted sums of a few terms add gamma(40)
+    rtol = 4 / temperature * cosine_error(6) + gamma(40, np.float64)
     np.testing.assert_allclose(clf.prototypes_[3:], expected, rtol=rtol)
     base_rtol = 2 * gamma(21, np.float64)  # means of 20 values, two orders
     np.testing.assert_allclose(clf.prototypes_[:3], B, rtol=base_rtol)  # untouched

@@ -1,0 +1,182 @@
+"""Limited-memory BFGS for a batch of independent smooth, strongly convex problems."""
+
+import numpy as np
+
+_FTOL = 64 * np.finfo(np.float64).eps
+_RUNNING, _CONVERGED, _NO_PROGRESS, _STALLED = 0, 1, 2, 3
+# a problem still running when the iterations run out stopped at max_iter
+_STATUS_NAMES = np.array(
+    ["max_iter", "converged", "no_progress", "stalled"], dtype=object
+)
+
+
+def _rowdot(a, b):
+    """Dot products of matching rows; ``np.vecdot`` where numpy has it (>= 2)."""
+    return np.einsum("ij,ij->i", a, b)
+
+
+_rowdot = getattr(np, "vecdot", _rowdot)
+
+
+def minimize_lbfgs(
+    fun, x0, *, tol, max_iter, first=None, history=10, max_backtracks=10
+):
+    """Minimise a batch of independent problems with L-BFGS, in lockstep.
+
+    Row ``b`` of `x0` is the starting point of problem ``b``. Every problem
+    follows the iterates it would follow alone (its own history, step and
+    stopping test); running them together only lets `fun` evaluate them all
+    with shared matrix products. The line search enforces sufficient
+    decrease (Armijo) only: for strongly convex problems every step then has
+    ``s @ y > 0``, which keeps the BFGS update positive definite. The first
+    step has length 1 along ``-gradient``: the caller is expected to have
+    preconditioned the variables so that the Hessian is close to the
+    identity.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, index) -> (values, gradients, measures)``: for the problems
+        ``index`` (an integer array) at the points ``x`` (one row each), the
+        objective values (float64, shape ``(len(index),)``), their gradients
+        (shaped like ``x``) and the caller's distance to convergence.
+    x0 : ndarray of shape (n_problems, n_variables)
+        Starting points (float64).
+    tol : float
+        A problem stops at its first accepted point whose measure is at most
+        `tol`.
+    max_iter : int
+        Maximum number of iterations (line searches) per problem.
+    first : tuple or None, default=None
+        ``fun(x0, all problems)`` when the caller already has it.
+    history : int, default=10
+        Number of correction pairs kept.
+    max_backtracks : int, default=10
+        Step reductions (by 2 to 10 each) tried before a line search gives
+        up. The variables are preconditioned, so steps far below 1 mean the
+        objective's rounding noise has taken over.
+
+    Returns
+    -------
+    x : ndarray of shape (n_problems, n_variables)
+        The last accepted points.
+    measures : ndarray of shape (n_problems,)
+        The measure at `x`.
+    n_iter : ndarray of shape (n_problems,)
+        Iterations run by each problem.
+    status : ndarray of shape (n_problems,), dtype=object
+        ``"converged"`` (measure at most `tol`), ``"stalled"`` (a step
+        decreased the objective by less than ``64 * eps`` relatively:
+        scipy's ``ftol`` as scikit-learn sets it, which scipy counts as
+        convergence), ``"max_iter"`` or ``"no_progress"`` (no step along the
+        search direction decreased the objective enough: rounding noise in
+        the objective is larger than what is left to gain).
+    """
+    n_problems, n_variables = x0.shape
+    everyone = np.arange(n_problems)
+    x = x0.copy()
+    f, g, measure = fun(x, everyone) if first is None else first
+    n_iter = np.zeros(n_problems, dtype=int)
+    status = np.full(n_problems, _RUNNING)
+    status[measure <= tol] = _CONVERGED
+    # Correction pairs in a ring, slot `head` the newest. Every problem
+    # writes the same slot each iteration; one that stores no pair writes a
+    # zero pair (rho = 0), which the two-loop ignores.
+    S = np.zeros((history, n_problems, n_variables))
+    Y = np.zeros((history, n_problems, n_variables))
+    rho = np.zeros((history, n_problems))
+    gamma = np.ones(n_problems)
+    head = -1
+    for _ in range(max_iter):
+        active = np.flatnonzero(status == _RUNNING)
+        if active.size == 0:
+            break
+        n_iter[active] += 1
+        newest_first = [(head - j) % history for j in range(history)]
+        direction = _two_loop(g[active], S[newest_first][:, active],
+                              Y[newest_first][:, active], rho[newest_first][:, active],
+                              gamma[active])
+        slope = _rowdot(g[active], direction)
+        lost = ~(slope < 0)  # rounding lost the descent: restart that problem
+        if lost.any():
+            rho[:, active[lost]] = 0.0
+            gamma[active[lost]] = 1.0
+            direction[lost] = -g[active[lost]]
+            slope[lost] = -_rowdot(direction[lost], direction[lost])
+        accepted, x_new, f_new, g_new, m_new = _line_search(
+            fun, x[active], f[active], slope, direction, active, max_backtracks
+        )
+        status[active[~accepted]] = _NO_PROGRESS
+        done = active[accepted]
+        s = x_new[accepted] - x[done]
+        y = g_new[accepted] - g[done]
+        sy = _rowdot(s, y)
+        yy = _rowdot(y, y)
+        store = sy > 1e-10 * yy
+        head = (head + 1) % history
+        S[head], Y[head], rho[head] = 0.0, 0.0, 0.0
+        kept = done[store]
+        S[head, kept], Y[head, kept] = s[store], y[store]
+        rho[head, kept] = 1.0 / sy[store]
+        gamma[kept] = sy[store] / yy[store]
+        decrease = f[done] - f_new[accepted]
+        x[done], f[done], g[done] = x_new[accepted], f_new[accepted], g_new[accepted]
+        measure[done] = m_new[accepted]
+        stalled = decrease <= _FTOL * np.maximum(
+            np.maximum(np.abs(f[done]), np.abs(f[done] + decrease)), 1.0
+        )
+        status[done[stalled]] = _STALLED
+        status[done[measure[done] <= tol]] = _CONVERGED
+    return x, measure, n_iter, _STATUS_NAMES[status]
+
+
+def _two_loop(g, S, Y, rho, gamma):
+    """``-H g`` for each problem's L-BFGS inverse Hessian ``H`` (pairs newest first)."""
+    q = g.copy()
+    alphas = np.empty(rho.shape)
+    for j in range(rho.shape[0]):
+        alphas[j] = rho[j] * _rowdot(S[j], q)
+        q -= alphas[j][:, None] * Y[j]
+    q *= gamma[:, None]
+    for j in reversed(range(rho.shape[0])):
+        beta = rho[j] * _rowdot(Y[j], q)
+        q += (alphas[j] - beta)[:, None] * S[j]
+    return -q
+
+
+def _line_search(fun, x, f, slope, direction, index, max_backtracks):
+    """Backtracking Armijo search for every problem of the batch at once.
+
+    Returns which problems found a step, and the new points, values,
+    gradients and measures (rows of the others are left as they were).
+    """
+    step = np.ones(len(index))
+    x_new = x.copy()
+    f_new = np.empty(len(index))
+    g_new = np.zeros_like(x)
+    m_new = np.empty(len(index))
+    accepted = np.zeros(len(index), dtype=bool)
+    pending = np.arange(len(index))
+    for _ in range(max_backtracks):
+        trial = x[pending] + step[pending, None] * direction[pending]
+        values, gradients, measures = fun(trial, index[pending])
+        good = values <= f[pending] + 1e-4 * step[pending] * slope[pending]
+        done = pending[good]
+        x_new[done], f_new[done] = trial[good], values[good]
+        g_new[done], m_new[done] = gradients[good], measures[good]
+        accepted[done] = True
+        pending = pending[~good]
+        if pending.size == 0:
+            break
+        # minimiser of the quadratic through f, slope and the new value,
+        # kept in [0.1, 0.5] times the step so that the search always shrinks
+        t = step[pending]
+        bad = values[~good]
+        curvature = bad - f[pending] - t * slope[pending]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            proposal = np.where(
+                curvature > 0, -slope[pending] * t * t / (2.0 * curvature), 0.0
+            )
+        proposal = np.nan_to_num(proposal, nan=0.0, posinf=0.0, neginf=0.0)
+        step[pending] = np.minimum(np.maximum(proposal, 0.1 * t), 0.5 * t)
+    return accepted, x_new, f_new, g_new, m_new

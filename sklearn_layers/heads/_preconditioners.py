@@ -1,0 +1,149 @@
+"""Changes of variables that make a probe's Hessian close to the identity.
+
+The Hessian of the probe's objective with respect to one row ``w`` of the
+coefficients is about ``c * Sigma + eps * I``: ``Sigma`` the weighted
+covariance of the standardised features, ``c`` the mean curvature
+``p (1 - p)`` of the loss, ``eps = 1 / (C * sum(weights))`` the penalty's.
+Each family below turns the ``(c, eps)`` of a batch of problems into maps
+``W = to_model(G)`` (``G`` and ``W`` of shape ``(n_problems, n_outputs,
+n_features)``) under which that matrix becomes (close to) the identity. The
+solver works on ``G``; the minimiser in ``W`` does not depend on the map.
+"""
+
+import numpy as np
+import scipy.linalg
+import scipy.linalg.lapack
+
+
+class Diagonal:
+    """Per-feature scaling ``(c * var + eps) ** -1/2``: no correlations.
+
+    Parameters
+    ----------
+    variances : ndarray of shape (n_features,)
+        Weighted variance of each standardised feature.
+    """
+
+    def __init__(self, variances):
+        self.variances = variances
+
+    def at(self, curvatures, penalties):
+        scale = curvatures[:, None] * self.variances + penalties[:, None]
+        return _Scaling(1.0 / np.sqrt(scale))
+
+
+class CholeskyWhitening:
+    """Whitening by a Cholesky factor of ``c * Sigma + eps * I`` per problem.
+
+    The cheap choice for a single fit: ``n_features**3 / 3`` per problem and
+    call to :meth:`at`, against about 9 times that for an eigendecomposition.
+
+    Parameters
+    ----------
+    covariance : ndarray of shape (n_features, n_features)
+    """
+
+    def __init__(self, covariance):
+        self.covariance = covariance
+
+    def at(self, curvatures, penalties):
+        factors = [self._factor(c, eps) for c, eps in zip(curvatures, penalties)]
+        L, L_inv = (np.stack(parts) for parts in zip(*factors))
+        return _Triangular(L, L_inv)
+
+    def _factor(self, curvature, penalty):
+        d = self.covariance.shape[0]
+        matrix = curvature * self.covariance
+        matrix.flat[:: d + 1] += penalty
+        jitter = 0.0
+        # A covariance accumulated in float32 can have slightly negative
+        # eigenvalues; any positive definite matrix near it preconditions as well.
+        for _ in range(12):
+            L, info = scipy.linalg.lapack.dpotrf(matrix, lower=1, clean=1)
+            if info == 0:
+                L_inv, _ = scipy.linalg.lapack.dtrtri(L, lower=1)
+                return L, L_inv
+            jitter = max(10.0 * jitter, 1e-7 * float(matrix.diagonal().mean()))
+            matrix.flat[:: d + 1] += jitter
+        raise FloatingPointError("could not factor the whitening matrix")
+
+
+class EigenWhitening:
+    """Whitening by the eigenvectors of ``Sigma``, decomposed once.
+
+    Every problem and call to :meth:`at` then costs ``n_features``: the
+    choice when many problems (folds, values of ``C``) share one covariance.
+
+    Parameters
+    ----------
+    covariance : ndarray of shape (n_features, n_features)
+    """
+
+    def __init__(self, covariance):
+        eigenvalues, self.eigenvectors = scipy.linalg.eigh(
+            covariance, check_finite=False
+        )
+        self.eigenvalues = np.maximum(eigenvalues, 0.0)
+
+    def at(self, curvatures, penalties):
+        scale = curvatures[:, None] * self.eigenvalues + penalties[:, None]
+        return _Rotation(self.eigenvectors, 1.0 / np.sqrt(scale))
+
+
+class _Scaling:
+    """``W = G * t``, one ``t`` of shape (n_features,) per problem."""
+
+    def __init__(self, t):
+        self.t = t[:, None, :]
+
+    def select(self, index):
+        return _Scaling(self.t[index, 0])
+
+    def to_model(self, G):
+        return G * self.t
+
+    def to_solver(self, W):
+        return W / self.t
+
+    def gradient(self, grad_W):
+        return grad_W * self.t
+
+
+class _Triangular:
+    """``W = G @ inv(L)``, one lower triangular ``L`` per problem."""
+
+    def __init__(self, L, L_inv):
+        self.L = L
+        self.L_inv = L_inv
+
+    def select(self, index):
+        return _Triangular(self.L[index], self.L_inv[index])
+
+    def to_model(self, G):
+        return G @ self.L_inv
+
+    def to_solver(self, W):
+        return W @ self.L
+
+    def gradient(self, grad_W):
+        return grad_W @ np.swapaxes(self.L_inv, 1, 2)
+
+
+class _Rotation:
+    """``W = (G * scale) @ V.T``: one shared ``V``, one ``scale`` per problem."""
+
+    def __init__(self, V, scale):
+        self.V = V
+        self.scale = scale[:, None, :]
+
+    def select(self, index):
+        return _Rotation(self.V, self.scale[index, 0])
+
+    def to_model(self, G):
+        return (G * self.scale) @ self.V.T
+
+    def to_solver(self, W):
+        return (W @ self.V) / self.scale
+
+    def gradient(self, grad_W):
+        return (grad_W @ self.V) * self.scale

@@ -1,0 +1,160 @@
+"""The linear probe's solver pieces: moments, products, preconditioners, L-BFGS."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_layers.heads._lbfgs import minimize_lbfgs
+from sklearn_layers.heads._preconditioners import (
+    CholeskyWhitening,
+    Diagonal,
+    EigenWhitening,
+)
+from sklearn_layers.heads._probe_solver import Rows, moments, standardize
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_moments_are_standard_scalers(dtype, weighted):
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(300, 6)) * [1, 10, 1e-3, 1, 5, 1] + 50).astype(dtype)
+    X[:, 3] = 7.25  # constant
+    weights = rng.uniform(0, 3, size=300) if weighted else np.ones(300)
+    mean, scale, variances = moments(X, weights, scale=True)
+    with np.errstate(invalid="ignore"):  # its weighted variance of the constant
+        # column rounds below 0 (a sqrt warning); it scales that column by 1
+        ref = StandardScaler().fit(X.astype(np.float64), sample_weight=weights)
+    # float32 rows centred in float32: the squares carry eps32 relative error
+    rtol = 1e-12 if dtype == np.float64 else 300 * np.finfo(np.float32).eps
+    np.testing.assert_allclose(mean, ref.mean_, rtol=1e-12)
+    np.testing.assert_allclose(scale, ref.scale_, rtol=rtol)
+    # the constant feature: a variance within rounding of 0 (StandardScaler's rule)
+    eps = np.finfo(np.float64).eps
+    assert scale[3] == 1.0 and variances[3] <= (weights.sum() * 7.25 * eps) ** 2
+    np.testing.assert_allclose(variances[[0, 1, 2, 4, 5]], 1.0, rtol=rtol)
+    Z = standardize(X, mean, scale)
+    assert Z.dtype == dtype
+    assert np.abs(Z[:, 3]).max() <= 2 * 7.25 * eps  # rounding of the weighted mean
+
+
+def test_products_on_a_torch_device_equal_numpys(monkeypatch):
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(200, 7)).astype(np.float32)
+    W = rng.normal(size=(3, 7))
+    R = rng.normal(size=(200, 3))
+    weights = rng.uniform(0.1, 2, size=200)
+    on_numpy = Rows(Z, torch.device("cpu"))
+    on_torch = Rows(Z, torch.device("cpu"))
+    # the code path of a non-CPU device, run on the CPU
+    on_torch._on_cpu, on_torch._Z = False, torch.from_numpy(Z)
+    eps = np.finfo(np.float32).eps
+
+    def bound(A, B):
+        # |fl(sum a b) - sum a b| <= (n + 1) eps32 sum |a| |b| (the +1: the
+        # float64 factor rounded to float32)
+        return (A.shape[1] + 1) * eps * (np.abs(A) @ np.abs(B))
+
+    for W_ in (W, W[:1]):
+        np.testing.assert_allclose(on_torch.scores(W_), on_numpy.scores(W_), rtol=0,
+                                   atol=2 * bound(Z, W_.T).max())
+    for R_ in (R, R[:, :1]):
+        np.testing.assert_allclose(
+            on_torch.transposed_product(R_), on_numpy.transposed_product(R_),
+            rtol=0, atol=2 * bound(R_.T, Z).max(),
+        )
+    for w in (np.ones(200), weights):
+        Zw = Z * np.sqrt(w / w.sum())[:, None]
+        np.testing.assert_allclose(
+            on_torch.covariance(w), on_numpy.covariance(w), rtol=0,
+            atol=2 * bound(Zw.T, Zw).max(),
+        )
+    ref = (Z.T.astype(np.float64) * weights) @ Z / weights.sum()
+    Zw = Z * np.sqrt(weights / weights.sum())[:, None]
+    np.testing.assert_allclose(on_numpy.covariance(weights), ref, rtol=0,
+                               atol=bound(Zw.T, Zw).max())
+
+
+def _families(d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(40, d))
+    covariance = A.T @ A / 40
+    return {
+        "diagonal": Diagonal(np.diag(covariance).copy()),
+        "cholesky": CholeskyWhitening(covariance),
+        "eigen": EigenWhitening(covariance),
+    }, covariance
+
+
+@pytest.mark.parametrize("name", ["diagonal", "cholesky", "eigen"])
+def test_preconditioners_are_invertible_and_transposed(name):
+    families, covariance = _families()
+    maps = families[name].at(np.array([0.25, 0.1]), np.array([1e-3, 1e-1]))
+    rng = np.random.default_rng(1)
+    G = rng.normal(size=(2, 3, 6))
+    W = maps.to_model(G)
+    np.testing.assert_allclose(maps.to_solver(W), G, rtol=1e-9, atol=1e-9)
+    grad_W = rng.normal(size=(2, 3, 6))
+    # the gradient map is the transpose of to_model: <g, M(G)> = <M^T(g), G>
+    np.testing.assert_allclose(
+        np.einsum("pkd,pkd->p", grad_W, W),
+        np.einsum("pkd,pkd->p", maps.gradient(grad_W), G),
+        rtol=1e-10,
+    )
+    if name != "diagonal":  # whitening: c Sigma + eps I becomes the identity
+        for p, (c, eps) in enumerate([(0.25, 1e-3), (0.1, 1e-1)]):
+            M = maps.to_model(np.eye(6)[None].repeat(2, axis=0))[p]
+            H = c * covariance + eps * np.eye(6)
+            np.testing.assert_allclose(M @ H @ M.T, np.eye(6), atol=1e-9)
+
+
+def test_cholesky_survives_a_slightly_indefinite_covariance():
+    families, covariance = _families()
+    vals, vecs = np.linalg.eigh(covariance)
+    vals[0] = -1e-9  # what float32 rounding can leave
+    family = CholeskyWhitening((vecs * vals) @ vecs.T)
+    maps = family.at(np.array([1.0]), np.array([0.0]))
+    assert np.isfinite(maps.L_inv).all()
+
+
+def _quadratic(H, target):
+    """A batch of quadratics ``0.5 (x - t) H (x - t)``, measure = max |gradient|."""
+
+    def fun(x, index):
+        diff = x - target[index]
+        grad = np.einsum("pij,pj->pi", H[index], diff)
+        values = 0.5 * np.einsum("pi,pi->p", diff, grad)
+        return values, grad, np.abs(grad).max(axis=1)
+
+    return fun
+
+
+def test_a_batch_follows_each_problems_own_iterates():
+    rng = np.random.default_rng(0)
+    n_problems, n = 4, 12
+    H = np.stack([(lambda A: A @ A.T / n + np.diag(rng.uniform(0.1, 10, n)))(
+        rng.normal(size=(n, n))) for _ in range(n_problems)])
+    target = rng.normal(size=(n_problems, n))
+    fun = _quadratic(H, target)
+    x0 = np.zeros((n_problems, n))
+    tol = 1e-6
+    x, measure, n_iter, status = minimize_lbfgs(fun, x0, tol=tol, max_iter=500)
+    assert (status == "converged").all() and (measure <= tol).all()
+    # ||x - t|| <= ||H (x - t)|| / lambda_min(H) <= sqrt(n) tol / lambda_min
+    smallest = np.linalg.eigvalsh(H)[:, 0]
+    assert (np.linalg.norm(x - target, axis=1) <= np.sqrt(n) * tol / smallest).all()
+    for p in range(n_problems):
+        alone = _quadratic(H[p : p + 1], target[p : p + 1])
+        xp, _, n_p, _ = minimize_lbfgs(alone, x0[p : p + 1], tol=tol, max_iter=500)
+        assert n_p[0] == n_iter[p]
+        np.testing.assert_allclose(xp[0], x[p], rtol=0, atol=1e-12)
+
+
+def test_lbfgs_reports_max_iter_and_a_start_at_the_optimum():
+    H = np.diag(np.linspace(1, 100, 10))[None]
+    target = np.ones((1, 10))
+    fun = _quadratic(H, target)
+    _, _, n_iter, status = minimize_lbfgs(fun, np.zeros((1, 10)), tol=1e-12, max_iter=3)
+    assert n_iter[0] == 3 and status[0] == "max_iter"
+    _, _, n_iter, status = minimize_lbfgs(fun, target.copy(), tol=1e-12, max_iter=3)
+    assert n_iter[0] == 0 and status[0] == "converged"
