@@ -3,7 +3,14 @@
 from ._display import LayerSweepDisplay
 from ._extraction._cache import DiskCache, MemoryCache
 from ._frozen import FrozenModel
-from ._selection import ILC, IntermediateLayerClassifier, default_probe, layer_sweep
+from ._display_weights import LayerWeightsDisplay
+from ._selection import (
+    ILC,
+    IntermediateLayerClassifier,
+    LayerFusionClassifier,
+    default_probe,
+    layer_sweep,
+)
 from ._transformer import LayerFeatureTransformer
 from ._version import __version__
 from .metrics import layer_metrics, layer_metrics_from_features
@@ -23,7 +30,9 @@ __all__ = [
     "IntermediateLayerClassifier",
     "KNNInterpolatedClassifier",
     "LayerFeatureTransformer",
+    "LayerFusionClassifier",
     "LayerSweepDisplay",
+    "LayerWeightsDisplay",
     "MemoryCache",
     "PrototypeClassifier",
     "__version__",
