@@ -1,9 +1,9 @@
 """Intermediate layers of frozen PyTorch networks as scikit-learn features."""
 
 from ._display import LayerSweepDisplay
+from ._display_weights import LayerWeightsDisplay
 from ._extraction._cache import DiskCache, MemoryCache
 from ._frozen import FrozenModel
-from ._display_weights import LayerWeightsDisplay
 from ._selection import (
     ILC,
     IntermediateLayerClassifier,

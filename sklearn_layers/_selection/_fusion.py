@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._transformer import EXTRACTION_CONSTRAINTS, LayerFeatureTransformer, clone_sharing
 from ..utils._compat import HasMethods, Interval, StrOptions, _fit_context
+from ..utils._threads import torch_threads
 from ._fusion_modes import ConcatFusion, StackFusion, WeightedFusion
 from ._ilc import _check_targets
 
@@ -105,7 +106,8 @@ class LayerFusionClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         ``"stack"``: layers fitted in parallel (joblib).
     n_threads : int, default=None
-        Torch intra-op threads during extraction; ``None`` leaves torch's setting.
+        Torch intra-op threads during extraction and the fit of ``"weighted"``;
+        ``None`` leaves torch's setting.
     verbose : int, default=0
         1 or more: a progress bar over the rows that go through the network.
 
@@ -283,7 +285,8 @@ class LayerFusionClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, codes = np.unique(y, return_inverse=True)
         self.extractor_ = extractor  # one network per fit: prediction uses model_ too
         self.layer_names_ = list(extractor.layer_names_)
-        self.fusion_ = self._fuser().fit(features, extractor.feature_slices_, codes)
+        with torch_threads(self.n_threads):
+            self.fusion_ = self._fuser().fit(features, extractor.feature_slices_, codes)
         if self.fusion == "weighted":
             self.layer_weights_ = self.fusion_.params_["layer_weights"]
             self.n_iter_ = self.fusion_.params_["n_iter"]

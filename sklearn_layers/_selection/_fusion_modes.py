@@ -90,10 +90,8 @@ class StackFusion:
 
 
 def _stack_method(estimator):
-    for name in _STACK_METHODS:
-        if hasattr(estimator, name):
-            return name
-    raise TypeError(f"{type(estimator).__name__} has none of {', '.join(_STACK_METHODS)}.")
+    # the estimator's parameter constraint guarantees at least "predict"
+    return next(name for name in _STACK_METHODS if hasattr(estimator, name))
 
 
 def _fit_and_cross_fit(estimator, F, y, splits, method):
