@@ -1,9 +1,14 @@
 """Intermediate layers of frozen PyTorch networks as scikit-learn features."""
 
-from ._display import LayerSweepDisplay
+from ._display import LayerSweepDisplay, LayerWeightsDisplay
 from ._extraction._cache import DiskCache, MemoryCache
 from ._frozen import FrozenModel
-from ._selection import ILC, IntermediateLayerClassifier, layer_sweep
+from ._selection import (
+    ILC,
+    IntermediateLayerClassifier,
+    LayerFusionClassifier,
+    layer_sweep,
+)
 from ._transformer import LayerFeatureTransformer
 from ._version import __version__
 from .heads import (
@@ -25,7 +30,9 @@ __all__ = [
     "IntermediateLayerClassifier",
     "KNNInterpolatedClassifier",
     "LayerFeatureTransformer",
+    "LayerFusionClassifier",
     "LayerSweepDisplay",
+    "LayerWeightsDisplay",
     "LinearProbeClassifier",
     "MemoryCache",
     "PrototypeClassifier",

@@ -1,5 +1,6 @@
 """Displays in scikit-learn's style: data stored at construction, drawn by ``plot``."""
 
 from ._sweep import LayerSweepDisplay
+from ._weights import LayerWeightsDisplay
 
-__all__ = ["LayerSweepDisplay"]
+__all__ = ["LayerSweepDisplay", "LayerWeightsDisplay"]

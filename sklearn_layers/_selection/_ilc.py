@@ -16,11 +16,11 @@ from .._transformer import (
     LayerFeatureTransformer,
     clone_sharing,
 )
+from ..heads import default_probe
 from ..utils._compat import HasMethods, Interval, _fit_context
 from ..utils._repr import ReprMixin
 from ._choice import choose_layer
 from ._cost import forward_shares
-from ..heads import default_probe
 from ._progress import fit_progress
 from ._scoring import Splits, score_layers
 

@@ -6,9 +6,9 @@ from sklearn.model_selection import check_cv
 
 from .._extraction._progress import one_bar
 from .._transformer import LayerFeatureTransformer
+from ..heads import default_probe
 from ..utils._optional import import_optional
 from ._cost import forward_shares, seconds_per_row
-from ..heads import default_probe
 from ._progress import fit_progress
 from ._scoring import Splits, score_layers
 
