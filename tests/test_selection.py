@@ -294,16 +294,28 @@ def test_prediction_runs_the_network_only_up_to_the_chosen_layer():
 def test_a_label_free_metric_chooses_without_fitting_heads():
     from sklearn_layers.metrics import effective_rank
 
+    from sklearn_layers.utils.toy import make_mlp
+
     X, y = two_view_data(100, shifted=False, seed=14)
-    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1), nn.ReLU(),
-                        nn.Linear(1, 2))
+    net = make_mlp(2, hidden=(8, 2), n_outputs=2, seed=3)
     ilc = ILC(net, layers=["1", "3"], scoring="effective_rank").fit(X, y)
     assert ilc.selection_ == "metric"
     F = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X)
     assert ilc.layer_scores_["1"] == pytest.approx(effective_rank(F))
-    assert ilc.best_layer_ == "1"  # 8 features have more rank than 1
+    assert ilc.best_layer_ == "1"  # 8 features have more rank than 2
     lower = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
     assert lower.best_layer_ == min(lower.layer_scores_, key=lower.layer_scores_.get)
+
+
+def test_a_metric_undefined_on_a_layer_never_chooses_it():
+    X, y = two_view_data(60, shifted=False, seed=15)
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1), nn.ReLU(),
+                        nn.Linear(1, 2))
+    with torch.no_grad():
+        net[2].bias.fill_(-100.0)  # layer "3" is all zeros: TwoNN has no neighbours
+    with pytest.warns(RuntimeWarning, match="undefined on layer '3'"):
+        ilc = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
+    assert ilc.best_layer_ == "1" and np.isnan(ilc.layer_scores_["3"])
 
 
 def test_one_bar_for_extraction_and_one_for_fits(images, monkeypatch):

@@ -1,5 +1,6 @@
 """IntermediateLayerClassifier: a probe on the best (or cheapest good) layer."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -297,9 +298,14 @@ class IntermediateLayerClassifier(
         rows = _subsample(len(y), y, _METRIC_SAMPLES, random_state=0)
         values = {}
         for layer, cols in slices.items():
-            args = (features[rows][:, cols], y[rows]) if metric.needs_y else (
-                features[rows][:, cols],)
-            values[layer] = float(metric.function(*args))
+            F = features[rows][:, cols]
+            try:
+                values[layer] = float(metric.function(*((F, y[rows]) if metric.needs_y
+                                                        else (F,))))
+            except ValueError as exc:  # undefined on these features: never chosen
+                warnings.warn(f"{self.scoring} is undefined on layer {layer!r}: {exc}",
+                              RuntimeWarning, stacklevel=3)
+                values[layer] = float("nan")
         return values, dict.fromkeys(values, 0.0), metric.greater_is_better
 
     def transform(self, X):

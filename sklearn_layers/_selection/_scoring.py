@@ -14,6 +14,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
+from ..heads import LinearProbeClassifier, linear_probe_path
 from ._intervals import bootstrap_interval, fold_interval
 
 
@@ -37,15 +38,29 @@ class Splits:
         return (len(self.cv) if self.cv else 0) + (1 if self.tests else 0)
 
 
+def _fit_folds(estimator, F, y, folds):
+    """``(fitted, fit_time)`` per fold; a linear probe solves its folds together."""
+    if isinstance(estimator, LinearProbeClassifier):
+        # one standardised copy, one whitening, one product per iteration for
+        # every fold; each fit still converges to its own training rows' optimum
+        fits = linear_probe_path(estimator, F, y, splits=folds)
+        return [(fit["estimator"], fit["fit_time"]) for fit in fits]
+    fitted = []
+    for train, _ in folds:
+        start = time.perf_counter()
+        model = clone(estimator).fit(F[train], y[train])
+        fitted.append((model, time.perf_counter() - start))
+    return fitted
+
+
 def _score_one(estimator, scorer, F, y, splits, n_bootstrap, random_state):
     """Every split of one estimator on one layer's features."""
     rows = []
     if splits.cv:
         scores, fit_times = [], []
-        for train, test in splits.cv:
-            start = time.perf_counter()
-            fitted = clone(estimator).fit(F[train], y[train])
-            fit_times.append(time.perf_counter() - start)
+        for (fitted, fit_time), (_, test) in zip(_fit_folds(estimator, F, y, splits.cv),
+                                                 splits.cv):
+            fit_times.append(fit_time)
             scores.append(float(scorer(fitted, F[test], y[test])))
         low, high = fold_interval(scores)
         rows.append(dict(split="cv", score=float(np.mean(scores)),

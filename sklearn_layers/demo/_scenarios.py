@@ -26,6 +26,16 @@ class Scenario:
     table: object
     id_split: str
     shifted_splits: list
+    chance_level: dict = None
+
+
+def majority_rates(test_sets):
+    """Split -> accuracy of always predicting that split's most frequent class."""
+    rates = {}
+    for split, (_, y) in test_sets.items():
+        _, counts = np.unique(np.asarray(y), return_counts=True)
+        rates[split] = float(counts.max() / counts.sum())
+    return rates
 
 
 def demo_heads():
@@ -69,6 +79,7 @@ def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
         table=table,
         id_split="in-distribution",
         shifted_splits=shifts,
+        chance_level=majority_rates(test_sets),
     )
 
 
@@ -96,10 +107,10 @@ def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train
         return rows["text"].tolist(), rows["author"].to_numpy()
 
     X_train, y_train = take(train)
+    test_sets = {"in-distribution": take(id_test), "shifted": take(shifted)}
     table = layer_sweep(
         model, X_train, y_train, layers=MINILM_LAYERS, heads=demo_heads(), pooling=pooling,
-        test_sets={"in-distribution": take(id_test), "shifted": take(shifted)},
-        tokenizer=tokenizer, batch_size=64, verbose=verbose,
+        test_sets=test_sets, tokenizer=tokenizer, batch_size=64, verbose=verbose,
     )
     return Scenario(
         name="tweets",
@@ -111,6 +122,7 @@ def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train
         table=table,
         id_split="in-distribution",
         shifted_splits=["shifted"],
+        chance_level=majority_rates(test_sets),
     )
 
 
@@ -174,6 +186,7 @@ def newsgroups_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_t
         table=table,
         id_split="in-distribution",
         shifted_splits=["shifted"],
+        chance_level=majority_rates(data),
     )
 
 
