@@ -10,9 +10,7 @@ scikit-learn's private API is fixed in one file.
 from sklearn.metrics._scorer import _BaseScorer, _PassthroughScorer
 from sklearn.utils._param_validation import (  # noqa: F401
     HasMethods,
-    Hidden,
     Interval,
-    Options,
     RealNotInt,
     StrOptions,
 )
@@ -25,9 +23,7 @@ BUILTIN_SCORERS = (_BaseScorer, _PassthroughScorer)
 __all__ = [
     "BUILTIN_SCORERS",
     "HasMethods",
-    "Hidden",
     "Interval",
-    "Options",
     "RealNotInt",
     "StrOptions",
     "_fit_context",
