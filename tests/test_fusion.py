@@ -88,6 +88,26 @@ def test_concat_is_the_probe_on_the_layers_side_by_side():
     assert not hasattr(fused, "layer_weights_")
 
 
+def test_the_users_estimators_see_the_labels():
+    # A class_weight keyed by the labels must reach an estimator fitted on
+    # those labels, not on class codes.
+    X, y = images()
+    labels = np.array(["cat", "dog", "eel"])[y]
+    probe = default_probe().set_params(class_weight={"cat": 1.0, "dog": 5.0, "eel": 1.0})
+    concat = LayerFusionClassifier(make_small_cnn(n_classes=3), layers=["2", "5"],
+                                   fusion="concat", estimator=probe).fit(X, labels)
+    assert_array_equal(concat.estimator_.classes_, ["cat", "dog", "eel"])
+    assert set(concat.predict(X)) <= {"cat", "dog", "eel"}
+    # "stack": the fitted per-layer estimators and the final one see the labels
+    # too (only the cross-fitted copies see codes: cross_val_predict encodes)
+    stack = LayerFusionClassifier(make_small_cnn(n_classes=3), layers=["2", "5"],
+                                  fusion="stack", cv=3).fit(X, labels)
+    for estimator in [*stack.estimators_, stack.final_estimator_]:
+        assert_array_equal(estimator.classes_, ["cat", "dog", "eel"])
+    assert_array_equal(stack.classes_[stack.predict_proba(X).argmax(axis=1)],
+                       stack.predict(X))
+
+
 def _select(cols):
     return FunctionTransformer(lambda F: F[:, cols])
 

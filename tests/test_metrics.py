@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from scipy.spatial.distance import cdist
 from scipy.stats import ortho_group
 from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import LeaveOneOut, cross_val_score
@@ -152,6 +153,24 @@ def test_twonn_leaves_out_duplicates_and_needs_three_rows():
         twonn_dimension(np.array([[0.0], [0.0], [1.0], [1.0]]))
     square = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     assert twonn_dimension(square) == np.inf  # both neighbours equally far: r2 / r1 = 1
+
+
+def test_twonn_duplicates_in_many_dimensions_match_exact_distances():
+    # Equal rows in R^10 come out of the squared-distance formula about 1e-5
+    # apart, not 0; they must still be left out, as exact differences say.
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(10, 3)))[0]
+    F = (rng.normal(size=(450, 3)) @ basis.T + 4.0).astype(np.float32)
+    F = np.vstack([F, F[:50]])
+    X = F.astype(np.float64)
+    distances = cdist(X, X)  # exact differences, no cancellation
+    np.fill_diagonal(distances, np.inf)
+    r1, r2 = np.sort(distances, axis=1)[:, :2].T
+    kept = r1 > 0
+    expected = (kept.sum() - 1) / np.log(r2[kept] / r1[kept]).sum()
+    assert kept.sum() == 400
+    assert twonn_dimension(F) == pytest.approx(expected, rel=1e-9)
+    assert twonn_dimension(F) == pytest.approx(3, abs=4 * 1.4 * 3 / np.sqrt(398))
 
 
 # -- NC1 --------------------------------------------------------------------------

@@ -293,7 +293,6 @@ def test_prediction_runs_the_network_only_up_to_the_chosen_layer():
 
 def test_a_label_free_metric_chooses_without_fitting_heads():
     from sklearn_layers.metrics import effective_rank
-
     from sklearn_layers.utils.toy import make_mlp
 
     X, y = two_view_data(100, shifted=False, seed=14)

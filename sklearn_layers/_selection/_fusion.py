@@ -13,6 +13,7 @@ from .._transformer import (
     LayerFeatureTransformer,
     clone_sharing,
 )
+from ..heads import default_probe
 from ..utils._compat import HasMethods, Interval, StrOptions, _fit_context
 from ..utils._repr import ReprMixin
 from ..utils._threads import torch_threads
@@ -70,7 +71,11 @@ class LayerFusionClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
     estimator : classifier, default=None
         The probe of ``"concat"`` (on all layers) and of ``"stack"`` (one per
         layer). ``None`` means :func:`default_probe`. Not used by
-        ``"weighted"``.
+        ``"weighted"``. It is fitted on the labels as given (a
+        ``class_weight`` dict keyed by them works), except the cross-fitted
+        copies of ``"stack"``, which see the labels encoded as
+        ``0 .. n_classes - 1`` (``cross_val_predict`` encodes them, as in
+        ``StackingClassifier``).
     final_estimator : classifier, default=None
         The meta-learner of ``"stack"``; ``None`` means
         ``LogisticRegression()``, as in ``StackingClassifier``.
@@ -242,8 +247,6 @@ class LayerFusionClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         return clone_sharing(self)
 
     def _estimator(self):
-        from . import default_probe  # wherever the package keeps it
-
         return default_probe() if self.estimator is None else self.estimator
 
     def _final_estimator(self):
@@ -291,7 +294,10 @@ class LayerFusionClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         self.extractor_ = extractor  # one network per fit: prediction uses model_ too
         self.layer_names_ = list(extractor.layer_names_)
         with torch_threads(self.n_threads):
-            self.fusion_ = self._fuser().fit(features, extractor.feature_slices_, codes)
+            # the user's estimators see the labels (a class_weight dict keyed
+            # by them works); the weighted fusion fits class codes
+            target = codes if self.fusion == "weighted" else y
+            self.fusion_ = self._fuser().fit(features, extractor.feature_slices_, target)
         if self.fusion == "weighted":
             self.layer_weights_ = self.fusion_.params_["layer_weights"]
             self.n_iter_ = self.fusion_.params_["n_iter"]
@@ -319,8 +325,10 @@ class LayerFusionClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        codes = self._call("predict", X)
-        return self.classes_[np.asarray(codes, dtype=int)]
+        predicted = self._call("predict", X)
+        if self.fusion != "weighted":
+            return predicted
+        return self.classes_[np.asarray(predicted, dtype=int)]
 
     @available_if(_fusion_has("predict_proba"))
     def predict_proba(self, X):

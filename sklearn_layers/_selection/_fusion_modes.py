@@ -1,9 +1,11 @@
 """The three ways LayerFusionClassifier combines layers, on precomputed features.
 
 Each fuser is fitted on the side-by-side features of the fused layers (one
-block of columns per layer, ``slices``) and class codes ``0 .. n_classes - 1``,
-and answers ``predict_proba``, ``decision_function`` and ``predict`` (codes)
-for features of the same layout.
+block of columns per layer, ``slices``) and the targets -- the class labels
+for the concat and stack fusions (whose estimators are the user's), class codes
+``0 .. n_classes - 1`` for the weighted one -- and answers ``predict_proba``,
+``decision_function`` and ``predict`` (in the same terms) for features of the
+same layout.
 """
 
 import numpy as np

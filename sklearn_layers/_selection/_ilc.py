@@ -48,7 +48,7 @@ class IntermediateLayerClassifier(
     ``estimator`` on each layer's features and scores it by cross-validation
     -- or, when ``X_val``/``y_val`` are given (a few samples of the shifted
     distribution, as in the intermediate-layer-classifier protocol), on them
-    -- or ranks the layers by a label-free layer metric (``scoring="rankme"``
+    -- or ranks the layers by a label-free layer metric (``scoring="effective_rank"``
     ...). It keeps the best layer, or, with ``selection_tolerance``, the
     cheapest layer whose score is within that tolerance of the best, and
     refits the estimator on it. Afterwards ``predict`` and ``transform`` run

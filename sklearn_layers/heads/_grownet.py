@@ -59,6 +59,7 @@ from ._tabular import (
     split_columns,
     unreadable_columns,
 )
+from ._validation import check_sample_weight
 
 # HistGradientBoosting's threshold for early_stopping="auto" and its cap on
 # the training rows scored by a scorer other than the loss.
@@ -233,29 +234,6 @@ def _with_docs(cls):
     return cls
 
 
-def _check_sample_weight(sample_weight, n_samples):
-    """``sample_weight`` as a float64 array; errors name what was expected."""
-    if sample_weight is None:
-        return np.ones(n_samples)
-    if isinstance(sample_weight, Real):
-        return np.full(n_samples, float(sample_weight))
-    weights = check_array(
-        sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
-    )
-    if weights.ndim != 1 or weights.shape[0] != n_samples:
-        raise ValueError(
-            f"sample_weight.shape == {weights.shape}, expected ({n_samples},)."
-        )
-    if (weights < 0).any():
-        raise ValueError("sample_weight must be non-negative.")
-    if weights.sum() <= 0:
-        raise ValueError(
-            "sample_weight must not be all zero: at least one sample needs a "
-            "positive weight."
-        )
-    return weights
-
-
 def _device(name):
     try:
         device = torch.device(name)
@@ -362,7 +340,7 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
         numeric, categorical = self._validate_X(X, reset=not warm)
         y = column_or_1d(y, warn=True)
         check_consistent_length(numeric, y)
-        weights = _check_sample_weight(sample_weight, len(y))
+        weights = check_sample_weight(sample_weight, len(y))
         weights = weights * self._class_weights(y)
         # Rows of weight zero are dropped first, so that they change nothing.
         kept = np.flatnonzero(weights > 0)

@@ -32,9 +32,10 @@ _AUTO_WHITEN_MAX_FEATURES = 2048
 class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
     """Logistic regression on standardised features, with a whitened solver.
 
-    The model of ``make_pipeline(StandardScaler(), LogisticRegression(C=C))``:
-    multinomial (binomial for two classes) logistic regression whose L2
-    penalty applies to the coefficients of the *standardised* features, so
+    Without sample or class weights, the model of
+    ``make_pipeline(StandardScaler(), LogisticRegression(C=C))`` (with them,
+    the weights also enter the standardisation; see Notes): multinomial
+    (binomial for two classes) logistic regression whose L2 penalty applies to the coefficients of the *standardised* features, so
     `C` means what it means in that pipeline and the fit converges to the
     same optimum. What differs is the solver: a full-batch L-BFGS whose
     products with `X` run in the dtype of `X` (float32 stays float32), in
@@ -353,7 +354,11 @@ class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
             scikit-learn's binary classifiers return).
         """
         X = self._check_X(X)
-        scores = X @ self.coef_.T.astype(X.dtype) + self.intercept_
+        # In float64: with a large offset and a small spread, the terms
+        # (near offset / spread) cancel to scores near 1, and float32 sums of
+        # them flip predictions. k columns only, so the cost is the copy of X.
+        scores = (X.astype(np.float64, copy=False) - self.mean_) @ self.coef_.T
+        scores += self.intercept_ + self.mean_ @ self.coef_.T
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict(self, X):

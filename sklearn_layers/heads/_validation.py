@@ -94,7 +94,7 @@ def check_sample_weight(sample_weight, n_samples):
         )
     if not weights.sum() > 0:
         raise ValueError(
-            "sample_weight is zero for every sample: at least one sample needs "
-            "a positive weight."
+            "sample_weight is all zero: at least one sample needs a positive "
+            "weight."
         )
     return weights

@@ -54,7 +54,8 @@ def twonn_dimension(F, *, working_memory=None):
     discarding the largest 10% of the ratios; this function uses the
     maximum-likelihood estimator instead (as in Denti et al., 2022), which
     needs no fraction to choose. Samples with an exact duplicate have
-    ``r1 = 0`` and are left out. Time ``O(n_samples^2 n_features)``; memory
+    ``r1 = 0`` and are left out (they still count as the other samples'
+    neighbours). Time ``O(n_samples^2 n_features)``; memory
     one chunk of distances.
 
     References
@@ -76,6 +77,11 @@ def twonn_dimension(F, *, working_memory=None):
     """
     F = check_features(F, min_samples=3)
     X = np.asarray(F, dtype=np.float64)
+    # Duplicates are found by equality: the squared-distance formula below
+    # gives two equal rows a distance near 1e-5, not 0, and log(r2 / r1) would
+    # then drag the estimate towards zero.
+    _, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    unique = counts[inverse.ravel()] == 1
     X = X - X.mean(axis=0)  # fewer cancellations in the squared-distance formula
     nearest = np.concatenate(
         list(
@@ -85,7 +91,7 @@ def twonn_dimension(F, *, working_memory=None):
         )
     )
     r1, r2 = nearest[:, 0], nearest[:, 1]
-    kept = r1 > 0
+    kept = unique & (r1 > 0)
     n_kept = int(kept.sum())
     if n_kept < 3:
         raise ValueError(

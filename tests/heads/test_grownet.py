@@ -297,7 +297,7 @@ def test_sample_weight_errors():
     est = GrowNetClassifier(**FAST)
     with pytest.raises(ValueError, match="non-negative"):
         est.fit(X, y, sample_weight=-np.ones(20))
-    with pytest.raises(ValueError, match="expected \\(20,\\)"):
+    with pytest.raises(ValueError, match="must have shape \\(20,\\)"):
         est.fit(X, y, sample_weight=np.ones(19))
     with pytest.raises(ValueError, match="all zero"):
         est.fit(X, y, sample_weight=np.zeros(20))

@@ -364,6 +364,25 @@ def test_float32_input_reaches_tol_and_the_float64_solution():
     np.testing.assert_allclose(sol32[0], sol64[0], rtol=0, atol=bound)
 
 
+def test_float32_rows_with_a_large_offset_score_as_in_float64():
+    # Activations far from zero with a tiny spread: the raw terms x_j * coef_j
+    # are near offset / spread and cancel to scores near 1. Summed in float32
+    # they were off by ~0.05 and flipped predictions; the scores must be what
+    # float64 arithmetic gives on the same (float32) values.
+    rng = np.random.default_rng(3)
+    X, y = load_iris(return_X_y=True)
+    X = 50.0 + 1e-3 * (X - X.mean(axis=0)) / X.std(axis=0)
+    X32 = (X + 1e-4 * rng.normal(size=X.shape)).astype(np.float32)
+    probe = LinearProbeClassifier().fit(X, y)
+    exact = X32.astype(np.float64) @ probe.coef_.T + probe.intercept_
+    # float64 sums of n_features terms of size |x_j * coef_j|
+    terms = np.abs(X32.astype(np.float64)) @ np.abs(probe.coef_.T)
+    bound = X.shape[1] * np.finfo(np.float64).eps * terms.max()
+    np.testing.assert_allclose(probe.decision_function(X32), exact, rtol=0,
+                               atol=4 * bound)
+    np.testing.assert_array_equal(probe.predict(X32), np.argmax(exact, axis=1))
+
+
 def test_warm_start_reuses_the_solution_and_reaches_the_same_optimum():
     X, y = load_wine(return_X_y=True)
     (a, _), (b, _) = list(StratifiedKFold(2, shuffle=True, random_state=0).split(X, y))
@@ -478,7 +497,7 @@ def test_bad_device_is_a_value_error():
     [
         (-np.ones(150), "non-negative"),
         (np.ones(149), r"shape \(150,\)"),
-        (np.zeros(150), "zero for every sample"),
+        (np.zeros(150), "all zero"),
         (np.full(150, np.nan), "NaN"),
     ],
 )
