@@ -337,3 +337,25 @@ def test_one_bar_for_extraction_and_one_for_fits(images, monkeypatch):
     assert [b.what for b in bars] == ["rows", "fit"]
     assert bars[0].total == 119  # train and both test sets once (fit computed row 0)
     assert bars[1].total == 4 * 1 * 4  # layers x heads x (3 folds + held-out fit)
+
+
+def test_costing_leaves_no_hook_behind_when_it_fails_midway(monkeypatch):
+    from sklearn_layers._selection import _cost
+    from sklearn_layers.utils.toy import make_mlp
+
+    net = make_mlp(4, (8, 8, 8), 3)
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    lft = LayerFeatureTransformer(net, layers="all").fit(X)
+    resolved = _cost.module_of
+    calls = []
+
+    def second_fails(model, name):
+        calls.append(name)
+        if len(calls) == 2:
+            raise RuntimeError("injected")
+        return resolved(model, name)
+
+    monkeypatch.setattr(_cost, "module_of", second_fails)
+    with pytest.raises(RuntimeError, match="injected"):
+        _cost.forward_shares(net, lft._one_row(X), list(lft.feature_slices_))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())

@@ -33,8 +33,8 @@ class _Clock:
             self.reached[self.name] = self.read()
 
 
-def _watch(model, layers, reached, read):
-    handles = []
+def _watch(model, layers, reached, read, handles):
+    """Register the clocks, appending each handle as soon as it exists."""
     for name in layers:
         module = module_of(model, name)
         clock = _Clock(reached, name, read)
@@ -46,7 +46,6 @@ def _watch(model, layers, reached, read):
     for module in model.modules():
         if is_fused_layer(module):
             handles.append(module.register_forward_pre_hook(_noop))
-    return handles
 
 
 def _noop(module, args):
@@ -57,9 +56,9 @@ _noop._sklearn_layers_internal = True
 
 
 def _shares(model, batch, layers, read, counter):
-    reached = {}
-    handles = _watch(model, layers, reached, read)
+    reached, handles = {}, []
     try:
+        _watch(model, layers, reached, read, handles)
         with eval_mode(model), torch.inference_mode(), counter:
             start = read()
             model(*batch.args, **batch.kwargs)
