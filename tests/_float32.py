@@ -235,13 +235,14 @@ def twin_error_bound(net, X, layers, pooling="auto"):
             continue
         module_name, _, where = name.partition(":")
         module = twin.get_submodule(module_name)
-        # clones: a later in-place operation must not reach what was found
+        # clones: a later in-place operation must not reach what was found;
+        # a module called twice is found at its first call, as extraction does
         if where == "input":
             hooks.append(module.register_forward_pre_hook(
-                lambda m, args, name=name: found.__setitem__(name, args[0].clone())))
+                lambda m, args, name=name: found.setdefault(name, args[0].clone())))
         else:
             hooks.append(module.register_forward_hook(
-                lambda m, args, out, name=name: found.__setitem__(
+                lambda m, args, out, name=name: found.setdefault(
                     name, (out[0] if isinstance(out, tuple) else out).clone())))
     if isinstance(X, dict):
         inputs = {k: torch.as_tensor(np.asarray(v, np.float32)).double().abs()

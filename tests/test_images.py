@@ -1,5 +1,7 @@
 """Images as practitioners pass them: PIL images, files, arrays of any size, via preprocess."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +122,60 @@ def test_file_paths_are_keyed_by_content(net, tmp_path):
 
 def load_files(rows):
     return to_batch([Image.open(p) for p in rows])
+
+
+def count_characters(rows):
+    """Strings that are not file paths: a character-count featuriser."""
+    return torch.tensor([[len(r), r.count(" "), r.count("e")] for r in rows],
+                        dtype=torch.float32)
+
+
+def name_and_size(rows):
+    """Features of a file's name and size: the string, not only the content, counts."""
+    return torch.tensor([[len(str(r)), Path(r).stat().st_size] for r in rows],
+                        dtype=torch.float32)
+
+
+def test_strings_that_are_not_files_are_cached_by_the_string(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a dir").mkdir()  # a string naming a directory is no file either
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    X = ["hello world", "a b c", "a dir", "x" * 5000, "nul\0inside", ""]
+    counter = RowCounter(net[0])
+    cache = MemoryCache()
+    got = LayerFeatureTransformer(net, layers="0", preprocess=count_characters,
+                                  cache=cache).fit_transform(X)
+    assert counter.take() == len(X)
+    served = LayerFeatureTransformer(net, layers="0", preprocess=count_characters,
+                                     cache=cache).fit_transform(X[::-1])
+    assert counter.take() == 0
+    assert_array_equal(served, got[::-1])
+    expected = LayerFeatureTransformer(net, layers="0", preprocess=count_characters,
+                                       cache=None).fit_transform(X)
+    counter.remove()
+    same_features_of_any(net, count_characters(X), ["0"], got, expected)
+
+
+def test_file_paths_are_keyed_by_name_and_content(tmp_path):
+    # two files with the same bytes under different names are different rows
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    (tmp_path / "a.txt").write_bytes(b"same bytes")
+    (tmp_path / "a much longer name.txt").write_bytes(b"same bytes")
+    paths = [str(tmp_path / "a.txt"), str(tmp_path / "a much longer name.txt")]
+    cache = MemoryCache()
+    got = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
+                                  cache=cache).fit_transform(paths)
+    expected = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
+                                       cache=None).fit_transform(paths)
+    same_features_of_any(net, name_and_size(paths), ["0"], got, expected)
+    assert not np.allclose(got[0], got[1])
+    (tmp_path / "a.txt").write_bytes(b"other, longer bytes")  # edited: a miss
+    edited = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
+                                     cache=cache).fit_transform(paths)
+    fresh = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
+                                    cache=None).fit_transform(paths)
+    same_features_of_any(net, name_and_size(paths), ["0"], edited, fresh)
+    assert not np.allclose(edited[0], got[0])
 
 
 def test_arrays_of_different_sizes(net):

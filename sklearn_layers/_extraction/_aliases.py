@@ -11,11 +11,18 @@ same *version* (an in-place operation in between, such as
 activation after it never share). Each group is cached under one canonical
 name, so whatever names a grid uses, each row goes through the network once.
 
+Only what a capture keeps is watched: a module's first input and output in a
+forward pass. A module called twice (one ``self.relu`` used twice, as
+torchvision's ``BasicBlock`` does) is captured at its first call, so its
+second output aliases nothing under its name.
+
 The map is observed on the first row a model meets in a process (per model
 fingerprint) and memoised; an extraction that prefetches nothing observes
-only up to its early exit, and a later one that prefetches observes again. Extractions that capture an alias and its canonical
-layer together compare them on every batch; a module that returns the same
-object only for some inputs loses its alias.
+only up to its early exit, and a later one that prefetches observes again.
+Whenever an extraction captures two names of one group, their features are
+compared on the traced row and on every batch that goes through the network
+before anything is stored under their shared key; a name that disagrees (a
+module that returns the same object only for some inputs) loses its alias.
 """
 
 import threading
@@ -40,9 +47,7 @@ class _Watch:
         self.report(args if output is None else output)
 
     def report(self, value):
-        tensor = first_tensor(value)
-        if tensor is not None:
-            self.observer.seen(self.name, tensor)
+        self.observer.seen(self.name, first_tensor(value))
 
 
 class AliasObserver:
@@ -55,10 +60,22 @@ class AliasObserver:
 
     def __init__(self):
         self._groups = {}
+        self._watched = set()
         self._keep = []
         self._order = {}
+        self._owner = threading.get_ident()
 
     def seen(self, name, tensor):
+        """Record what ``name`` received or returned (``tensor`` may be None).
+
+        Only the first call of a name counts, as in :func:`._capture.capture`,
+        and only in the observing thread (another thread may run the model).
+        """
+        if name in self._watched or threading.get_ident() != self._owner:
+            return
+        self._watched.add(name)
+        if tensor is None:
+            return
         self._keep.append(tensor)  # alive, so no other tensor reuses its id
         self._groups.setdefault((id(tensor), tensor._version), []).append(name)
 
@@ -125,15 +142,25 @@ def remember_aliases(model, fingerprint, aliases, *, complete):
         _MEMO[model] = (fingerprint, aliases, complete)
 
 
-def drop_alias(model, name, canonical):
-    """Stop treating ``name`` as ``canonical`` for ``model`` (they disagreed)."""
+def drop_alias(model, name, canonical, *, on_traced_row=False):
+    """Stop treating ``name`` as ``canonical`` for ``model`` (they disagreed).
+
+    ``on_traced_row`` says that they disagreed on the very row the alias was
+    observed on, not on a later one.
+    """
     with _LOCK:
         memo = _MEMO.get(model)
         if memo is not None:
             memo[1].pop(name, None)
-    warnings.warn(
-        f"Layer {name!r} returned the very tensor of {canonical!r} on the row used "
-        "to trace the model, but not on every row: they are now cached separately.",
-        RuntimeWarning,
-        stacklevel=4,
-    )
+    if on_traced_row:
+        message = (
+            f"Layer {name!r} was traced as the very tensor of {canonical!r}, but their "
+            "features differ on the row used to trace the model: they are now cached "
+            "separately."
+        )
+    else:
+        message = (
+            f"Layer {name!r} returned the very tensor of {canonical!r} on the row used "
+            "to trace the model, but not on every row: they are now cached separately."
+        )
+    warnings.warn(message, RuntimeWarning, stacklevel=5)

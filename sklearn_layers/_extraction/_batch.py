@@ -28,6 +28,11 @@ class Batch:
         Number of rows.
     cast_args : bool
         Whether the positional inputs take the model's floating dtype.
+    owned : bool
+        Whether the tensors were made for this batch, so that no one else
+        holds their memory (rows picked by index, a tokenizer's output).
+        Otherwise they may be the caller's own data, and :meth:`to` copies
+        any it would hand over unchanged.
     """
 
     args: tuple
@@ -35,12 +40,18 @@ class Batch:
     mask: object
     n: int
     cast_args: bool = False
+    owned: bool = False
 
     def __len__(self):
         return self.n
 
     def to(self, device, float_dtype):
-        """Move tensors to ``device``; floating tensors take ``float_dtype``."""
+        """The batch the model gets: on ``device``, floating tensors in ``float_dtype``.
+
+        Its tensors never share memory with the caller's: a model whose first
+        operation is in place (``ReLU(inplace=True)``, ``x.sub_(mean)``) must
+        not rewrite the user's ``X``.
+        """
 
         def move(t, cast=False):
             if not isinstance(t, torch.Tensor):
@@ -55,15 +66,27 @@ class Batch:
                         f"magnitude exceeds {torch.finfo(float_dtype).max:.3g}); "
                         "rescale X."
                     )
-                return moved
-            return t.to(device=device)
+            else:
+                moved = t.to(device=device)
+            if not self.owned and _shares_memory(moved, t):
+                moved = moved.clone()  # one batch, cheap next to the forward
+            return moved
 
-        return Batch(
-            args=tuple(move(a, self.cast_args) for a in self.args),
-            kwargs={k: move(v) for k, v in self.kwargs.items()},
-            mask=None if self.mask is None else self.mask.to(device),
-            n=self.n,
-        )
+        args = tuple(move(a, self.cast_args) for a in self.args)
+        kwargs = {k: move(v) for k, v in self.kwargs.items()}
+        if self.mask is None:
+            mask = None
+        elif self.mask is self.kwargs.get("attention_mask"):
+            mask = kwargs["attention_mask"]
+        else:
+            mask = self.mask.to(device)
+        return Batch(args=args, kwargs=kwargs, mask=mask, n=self.n, owned=True)
+
+
+def _shares_memory(a, b):
+    return a.device == b.device and (
+        a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    )
 
 
 def _may_overflow(source, target):

@@ -108,17 +108,23 @@ class _Recorder:
         self.early_exit = early_exit and OUTPUT not in names
         self.owner = threading.get_ident()
         self.results = {}
+        self.fired = set()
         self.mask = None
         self.n_rows = 0
 
     def start(self, batch):
         self.results = {}
+        self.fired = set()
         self.mask = batch.mask
         self.n_rows = batch.n
 
     def record(self, name, value):
-        if threading.get_ident() != self.owner or name in self.results:
+        # a module called twice is captured at its first call only, even when
+        # that call gives nothing to keep: the alias observer and every
+        # extraction, with or without a cache, agree on which output a name is
+        if threading.get_ident() != self.owner or name in self.fired:
             return
+        self.fired.add(name)
         if name in self.optional:
             # a prefetched layer is a bonus for the cache: if it cannot be pooled
             # or is not one row per sample, it is skipped, never an error for the

@@ -7,9 +7,15 @@ from ._digests import row_digests
 
 
 class _CollatedChunk(Chunk):
-    """Rows already collated into tensors (a Dataset slice or a DataLoader batch)."""
+    """Rows already collated into tensors (a Dataset slice or a DataLoader batch).
 
-    def __init__(self, start, collated, what):
+    ``owned`` says whether the collated tensors were made for this chunk
+    (``default_collate`` stacks its items into new tensors; a DataLoader's
+    ``collate_fn`` may return anyone's memory).
+    """
+
+    def __init__(self, start, collated, what, owned=False):
+        self.owned = owned
         if isinstance(collated, Mapping):
             self.kwargs = {k: as_tensor(collated[k]) for k in sorted(collated)}
             self.args = ()
@@ -32,7 +38,8 @@ class _CollatedChunk(Chunk):
         pick = (lambda t: t) if whole else (lambda t: take_rows(t, positions))
         kwargs = {k: pick(v) for k, v in self.kwargs.items()}
         return Batch(args=tuple(pick(a) for a in self.args), kwargs=kwargs,
-                     mask=kwargs.get("attention_mask"), n=len(positions))
+                     mask=kwargs.get("attention_mask"), n=len(positions),
+                     owned=self.owned or not whole)
 
 
 class DatasetInput:
@@ -58,7 +65,8 @@ class DatasetInput:
                 _first_input(self.dataset[i])
                 for i in range(start, min(start + batch_size, len(self)))
             ]
-            yield _CollatedChunk(start, default_collate(items), "Dataset items")
+            yield _CollatedChunk(start, default_collate(items), "Dataset items",
+                                 owned=True)
 
 
 class LoaderInput:

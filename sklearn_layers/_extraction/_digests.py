@@ -12,6 +12,7 @@ against someone who can already write to the cache.
 """
 
 import os
+import stat
 
 import numpy as np
 import torch
@@ -73,16 +74,17 @@ def text_digests(tokenizer_name, texts):
 def item_digest(item):
     """Bytes identifying one raw item (an image, a file, an array), or None.
 
-    A PIL image is read by mode, size and pixels; a file path by its content
-    (so a file rewritten in place is another row); arrays and tensors by
+    A PIL image is read by mode, size and pixels; a string or path by itself
+    (``preprocess`` receives it, and may read more than the file: its name,
+    its neighbours) and, when it names a regular file, by that file's content
+    too (so a file rewritten in place is another row); arrays and tensors by
     dtype, shape and bytes; ``bytes`` as they are. Other objects have no
     digest: input holding them is not cached.
     """
     if is_pil_image(item):
         return digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
     if isinstance(item, (str, os.PathLike)):
-        with open(item, "rb") as handle:
-            return digest(b"file|", handle.read())
+        return _path_digest(item)
     if isinstance(item, (np.ndarray, torch.Tensor)):
         batch = item[None] if isinstance(item, np.ndarray) else item.unsqueeze(0)
         dtype, shape, flat = _row_bytes(batch)
@@ -90,6 +92,36 @@ def item_digest(item):
     if isinstance(item, bytes):
         return digest(b"bytes|", item)
     return None
+
+
+def _path_digest(item):
+    """A string or path-like, with the content of the regular file it names, if any.
+
+    Text that names no file (a sentence for a featuriser, a directory, a name
+    with a NUL) is keyed by itself alone, and is never opened: only regular
+    files are read, so a FIFO is never waited on.
+    """
+    if isinstance(item, str):
+        kind, name = "str", item.encode("utf-8", "surrogatepass")
+    else:
+        kind = f"path:{type(item).__module__}.{type(item).__qualname__}"
+        name = os.fsencode(item)
+    head = f"{kind}|{len(name)}|".encode()
+    return digest(head, name, _file_content(item))
+
+
+def _file_content(path):
+    """``b"file|"`` and the digest of a regular file's bytes, else ``b"-"``."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b"-"
+        h = xxhash.xxh3_128()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+    except (OSError, ValueError):  # missing, unreadable, or no valid path
+        return b"-"
+    return b"file|" + h.digest()
 
 
 def is_pil_image(obj):

@@ -118,7 +118,8 @@ def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefet
                 for name in names:
                     _write(out, slices, name, rows, arrays[name])
                 if plan.cache is not None:
-                    _check_aliases(model, plan, arrays)
+                    if _drop_disagreeing(model, plan, arrays):
+                        raise _AliasBroken  # rows already stored agreed
                     plan.cache.store(plan.fingerprint, plan.keyed(arrays),
                                      [chunk.digests[i] for i in positions])
                 bar.update(len(positions))
@@ -130,7 +131,8 @@ def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, de
     """Observe the model's aliases on the chunk's first row, caching that row.
 
     The row's captured layers are stored under the keys the observed aliases
-    give, so tracing costs no forward pass beyond that row's own.
+    give, so tracing costs no forward pass beyond that row's own. Names
+    sharing a key are compared first: one that disagrees loses its alias.
     """
     observer = AliasObserver()
     captured = {**dict(prefetch or {}), **poolings}
@@ -140,9 +142,16 @@ def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, de
         results = run(chunk.build([0]).to(device, float_dtype))
     aliases = observer.aliases()
     remember_aliases(model, fingerprint, aliases, complete=bool(optional))
-    plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
-                     aliases=aliases)
-    keyed = plan.keyed({name: t.numpy() for name, t in results.items()})
+    arrays = {name: t.numpy() for name, t in results.items()}
+    while True:  # each round drops an alias, so this ends
+        plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
+                         aliases=aliases)
+        dropped = _drop_disagreeing(model, plan, arrays, on_traced_row=True)
+        if not dropped:
+            break
+        for name in dropped:
+            aliases.pop(name, None)
+    keyed = plan.keyed(arrays)
     digests = chunk.digests[:1]
     held = cache.lookup(fingerprint, list(keyed), digests)
     missing = {k: v for k, v in keyed.items() if held[k][0] is None}
@@ -177,16 +186,21 @@ def _serve_hits(plan, chunk, names, out, slices, widths):
     return todo
 
 
-def _check_aliases(model, plan, arrays):
-    for owner, alias in plan.checks:
-        if owner in arrays and alias in arrays and not np.array_equal(
-            arrays[owner], arrays[alias]
+def _drop_disagreeing(model, plan, arrays, *, on_traced_row=False):
+    """Drop the aliases of the first two names that share a key but not features.
+
+    Returns the names that lost their alias (none when every pair agrees).
+    """
+    for first, other in plan.checks:
+        if first in arrays and other in arrays and not np.array_equal(
+            arrays[first], arrays[other], equal_nan=True
         ):
-            canonical = plan.keys[owner].rsplit("|", 1)[0]
-            for name in (owner, alias):
-                if name != canonical:
-                    drop_alias(model, name, canonical)
-            raise _AliasBroken
+            canonical = plan.canonical[first]
+            dropped = [name for name in (first, other) if name != canonical]
+            for name in dropped:
+                drop_alias(model, name, canonical, on_traced_row=on_traced_row)
+            return dropped
+    return []
 
 
 def layer_slices(names, widths):

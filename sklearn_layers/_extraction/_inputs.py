@@ -42,9 +42,10 @@ class _ArrayChunk(Chunk):
         return row_digests([self.part])
 
     def build(self, positions):
-        rows = self.part if len(positions) == self.n else take_rows(self.part, positions)
+        whole = len(positions) == self.n
+        rows = self.part if whole else take_rows(self.part, positions)
         return Batch(args=(as_tensor(rows),), kwargs={}, mask=None, n=len(positions),
-                     cast_args=self.cast)
+                     cast_args=self.cast, owned=not whole)
 
 
 class ArrayInput:
@@ -86,7 +87,7 @@ class _DictChunk(Chunk):
             k: as_tensor(v if whole else take_rows(v, positions)) for k, v in self.parts.items()
         }
         return Batch(args=(), kwargs=kwargs, mask=kwargs.get("attention_mask"),
-                     n=len(positions))
+                     n=len(positions), owned=not whole)
 
 
 class DictInput:
@@ -143,7 +144,7 @@ class _TextChunk(Chunk):
         )
         kwargs = dict(encoded)
         return Batch(args=(), kwargs=kwargs, mask=kwargs.get("attention_mask"),
-                     n=len(positions))
+                     n=len(positions), owned=True)
 
 
 class TextInput:

@@ -53,8 +53,11 @@ class Plan:
         Every layer hooked during a miss -> pooling (requested first).
     keys : dict
         Captured layer -> cache key (empty without a cache).
+    canonical : dict
+        Captured layer -> the name its key is made of (empty without a cache).
     checks : list of (str, str)
-        ``(alias, canonical)`` pairs both captured, to compare after each batch.
+        Pairs of captured layers sharing a key, the first one captured first:
+        their features are compared before anything is stored under the key.
     optional : set
         Captured layers that may fail or not run (prefetched blocks).
     cache : object or None
@@ -66,6 +69,7 @@ class Plan:
     poolings: dict
     captured: dict = field(default_factory=dict)
     keys: dict = field(default_factory=dict)
+    canonical: dict = field(default_factory=dict)
     checks: list = field(default_factory=list)
     optional: set = field(default_factory=set)
     cache: object = None
@@ -121,25 +125,19 @@ def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=
         return plan  # no cache: early exit, nothing prefetched
     plan.cache, plan.fingerprint = cache, fingerprint
     aliases = aliases or {}
-
-    def key(name, pooling):
-        return f"{aliases.get(name, name)}|{pooling_key(pooling)}"
-
-    plan.keys = {name: key(name, p) for name, p in poolings.items()}
-    owners = {k: name for name, k in plan.keys.items()}
-    for name, p in (prefetch or {}).items():
-        if name in plan.captured:
-            continue
-        k = key(name, p)
+    prefetched = {n: p for n, p in (prefetch or {}).items() if n not in plan.captured}
+    plan.captured.update(prefetched)
+    plan.optional = set(prefetched)
+    owners = {}
+    for name, p in plan.captured.items():
+        plan.canonical[name] = aliases.get(name, name)
+        k = plan.keys[name] = f"{plan.canonical[name]}|{pooling_key(p)}"
         if k in owners:
-            # an alias of a layer already captured: captured once more only to
-            # check that the two really are the same tensor on these rows
+            # another name of the very same tensor, requested or prefetched: it
+            # is compared with the first on every batch before either is stored
             plan.checks.append((owners[k], name))
         else:
             owners[k] = name
-        plan.captured[name] = p
-        plan.keys[name] = k
-        plan.optional.add(name)
     return plan
 
 

@@ -145,3 +145,95 @@ def test_hugging_face_names_of_one_hidden_state_share_an_entry():
     rtol = transformer_rtol(d_model=384, d_ff=1536, n_layers=3, seq_len=longest,
                             n_heads=12)
     assert_rows_close(mid, fresh, rtol)
+
+
+class Reused(nn.Module):
+    """One ReLU module called twice, as torchvision's ``BasicBlock`` reuses ``relu``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(4, 8)
+        self.fc2 = nn.Linear(8, 8)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+@pytest.mark.parametrize("layers", [
+    "act", "head:input", ["act", "head:input"], ["head:input", "act"],
+    ["act", "fc2:input"], ["fc2:input", "head:input", "act"],
+])
+def test_a_module_called_twice_is_cached_by_the_output_it_returns_first(layers):
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    net = Reused().eval()
+    fresh = LayerFeatureTransformer(net, layers=layers, cache=None)
+    expected = fresh.fit_transform(X)
+    got = LayerFeatureTransformer(net, layers=layers, cache=MemoryCache()).fit_transform(X)
+    # every row, the traced first one included
+    same_features_of_any(net, X, fresh.layer_names_, got, expected)
+
+
+def test_names_of_a_reused_modules_outputs_are_served_as_their_own():
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    net = Reused().eval()
+    counter = RowCounter(net.fc1)
+    cache = MemoryCache()
+    LayerFeatureTransformer(net, layers="act", cache=cache).fit_transform(X)
+    assert counter.take() == len(X)
+    for name in ["act", "fc2:input", "head:input"]:
+        got = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
+        assert counter.take() == 0, name  # "fc2:input" is act's first output: one entry
+        expected = LayerFeatureTransformer(net, layers=name, cache=None).fit_transform(X)
+        counter.take()
+        same_features_of_any(net, X, [name], got, expected)
+    counter.remove()
+
+
+def test_requested_aliases_are_compared_on_every_batch():
+    # "1" returns the very tensor of "0" on the traced row only; with a
+    # pooling that prefetches nothing, both names are requested ones ("2",
+    # requested last, lets the trace run past "1" before its early exit)
+    X = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    net = nn.Sequential(nn.Linear(4, 4), Switch(), nn.Linear(4, 2)).eval()
+    layers = ["0", "1", "2"]
+    cache = MemoryCache()
+    with pytest.warns(RuntimeWarning, match="not on every row"):
+        all_three = LayerFeatureTransformer(net, layers=layers, pooling="flatten",
+                                            cache=cache).fit_transform(X)
+    fresh = LayerFeatureTransformer(net, layers=layers, pooling="flatten",
+                                    cache=None).fit_transform(X)
+    same_features_of_any(net, X, layers, all_three, fresh, pooling="flatten")
+    for name in ["0", "1"]:
+        got = LayerFeatureTransformer(net, layers=name, pooling="flatten",
+                                      cache=cache).fit_transform(X)
+        expected = LayerFeatureTransformer(net, layers=name, pooling="flatten",
+                                           cache=None).fit_transform(X)
+        same_features_of_any(net, X, [name], got, expected, pooling="flatten")
+
+
+def test_a_traced_alias_whose_features_differ_is_never_stored_as_one(monkeypatch):
+    from sklearn_layers._extraction import _extract
+
+    class Mistaken(_extract.AliasObserver):
+        """An observer wrongly grouping act's two outputs."""
+
+        def aliases(self):
+            return {**super().aliases(), "head:input": "act"}
+
+    monkeypatch.setattr(_extract, "AliasObserver", Mistaken)
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    net = Reused().eval()
+    cache = MemoryCache()
+    with pytest.warns(RuntimeWarning, match="differ on the row used to trace"):
+        got = LayerFeatureTransformer(net, layers=["act", "head:input"],
+                                      cache=cache).fit_transform(X)
+    expected = LayerFeatureTransformer(net, layers=["act", "head:input"],
+                                       cache=None).fit_transform(X)
+    same_features_of_any(net, X, ["act", "head:input"], got, expected)
+    for name in ["act", "head:input"]:
+        got = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
+        expected = LayerFeatureTransformer(net, layers=name, cache=None).fit_transform(X)
+        same_features_of_any(net, X, [name], got, expected)

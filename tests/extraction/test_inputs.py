@@ -111,3 +111,45 @@ def test_shuffled_data_loader_is_refused(X):
     loader = DataLoader(TensorDataset(torch.as_tensor(X)), batch_size=3, shuffle=True)
     with pytest.raises(ValueError, match="shuffle=False"):
         LayerFeatureTransformer(make_mlp()).fit(loader)
+
+
+class InPlaceKeyword(nn.Module):
+    """``model(x=...)`` whose first operation rewrites its input in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.linear(x.relu_())
+
+
+def _as(kind, X):
+    if kind == "numpy":
+        return X.copy()
+    if kind == "tensor":
+        return torch.tensor(X)
+    if kind == "dict of arrays":
+        return {"x": X.copy()}
+    return {"x": torch.tensor(X)}
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+@pytest.mark.parametrize("kind", ["numpy", "tensor", "dict of arrays", "dict of tensors"])
+def test_a_model_writing_its_input_in_place_leaves_x_unchanged(X, kind, cache):
+    torch.manual_seed(0)
+    if kind.startswith("dict"):
+        net = InPlaceKeyword()
+    else:
+        net = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(4, 3))
+    data = _as(kind, X)
+    before = _as(kind, X)
+    # one batch holds every row: nothing is indexed, so nothing is copied on the way
+    lft = LayerFeatureTransformer(net, layers="output",
+                                  cache=None if cache is None else MemoryCache())
+    lft.fit(_as(kind, X + 1))  # other rows: every row of data misses the cache
+    lft.transform(data)
+    lft.fit_transform(data)
+    if kind.startswith("dict"):
+        data, before = data["x"], before["x"]
+    assert_array_equal(np.asarray(data), np.asarray(before))
