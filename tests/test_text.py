@@ -237,3 +237,33 @@ def test_text_goes_through_the_network_longest_first_in_caller_order(minilm):
         d_model=384, d_ff=1536, n_layers=3, seq_len=longest, n_heads=12
     )
     assert_rows_close(got, _fresh(model, tokenizer, texts, layer="encoder.layer.2"), rtol)
+
+
+def _word_level_tokenizer(**options):
+    """A small fast tokenizer built offline, with one added token ``"zz"``."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "foo": 2, "bar": 3}
+    model = tokenizers.models.WordLevel(vocab, unk_token="[UNK]")
+    backend = tokenizers.Tokenizer(model)
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]",
+                                  unk_token="[UNK]")
+    tok.add_tokens([tokenizers.AddedToken("zz", **options)])
+    return tok
+
+
+@pytest.mark.parametrize("option, value", [
+    ("single_word", True), ("lstrip", True), ("rstrip", True), ("normalized", False),
+    ("special", True),
+])
+def test_added_token_options_are_part_of_the_tokenizer_name(option, value):
+    from sklearn_layers._extraction._identity import tokenizer_name
+
+    plain = _word_level_tokenizer()
+    other = _word_level_tokenizer(**{option: value})
+    assert tokenizer_name(other, None) != tokenizer_name(plain, None)
+    assert tokenizer_name(_word_level_tokenizer(), None) == tokenizer_name(plain, None)
+    if option == "single_word":  # the option changes what a row becomes
+        assert plain("xzzx")["input_ids"] != other("xzzx")["input_ids"]

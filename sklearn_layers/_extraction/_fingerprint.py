@@ -8,9 +8,12 @@ entries only if the digest covers every difference between them. It covers:
   (numbers, strings, bools, ``None``, tuples, lists and dicts of those, torch
   dtypes and devices), the content of configuration objects with a
   ``to_dict()`` (Hugging Face configs), the names of function attributes, and
-  the bytes of tensors held as plain attributes;
-- the code of every method of each module class (up to ``nn.Module``), and of a
-  ``forward`` replaced on an instance;
+  the bytes (with dtype and shape) of tensors and numpy arrays held as
+  attributes, directly or inside tuples, lists and dicts;
+- each module class (up to ``nn.Module``): the code of every method, through
+  its decorators (``__wrapped__``), with its default values and the plain
+  values its closure holds, and the class attributes holding plain data
+  (``SCALE = 2.0``); and the code of a ``forward`` replaced on an instance;
 - the forward hooks and pre-hooks on each module and the global ones, by
   their code (:func:`._identity.code_name`: the state a hook captures, such as
   a closure's variables or a callable object's attributes, is not covered);
@@ -19,28 +22,33 @@ entries only if the digest covers every difference between them. It covers:
 
 Tensors on the CPU are hashed on every call (xxh3 reads several GB/s), so an
 edit made through ``param.data``, which bypasses autograd's version counter,
-is seen. Tensors elsewhere are hashed once and then memoised on their storage
-address and version counter: an edit through ``.data`` on an accelerator is not
-seen. A module holding a lambda, closure or partial as a plain attribute has
-no stable identity: :func:`model_fingerprint` returns ``None`` and nothing is
-cached.
+is seen. Tensors elsewhere are hashed once and then memoised, per tensor
+object, on their storage address and version counter: an edit through
+``.data`` on an accelerator is not seen. A module holding a lambda, closure or
+partial as a plain attribute has no stable identity: :func:`model_fingerprint`
+returns ``None`` and nothing is cached.
 
 What the digest cannot see: the code of functions a forward calls outside the
 module classes (torch's kernels are covered by its version; another library's
-helpers are not), and the state of arbitrary objects held as attributes
-beyond their type.
+helpers are not), global variables a forward reads, class attributes other
+than functions and plain data (a tensor, an array, a class, an object), and
+the state of arbitrary objects held as attributes beyond their type. The
+ambient numeric settings (autocast, matmul precisions, the default dtype)
+are added by :func:`._plan.cache_identity`.
 """
 
 import threading
-import weakref
 
+import numpy as np
 import torch
 import xxhash
+from torch.utils.weak import WeakIdKeyDictionary
 
-from ._identity import Unnameable, class_digest, code_name, config_repr
+from ._identity import Unnameable, class_digest, code_name, config_repr, plain_repr
 
 _NN_INTERNALS = frozenset(vars(torch.nn.Module())) | {"forward"}
-_TENSOR_MEMO = weakref.WeakKeyDictionary()  # non-CPU tensor -> (state, digest)
+# non-CPU tensor -> (state, digest); by identity: a tensor's == is elementwise
+_TENSOR_MEMO = WeakIdKeyDictionary()
 _MEMO_LOCK = threading.Lock()
 
 _HOOK_DICTS = (
@@ -73,24 +81,40 @@ def _update_hooks(h, module):
         h.update(repr([n for n in names if n is not None]).encode())
 
 
-def _tensor_bytes(h, name, t):
-    t = t.detach()
+def _tensor_bytes(h, name, tensor):
+    t = tensor.detach()
     h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{t.device}".encode())
     if not t.numel():
         return
-    if t.device.type == "cpu":
+    if _hashed_every_call(t):
         h.update(_as_bytes(t))
         return
-    state = (t.data_ptr(), t._version, tuple(t.shape), tuple(t.stride()))
+    # memoised on the tensor the module holds (a detached view is a new
+    # object on every call), until its storage or version counter changes
+    state = (t.data_ptr(), t._version, t.dtype, tuple(t.shape), tuple(t.stride()))
     with _MEMO_LOCK:
-        memo = _TENSOR_MEMO.get(t)
+        memo = _TENSOR_MEMO.get(tensor)
     if memo is None or memo[0] != state:
         inner = xxhash.xxh3_128()
         inner.update(_as_bytes(t.to("cpu")))
         memo = (state, inner.digest())
         with _MEMO_LOCK:
-            _TENSOR_MEMO[t] = memo
+            _TENSOR_MEMO[tensor] = memo
     h.update(memo[1])
+
+
+def _array_bytes(h, name, a):
+    a = np.asarray(a)
+    h.update(f"{name}|ndarray|{a.dtype!r}|{a.shape}".encode())
+    if a.dtype.hasobject:  # the bytes are addresses: name the objects instead
+        h.update(config_repr(a.tolist()).encode())
+    else:
+        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+
+
+def _hashed_every_call(t):
+    """Whether a tensor is read on every call (on the CPU) rather than memoised."""
+    return t.device.type == "cpu"
 
 
 def _as_bytes(t):
@@ -101,14 +125,37 @@ def _as_bytes(t):
         return t.reshape(-1).view(torch.uint8).numpy()
 
 
+def _update_value(h, name, value, depth=0):
+    """Hash an attribute's value, reading tensors and arrays inside containers.
+
+    Plain data by its repr; tensors, numpy arrays and numpy scalars by dtype,
+    shape and bytes, also inside (nested) tuples, lists and dicts; anything
+    else by :func:`._identity.config_repr` (an arbitrary object by its type).
+    """
+    plain = plain_repr(value)
+    if plain is not None:
+        h.update(f"{name}={plain}".encode())
+    elif isinstance(value, torch.Tensor):
+        _tensor_bytes(h, name, value)
+    elif isinstance(value, (np.ndarray, np.generic)):
+        _array_bytes(h, name, value)
+    elif isinstance(value, (tuple, list, dict)) and depth < 8:
+        h.update(f"{name}={type(value).__qualname__}[{len(value)}]".encode())
+        if isinstance(value, dict):
+            items = sorted(((config_repr(k), v) for k, v in value.items()),
+                           key=lambda item: item[0])
+        else:
+            items = enumerate(value)
+        for key, item in items:
+            _update_value(h, f"{name}[{key}]", item, depth + 1)
+    else:
+        h.update(f"{name}={config_repr(value)}".encode())
+
+
 def _update_attributes(h, module):
     for attr, value in sorted(vars(module).items()):
-        if attr in _NN_INTERNALS:
-            continue
-        if isinstance(value, torch.Tensor):
-            _tensor_bytes(h, attr, value)
-        else:
-            h.update(f"{attr}={config_repr(value)}".encode())
+        if attr not in _NN_INTERNALS:
+            _update_value(h, attr, value)
     override = _forward_override(vars(module).get("forward"))
     if override is not None:
         h.update(f"forward={override}".encode())

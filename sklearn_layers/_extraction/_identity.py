@@ -24,7 +24,7 @@ UNNAMEABLE = None
 class Unnameable(Exception):
     """Part of an object has no stable identity (a lambda, a closure, a partial)."""
 
-_CLASS_MEMO = weakref.WeakKeyDictionary()  # class -> (its functions, digest)
+_CLASS_MEMO = weakref.WeakKeyDictionary()  # class -> (its members, digest)
 _CLASS_LOCK = threading.Lock()
 
 
@@ -95,8 +95,14 @@ def code_name(obj):
     return UNNAMEABLE
 
 
-def _class_functions(cls, stop):
-    """The functions defined by ``cls`` and its bases below ``stop``."""
+def _class_members(cls, stop):
+    """The methods and plain data attributes of ``cls`` and its bases below ``stop``.
+
+    Each member is ``(name, value)``: the function as found on the class (a
+    decorated one included), or the repr of plain data (:func:`plain_repr`).
+    Dunder data (``__module__``, ``__doc__``, ...) and any other attribute (a
+    class, a tensor, an arbitrary object) are left out.
+    """
     found = []
     for klass in cls.__mro__:
         if klass in (stop, object):
@@ -106,33 +112,86 @@ def _class_functions(cls, stop):
                 value = value.__func__
             if isinstance(value, property):
                 value = value.fget
-            if inspect.isfunction(value):
-                found.append((f"{klass.__qualname__}.{attr}", value))
+            name = f"{klass.__qualname__}.{attr}"
+            if _functions(value):
+                found.append((name, value))
+            elif not (attr.startswith("__") and attr.endswith("__")):
+                plain = plain_repr(value)
+                if plain is not None:
+                    found.append((name, plain))
     return tuple(found)
 
 
-def class_digest(cls, stop=torch.nn.Module):
-    """A digest of the code of every method a module class defines or inherits.
+def _functions(value):
+    """The functions a decorated callable is made of: the wrappers, then the function.
 
-    Covers the classes of the MRO up to ``torch.nn.Module`` (whose own code is
-    covered by torch's version). Memoised per class and recomputed when any of
-    those functions is replaced (a monkey-patched ``forward``).
+    Follows ``__wrapped__`` (set by ``functools.wraps``, ``@torch.no_grad()``,
+    ``functools.lru_cache``) as :func:`inspect.unwrap` does.
     """
-    functions = _class_functions(cls, stop)
+    found, seen = [], set()
+    while value is not None and id(value) not in seen and len(seen) < 100:
+        seen.add(id(value))
+        if inspect.isfunction(value):
+            found.append(value)
+        try:
+            value = getattr(value, "__wrapped__", None)
+        except Exception:  # an arbitrary object's __getattr__ may fail in any way
+            value = None
+    return found
+
+
+def _state_repr(value):
+    plain = plain_repr(value)
+    return f"<{type(value).__qualname__}>" if plain is None else plain
+
+
+def _update_function(h, func):
+    """Hash a method's code and the plain data it carries, through its decorators.
+
+    Besides each function's code: its default values and the plain values its
+    closure holds (a decorator's arguments); other values by their type.
+    """
+    for f in _functions(func):
+        _update_code(h, f.__code__)
+        cells = []
+        for cell in f.__closure__ or ():
+            try:
+                cells.append(_state_repr(cell.cell_contents))
+            except ValueError:  # a cell not yet filled
+                cells.append("<empty>")
+        defaults = (_state_repr(f.__defaults__), _state_repr(f.__kwdefaults__))
+        h.update(repr((defaults, cells)).encode())
+
+
+def class_digest(cls, stop=torch.nn.Module):
+    """A digest of the code and plain data of a module class.
+
+    Covers every method the classes of the MRO up to ``torch.nn.Module``
+    (whose own code is covered by torch's version) define, through their
+    decorators (:func:`_update_function`), and their class attributes holding
+    plain data (``SCALE = 2.0``). Memoised per class and recomputed when any of
+    those functions is replaced (a monkey-patched ``forward``) or any of that
+    data changes.
+    """
+    members = _class_members(cls, stop)
     with _CLASS_LOCK:
         memo = _CLASS_MEMO.get(cls)
-    if memo is not None and len(memo[0]) == len(functions) and all(
-        a is b for (_, a), (_, b) in zip(memo[0], functions)
+    if memo is not None and len(memo[0]) == len(members) and all(
+        name_a == name_b and (a is b or (isinstance(a, str) and a == b))
+        for (name_a, a), (name_b, b) in zip(memo[0], members)
     ):
         return memo[1]
     h = xxhash.xxh3_64()
     h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-    for name, func in functions:
+    for name, value in members:
         h.update(name.encode())
-        _update_code(h, func.__code__)
+        if isinstance(value, str):
+            h.update(f"={value}".encode())
+        else:
+            _update_function(h, value)
     digest = h.hexdigest()
     with _CLASS_LOCK:
-        _CLASS_MEMO[cls] = (functions, digest)
+        _CLASS_MEMO[cls] = (members, digest)
     return digest
 
 
@@ -239,6 +298,26 @@ def _safe_len(obj):
         return None
 
 
+_ADDED_TOKEN_OPTIONS = ("single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def _added_tokens(tok):
+    """The added tokens with the options that decide how they match text.
+
+    ``get_added_vocab()`` gives only text -> id, while ``single_word``,
+    ``lstrip``, ``rstrip``, ``normalized`` and ``special`` change how a string
+    is split: the tokens are read from ``added_tokens_decoder``.
+    """
+    decoder = getattr(tok, "added_tokens_decoder", None)
+    if not isinstance(decoder, dict):  # transformers before 4.34
+        return repr(sorted(tok.get_added_vocab().items()))
+    tokens = [
+        (int(i), str(token), *(getattr(token, o, None) for o in _ADDED_TOKEN_OPTIONS))
+        for i, token in decoder.items()
+    ]
+    return repr(sorted(tokens))
+
+
 def is_hf_tokenizer(tok):
     """Whether ``tok`` looks like a Hugging Face tokenizer."""
     return hasattr(tok, "init_kwargs") and callable(getattr(tok, "get_vocab", None))
@@ -248,9 +327,11 @@ def tokenizer_name(tok, max_length):
     """A name covering everything about tokenisation that can change a row's input.
 
     A Hugging Face tokenizer is named by its class, its ``init_kwargs``, its
-    padding and truncation sides, ``model_max_length``, its special and added
-    tokens, its normaliser, pre-tokeniser and post-processor, a digest of its
-    vocabulary (memoised until its size or backend changes) and ``max_length``.
+    padding and truncation sides, ``model_max_length``, its special tokens, its
+    added tokens with their matching options (``single_word``, ``lstrip``,
+    ``rstrip``, ``normalized``, ``special``), its normaliser, pre-tokeniser and
+    post-processor, a digest of its vocabulary (memoised until its size or
+    backend changes) and ``max_length``.
     A module-level function is named by its code (:func:`function_name`).
     Anything else (a ``functools.partial``, a lambda, a callable instance) has
     no stable name: ``None``, and its rows are not cached.
@@ -268,7 +349,7 @@ def tokenizer_name(tok, max_length):
         init,
         repr((tok.padding_side, tok.truncation_side, tok.model_max_length)),
         repr(sorted(map(str, tok.all_special_tokens))),
-        repr(sorted(tok.get_added_vocab().items())),
+        _added_tokens(tok),
         _vocabulary_digest(tok),
         f"max_length={max_length}",
     ]

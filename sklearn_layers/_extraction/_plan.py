@@ -7,7 +7,11 @@ the very same tensor (:mod:`._aliases`) share the canonical name, so they
 share entries.
 """
 
+import functools
 from dataclasses import dataclass, field
+
+import torch
+import xxhash
 
 from ._fingerprint import model_fingerprint
 from ._layers import penultimate_layer
@@ -84,12 +88,84 @@ class Plan:
         return {self.keys[name]: value for name, value in arrays.items() if name in self.keys}
 
 
+# Flags that change how a forward rounds, by their path under ``torch``: the
+# legacy TF32 switches, and the per-backend precisions of the newer API
+# (torch >= 2.9; the oneDNN ones apply on the CPU).
+_NUMERIC_FLAGS = (
+    "backends.cuda.matmul.allow_tf32",
+    "backends.cudnn.allow_tf32",
+    "backends.cuda.matmul.allow_fp16_reduced_precision_reduction",
+    "backends.cuda.matmul.allow_bf16_reduced_precision_reduction",
+    "backends.fp32_precision",
+    "backends.cuda.matmul.fp32_precision",
+    "backends.cudnn.conv.fp32_precision",
+    "backends.cudnn.rnn.fp32_precision",
+    "backends.mkldnn.matmul.fp32_precision",
+    "backends.mkldnn.conv.fp32_precision",
+    "backends.mkldnn.rnn.fp32_precision",
+)
+
+
+def _read(get):
+    """A setting's value, or the name of the error reading it raises.
+
+    An older torch lacks some flags (``AttributeError``); torch refuses to read
+    a TF32 flag set through both its legacy and its new API (``RuntimeError``).
+    """
+    try:
+        return get()
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        return type(exc).__name__
+
+
+def _autocast(device_type):
+    if device_type in ("cpu", "cuda") and not hasattr(torch, "get_autocast_dtype"):
+        # torch < 2.4 knows autocast on the CPU and CUDA only
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+        return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
+    enabled = torch.is_autocast_enabled(device_type)
+    return enabled, torch.get_autocast_dtype(device_type)
+
+
+def numeric_settings(device):
+    """The ambient settings that change how a forward pass on ``device`` rounds.
+
+    Autocast for the device's type (whether it is on, and its dtype), the
+    float32 matmul precision, the TF32 and reduced-precision switches of
+    cuBLAS, cuDNN and oneDNN (:data:`_NUMERIC_FLAGS`), and the default dtype
+    (of tensors a forward creates). A few flag reads: no cost per row.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device the forward pass runs on.
+
+    Returns
+    -------
+    settings : str
+        A short digest naming these settings.
+    """
+    settings = (
+        _read(lambda: _autocast(device.type)),
+        _read(torch.get_float32_matmul_precision),
+        _read(torch.get_default_dtype),
+        *(_read(lambda path=path: functools.reduce(getattr, path.split("."), torch))
+          for path in _NUMERIC_FLAGS),
+    )
+    return xxhash.xxh3_64_hexdigest(repr(settings).encode())
+
+
 def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype):
     """The model's cache identity for this call, or None when nothing may be cached.
 
-    Nothing is cached without a cache, for input without stable row identities
-    (text through an unnamed tokenizer), for a pooling without a stable name,
-    or for a model without one (:func:`._fingerprint.model_fingerprint`).
+    The identity is the model's fingerprint
+    (:func:`._fingerprint.model_fingerprint`), the floating dtype it runs in,
+    the device type and the ambient numeric settings (:func:`numeric_settings`:
+    features computed under autocast are not served to a call without it).
+    Nothing is cached without a cache, for input without stable row
+    identities (text through an unnamed tokenizer), for a pooling without a
+    stable name, or for a model without a fingerprint.
     """
     if cache is None or not cacheable:
         return None
@@ -98,7 +174,7 @@ def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype):
     fingerprint = model_fingerprint(model)
     if fingerprint is None:
         return None
-    return f"{fingerprint}-{float_dtype}-{device.type}"
+    return f"{fingerprint}-{float_dtype}-{device.type}-{numeric_settings(device)}"
 
 
 def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=None):

@@ -202,3 +202,220 @@ def test_partial_and_builtin_names():
     assert function_name(torch.relu) is not None
     assert function_name(f) is None  # defaults: state the code does not show
     assert code_name(functools.partial(f, k=2)) != code_name(functools.partial(f, k=3))
+
+
+def make_class_scaled(scale):
+    # a class defined again with another constant, as a re-run notebook cell does
+    class ClassScaled(nn.Module):
+        SCALE = scale
+
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.linear(x) * self.SCALE
+
+    return ClassScaled()
+
+
+def test_class_attribute_is_part_of_the_identity(X, monkeypatch):
+    a, b = make_class_scaled(1.0), make_class_scaled(3.0)
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) != model_fingerprint(b)
+    assert_served_like_uncached(a, b, X)
+    before = model_fingerprint(a)
+    monkeypatch.setattr(type(a), "SCALE", 2.0)  # edited on the class itself
+    assert model_fingerprint(a) != before
+
+
+class Holding(nn.Module):
+    """Scales by the first number found in whatever it holds."""
+
+    def __init__(self, held):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.held = held
+
+    def forward(self, x):
+        value = self.held
+        while isinstance(value, (list, tuple, dict)):
+            value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+        return self.linear(x) * torch.as_tensor(np.asarray(value)).reshape(-1)[0]
+
+
+@pytest.mark.parametrize(
+    "hold",
+    [
+        lambda v: [torch.tensor(v)],
+        lambda v: {"scale": (torch.tensor([v]), "label")},
+        lambda v: np.array([v], dtype=np.float32),
+        lambda v: [np.array([[v]])],
+        lambda v: (np.float32(v),),
+    ],
+    ids=["tensor-in-list", "tensor-in-dict-of-tuple", "array", "array-in-list",
+         "numpy-scalar"],
+)
+def test_arrays_and_tensors_in_containers_are_hashed_by_content(X, hold):
+    a, b = Holding(hold(1.0)), Holding(hold(3.0))
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) != model_fingerprint(b)
+    same = Holding(hold(1.0))
+    same.load_state_dict(a.state_dict())
+    assert model_fingerprint(same) == model_fingerprint(a)  # content, not identity
+    assert_served_like_uncached(a, b, X)
+
+
+def test_an_array_edited_in_place_is_seen():
+    net = Holding(np.array([1.0], dtype=np.float32))
+    before = model_fingerprint(net)
+    net.held[0] = 5.0
+    assert model_fingerprint(net) != before
+
+
+def passthrough(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def make_decorated(decorator, twice):
+    class Decorated(Scaled):
+        if twice:
+            @decorator
+            def forward(self, x):
+                return 2 * self.linear(x) * self.scale
+        else:
+            @decorator
+            def forward(self, x):
+                return self.linear(x) * self.scale
+
+    return Decorated(1.0)
+
+
+@pytest.mark.parametrize("decorator", [passthrough, torch.no_grad()],
+                         ids=["functools.wraps", "torch.no_grad"])
+def test_decorated_forward_is_covered_by_the_code_it_wraps(X, decorator):
+    a, b = make_decorated(decorator, False), make_decorated(decorator, True)
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) != model_fingerprint(b)
+    assert_served_like_uncached(a, b, X)
+
+
+def times(k):
+    def decorator(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            return f(*args, **kwargs) * k
+
+        return wrapper
+
+    return decorator
+
+
+def make_multiplied(k, default):
+    class Multiplied(Scaled):
+        @times(k)
+        def forward(self, x, offset=default):
+            return self.linear(x) * self.scale + offset
+
+    return Multiplied(1.0)
+
+
+def test_decorator_arguments_and_default_values_are_part_of_the_identity():
+    a = make_multiplied(2.0, 0.0)
+
+    def fingerprint(k, default):
+        net = make_multiplied(k, default)
+        net.load_state_dict(a.state_dict())
+        return model_fingerprint(net)
+
+    assert fingerprint(2.0, 0.0) == model_fingerprint(a)
+    assert fingerprint(3.0, 0.0) != model_fingerprint(a)
+    assert fingerprint(2.0, 1.0) != model_fingerprint(a)
+
+
+def test_autocast_is_part_of_the_identity(X):
+    net = make_mlp()
+    cache = MemoryCache()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = features(net, X, cache)
+    full = features(net, X, cache)
+    assert not np.allclose(low, full)  # bfloat16 keeps 8 bits
+    same_features_of_any(net, X, ["output"], full, uncached(net, X))
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("float32_matmul_precision", "medium"),
+        ("cuda.matmul.allow_tf32", True),
+        ("cudnn.allow_tf32", False),
+        ("cuda.matmul.allow_fp16_reduced_precision_reduction", False),
+        ("default_dtype", torch.float64),
+        # the newer API (torch >= 2.9): bfloat16 matmuls on the CPU; and TF32
+        # set this way makes torch refuse to read the legacy flags
+        ("mkldnn.matmul.fp32_precision", "bf16"),
+        ("cuda.matmul.fp32_precision", "tf32"),
+    ],
+)
+def test_numeric_settings_are_part_of_the_identity(setting, value):
+    from sklearn_layers._extraction._plan import cache_identity
+
+    new_api = hasattr(torch.backends, "fp32_precision")
+    if setting.endswith("fp32_precision") and not new_api:
+        pytest.skip("torch < 2.9 has no fp32_precision settings")
+
+    net = make_mlp()
+
+    def identity():
+        return cache_identity(net, {"output": "auto"}, cache=MemoryCache(),
+                              cacheable=True, device=torch.device("cpu"),
+                              float_dtype=torch.float32)
+
+    before = identity()
+    if setting == "float32_matmul_precision":
+        saved = torch.get_float32_matmul_precision()
+        set_ = torch.set_float32_matmul_precision
+    elif setting == "default_dtype":
+        saved, set_ = torch.get_default_dtype(), torch.set_default_dtype
+    else:
+        owner, _, attribute = setting.rpartition(".")
+        owner = functools.reduce(getattr, owner.split("."), torch.backends)
+        saved = getattr(owner, attribute)
+
+        def set_(v):
+            setattr(owner, attribute, v)
+
+    try:
+        set_(value)
+        changed = identity()
+        assert changed != before
+    finally:
+        set_(saved)
+    # set back, a precision may read "ieee" where it read "none" (its default):
+    # another name for the same rounding, which costs a miss, never a wrong hit
+    assert identity() != changed
+
+
+def test_accelerator_tensors_are_hashed_once_per_version(monkeypatch):
+    from sklearn_layers._extraction import _fingerprint
+
+    # CPU tensors take the path accelerator tensors take
+    monkeypatch.setattr(_fingerprint, "_hashed_every_call", lambda t: False)
+    hashed = []
+    as_bytes = _fingerprint._as_bytes
+    monkeypatch.setattr(_fingerprint, "_as_bytes",
+                        lambda t: hashed.append(t) or as_bytes(t))
+    net = make_mlp()
+    n_tensors = len(list(net.parameters()))
+    first = model_fingerprint(net)
+    assert len(hashed) == n_tensors
+    assert model_fingerprint(net) == first
+    assert len(hashed) == n_tensors  # every tensor served from the memo
+    with torch.no_grad():
+        net[0].weight.add_(1.0)  # bumps the version counter
+    assert model_fingerprint(net) != first
+    assert len(hashed) == n_tensors + 1  # only the edited tensor is read again
