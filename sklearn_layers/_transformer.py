@@ -63,8 +63,9 @@ def clone_sharing(estimator, shared=_SHARED_PARAMS):
 class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
     """Features from the intermediate layers of a frozen PyTorch network.
 
-    Runs the network over batches of ``X`` under ``torch.inference_mode()`` in eval
-    mode, captures the outputs of the requested modules with forward hooks, pools
+    Runs the network over batches of ``X`` without autograd (under
+    ``torch.inference_mode()``; the one row that traces a model for the cache
+    runs under ``torch.no_grad()``) in eval mode, captures the outputs of the requested modules with forward hooks, pools
     each to one vector per sample and returns them side by side. Without a cache
     (or with a ``"flatten"`` or callable pooling, which are not prefetched), the
     forward pass stops as soon as the last requested module has fired. With a

@@ -7,7 +7,10 @@ entries only if the digest covers every difference between them. It covers:
 - each module's configuration: ``extra_repr()`` and its plain attributes
   (numbers, strings, bools, ``None``, tuples, lists and dicts of those, torch
   dtypes and devices), the content of configuration objects with a
-  ``to_dict()`` (Hugging Face configs), the names of function attributes, and
+  ``to_dict()`` (Hugging Face configs), module-level functions held as
+  attributes by their module, name and code (a lambda, closure, function with
+  defaults or ``functools.partial`` held that way makes the model uncacheable:
+  :func:`model_fingerprint` returns ``None``), and
   the bytes (with dtype and shape) of tensors and numpy arrays held as
   attributes, directly or inside tuples, lists and dicts;
 - each module class (up to ``nn.Module``): the code of every method, through

@@ -25,7 +25,7 @@ class Unnameable(Exception):
     """Part of an object has no stable identity (a lambda, a closure, a partial)."""
 
 _CLASS_MEMO = weakref.WeakKeyDictionary()  # class -> (its members, digest)
-_CLASS_LOCK = threading.Lock()
+_MEMO_LOCK = threading.Lock()
 
 
 def _update_code(h, code):
@@ -174,7 +174,7 @@ def class_digest(cls, stop=torch.nn.Module):
     data changes.
     """
     members = _class_members(cls, stop)
-    with _CLASS_LOCK:
+    with _MEMO_LOCK:
         memo = _CLASS_MEMO.get(cls)
     if memo is not None and len(memo[0]) == len(members) and all(
         name_a == name_b and (a is b or (isinstance(a, str) and a == b))
@@ -190,7 +190,7 @@ def class_digest(cls, stop=torch.nn.Module):
         else:
             _update_function(h, value)
     digest = h.hexdigest()
-    with _CLASS_LOCK:
+    with _MEMO_LOCK:
         _CLASS_MEMO[cls] = (members, digest)
     return digest
 
@@ -276,7 +276,7 @@ def _vocabulary_digest(tok):
     """Digest of a tokenizer's vocabulary, memoised until its size or backend changes."""
     backend = getattr(tok, "backend_tokenizer", None)
     state = (backend, _safe_len(tok))
-    with _CLASS_LOCK:
+    with _MEMO_LOCK:
         memo = _TOKENIZER_MEMO.get(tok)
     if memo is not None and memo[0][0] is state[0] and memo[0][1] == state[1]:
         return memo[1]
@@ -286,7 +286,7 @@ def _vocabulary_digest(tok):
     else:
         h.update(repr(sorted(tok.get_vocab().items())).encode())
     digest = h.hexdigest()
-    with _CLASS_LOCK:
+    with _MEMO_LOCK:
         _TOKENIZER_MEMO[tok] = (state, digest)
     return digest
 
