@@ -118,6 +118,20 @@ def _read(get):
         return type(exc).__name__
 
 
+def _flag(path):
+    """A flag's value; an ``fp32_precision`` of ``"none"`` reads as ``"ieee"``.
+
+    ``"none"`` (the start-up value) defers to the legacy settings, which are
+    read on their own; torch cannot set it back once an fp32 precision was
+    set, so a process that set ``"highest"`` again reads ``"ieee"`` where a
+    fresh worker reads ``"none"``: the same arithmetic, one cache identity.
+    """
+    value = _read(lambda: functools.reduce(getattr, path.split("."), torch))
+    if path.endswith("fp32_precision") and value == "none":
+        return "ieee"
+    return value
+
+
 def _autocast(device_type):
     if device_type in ("cpu", "cuda") and not hasattr(torch, "get_autocast_dtype"):
         # torch < 2.4 knows autocast on the CPU and CUDA only
@@ -150,8 +164,7 @@ def numeric_settings(device):
         _read(lambda: _autocast(device.type)),
         _read(torch.get_float32_matmul_precision),
         _read(torch.get_default_dtype),
-        *(_read(lambda path=path: functools.reduce(getattr, path.split("."), torch))
-          for path in _NUMERIC_FLAGS),
+        *(_flag(path) for path in _NUMERIC_FLAGS),
     )
     return xxhash.xxh3_64_hexdigest(repr(settings).encode())
 

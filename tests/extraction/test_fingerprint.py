@@ -419,3 +419,26 @@ def test_accelerator_tensors_are_hashed_once_per_version(monkeypatch):
         net[0].weight.add_(1.0)  # bumps the version counter
     assert model_fingerprint(net) != first
     assert len(hashed) == n_tensors + 1  # only the edited tensor is read again
+
+
+def test_numeric_settings_restored_to_the_default_equal_a_fresh_process():
+    # torch cannot set an fp32_precision back to "none" (its start-up value):
+    # "highest" again reads "ieee". A worker process started fresh reads
+    # "none"; both compute the same, so both must share cache entries.
+    import subprocess
+    import sys
+
+    from sklearn_layers._extraction._plan import numeric_settings
+
+    code = ("import torch; from sklearn_layers._extraction._plan import numeric_settings;"
+            "print(numeric_settings(torch.device('cpu')))")
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        torch.set_float32_matmul_precision("highest")
+        here = numeric_settings(torch.device("cpu"))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert here == fresh
