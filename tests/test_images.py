@@ -163,19 +163,20 @@ def test_file_paths_are_keyed_by_name_and_content(tmp_path):
     (tmp_path / "a much longer name.txt").write_bytes(b"same bytes")
     paths = [str(tmp_path / "a.txt"), str(tmp_path / "a much longer name.txt")]
     cache = MemoryCache()
-    got = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
-                                  cache=cache).fit_transform(paths)
-    expected = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
-                                       cache=None).fit_transform(paths)
-    same_features_of_any(net, name_and_size(paths), ["0"], got, expected)
+
+    def served_as_computed():
+        served, computed = (
+            LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
+                                    cache=c).fit_transform(paths)
+            for c in (cache, None)
+        )
+        same_features_of_any(net, name_and_size(paths), ["0"], served, computed)
+        return served
+
+    got = served_as_computed()
     assert not np.allclose(got[0], got[1])
     (tmp_path / "a.txt").write_bytes(b"other, longer bytes")  # edited: a miss
-    edited = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
-                                     cache=cache).fit_transform(paths)
-    fresh = LayerFeatureTransformer(net, layers="0", preprocess=name_and_size,
-                                    cache=None).fit_transform(paths)
-    same_features_of_any(net, name_and_size(paths), ["0"], edited, fresh)
-    assert not np.allclose(edited[0], got[0])
+    assert not np.allclose(served_as_computed()[0], got[0])
 
 
 def test_arrays_of_different_sizes(net):
