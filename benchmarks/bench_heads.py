@@ -26,8 +26,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from sklearn_layers.heads._knn import KNNInterpolatedClassifier
-from sklearn_layers.heads._prototype import PrototypeClassifier
+from sklearn_layers.heads.neighbours._knn import KNNInterpolatedClassifier
+from sklearn_layers.heads.neighbours._prototype import PrototypeClassifier
 
 
 def _datasets():

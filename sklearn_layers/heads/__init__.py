@@ -4,11 +4,9 @@ They import no network code: use them on :class:`~sklearn_layers.LayerFeatureTra
 output or on plain tabular data.
 """
 
-from ._grownet import GrowNetClassifier, GrowNetRegressor
-from ._knn import KNNInterpolatedClassifier
-from ._linear_probe import LinearProbeClassifier, default_probe
-from ._probe_path import linear_probe_path
-from ._prototype import PrototypeClassifier
+from .boosting import GrowNetClassifier, GrowNetRegressor
+from .neighbours import KNNInterpolatedClassifier, PrototypeClassifier
+from .probe import LinearProbeClassifier, default_probe, linear_probe_path
 
 __all__ = [
     "GrowNetClassifier",

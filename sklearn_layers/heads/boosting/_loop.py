@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._grownet_core import chunked_pass, learner_state, make_learner
+from ._core import chunked_pass, learner_state, make_learner
 
 
 @dataclass

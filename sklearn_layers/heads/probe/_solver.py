@@ -20,7 +20,7 @@ import scipy.special
 import torch
 
 from ._lbfgs import minimize_lbfgs
-from ._validation import chunk_n_rows
+from .._validation import chunk_n_rows
 
 # Bytes per feature of a row chunk's float64 temporaries.
 _ROW_CHUNK_FACTOR = 2 * 8

@@ -12,7 +12,7 @@ from sklearn.metrics import (
     mean_squared_error,
 )
 
-from sklearn_layers.heads._grownet_losses import (
+from sklearn_layers.heads.boosting._losses import (
     HalfBinomialLoss,
     HalfMultinomialLoss,
     HalfPoissonLoss,

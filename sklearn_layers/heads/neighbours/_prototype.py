@@ -10,9 +10,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ..utils._compat import Interval, StrOptions, _fit_context, validate_data
-from ..utils._repr import ReprMixin
-from ._validation import check_at_least_two_classes, l2_normalize, row_chunks, softmax
+from ...utils._compat import Interval, StrOptions, _fit_context, validate_data
+from ...utils._repr import ReprMixin
+from .._validation import check_at_least_two_classes, l2_normalize, row_chunks, softmax
 
 
 class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):

@@ -9,16 +9,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ..utils._compat import (
+from ...utils._compat import (
     HasMethods,
     Interval,
     StrOptions,
     _fit_context,
     validate_data,
 )
-from ..utils._repr import ReprMixin
-from ._linear_probe import default_probe
-from ._validation import check_at_least_two_classes, chunk_n_rows, l2_normalize
+from ...utils._repr import ReprMixin
+from ..probe._linear_probe import default_probe
+from .._validation import check_at_least_two_classes, chunk_n_rows, l2_normalize
 
 # Blocks of at most this many query x training rows: on 15,000 x 512 float32
 # training rows and 5,000 queries, 2048 x 2048 blocks took 0.73x the time of

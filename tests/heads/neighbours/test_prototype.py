@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestCentroid
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_layers.heads._prototype import PrototypeClassifier
+from sklearn_layers.heads.neighbours._prototype import PrototypeClassifier
 
 from _float32 import cosine_error, euclidean_error, gamma
 

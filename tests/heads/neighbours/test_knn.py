@@ -16,7 +16,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_layers.heads import LinearProbeClassifier, default_probe
-from sklearn_layers.heads._knn import KNNInterpolatedClassifier
+from sklearn_layers.heads.neighbours._knn import KNNInterpolatedClassifier
 
 from _float32 import cosine_error, euclidean_error, gamma
 

@@ -8,11 +8,11 @@ import numpy as np
 from sklearn import get_config
 from sklearn.base import clone
 
-from ..utils._compat import validate_data
+from ...utils._compat import validate_data
 from ._linear_probe import LinearProbeClassifier, _initial_point, product_threads
 from ._preconditioners import Diagonal, EigenWhitening
-from ._probe_solver import Problems, Rows, moments, solve, standardize
-from ._validation import check_sample_weight
+from ._solver import Problems, Rows, moments, solve, standardize
+from .._validation import check_sample_weight
 
 
 def linear_probe_path(estimator, X, y, *, splits, Cs=None, sample_weight=None):

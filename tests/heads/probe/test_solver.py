@@ -5,13 +5,13 @@ import pytest
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_layers.heads._lbfgs import minimize_lbfgs
-from sklearn_layers.heads._preconditioners import (
+from sklearn_layers.heads.probe._lbfgs import minimize_lbfgs
+from sklearn_layers.heads.probe._preconditioners import (
     CholeskyWhitening,
     Diagonal,
     EigenWhitening,
 )
-from sklearn_layers.heads._probe_solver import Rows, moments, standardize
+from sklearn_layers.heads.probe._solver import Rows, moments, standardize
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -27,17 +27,17 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
-from ..utils._compat import (
+from ...utils._compat import (
     Interval,
     RealNotInt,
     StrOptions,
     _fit_context,
     validate_data,
 )
-from ..utils._repr import ReprMixin
-from ..utils._threads import cpu_settings
-from ._grownet_core import Ensemble, build_ensemble
-from ._grownet_loop import (
+from ...utils._repr import ReprMixin
+from ...utils._threads import cpu_settings
+from ._core import Ensemble, build_ensemble
+from ._loop import (
     EarlyStopping,
     Rows,
     Schedule,
@@ -45,7 +45,7 @@ from ._grownet_loop import (
     fit_loop,
     start_cache,
 )
-from ._grownet_losses import (
+from ._losses import (
     HalfBinomialLoss,
     HalfMultinomialLoss,
     HalfPoissonLoss,
@@ -59,7 +59,7 @@ from ._tabular import (
     split_columns,
     unreadable_columns,
 )
-from ._validation import check_sample_weight
+from .._validation import check_sample_weight
 
 # HistGradientBoosting's threshold for early_stopping="auto" and its cap on
 # the training rows scored by a scorer other than the loss.

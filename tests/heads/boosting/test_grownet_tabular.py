@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_layers.heads._tabular import (
+from sklearn_layers.heads.boosting._tabular import (
     TabularEncoder,
     categorical_mask,
     split_columns,

@@ -20,8 +20,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_layers.heads import _grownet_core
-from sklearn_layers.heads._grownet import GrowNetClassifier, GrowNetRegressor
+from sklearn_layers.heads.boosting import _core as _grownet_core
+from sklearn_layers.heads.boosting._grownet import GrowNetClassifier, GrowNetRegressor
 
 # Small fits: a few stages, no early stopping (the default holds out rows).
 FAST = {"max_iter": 3, "early_stopping": False, "random_state": 0}
@@ -673,7 +673,7 @@ def _documented_defaults():
     the same order; one parameter with two defaults gives the classifier's
     and the regressor's.
     """
-    text = (Path(__file__).parents[2] / "docs" / "user_guide" / "grownet.rst").read_text()
+    text = (Path(__file__).parents[3] / "docs" / "user_guide" / "grownet.rst").read_text()
     table = text.split(".. list-table::")[1].split("\n\n\n")[0]
     rows = re.findall(r"\* - (.+?)\n\s+- (.+?)\n", table)
     documented = {}

@@ -16,12 +16,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ..utils._compat import Interval, StrOptions, _fit_context, validate_data
-from ..utils._repr import ReprMixin
-from ..utils._threads import torch_threads
+from ...utils._compat import Interval, StrOptions, _fit_context, validate_data
+from ...utils._repr import ReprMixin
+from ...utils._threads import torch_threads
 from ._preconditioners import CholeskyWhitening, Diagonal
-from ._probe_solver import Problems, Rows, moments, solve, standardize
-from ._validation import check_at_least_two_classes, check_sample_weight
+from ._solver import Problems, Rows, moments, solve, standardize
+from .._validation import check_at_least_two_classes, check_sample_weight
 
 # Above this many features "auto" skips whitening: its covariance costs
 # n_samples * n_features**2 and its factorisation n_features**3, against
