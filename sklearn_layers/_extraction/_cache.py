@@ -395,10 +395,13 @@ class DiskCache:
 
         def write(db):
             db.execute("BEGIN IMMEDIATE")
-            # a row a value of another width (or dtype) sits under was never ours: replace it
-            db.executemany("DELETE FROM rows WHERE model = ? AND layer = ? AND row = ? AND "
-                           "(dtype != ? OR width != ?)", [r[:5] for r in records])
-            db.executemany("INSERT OR IGNORE INTO rows VALUES (?, ?, ?, ?, ?, ?)", records)
+            # a row already there stays (a value served earlier is served again),
+            # unless its dtype or width is not what was computed: never ours, replaced
+            db.executemany(
+                "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "dtype = excluded.dtype, width = excluded.width, value = excluded.value "
+                "WHERE dtype != excluded.dtype OR width != excluded.width "
+                "OR length(value) != 4 * excluded.width", records)
             db.execute("COMMIT")
 
         self._run(write)

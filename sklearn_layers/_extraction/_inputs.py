@@ -256,8 +256,10 @@ def make_input(X, *, tokenizer=None, max_length=None, preprocess=None, validate_
     if reason is not None:
         raise ValueError(
             f"{reason}: a network takes tensors of one shape. Pass preprocess=, a "
-            "callable turning a list of items into a tensor batch (for example "
-            "lambda rows: torch.stack([transform(r) for r in rows]))."
+            "callable turning a list of items into a tensor batch: a module-level "
+            "function, so that its features can be cached and it reaches worker "
+            "processes (for example, at the top of your module, def preprocess(rows): "
+            "return torch.stack([transform(r) for r in rows]))."
         )
     if isinstance(X, torch.Tensor):
         return ArrayInput(check_tensor(X))

@@ -497,3 +497,74 @@ def test_eviction_of_rows_still_needed_warns_once(cnn, data):
     with pytest.warns(RuntimeWarning, match="max_bytes of at least") as record:
         grid.fit(X, y)
     assert sum("evicted rows" in str(w.message) for w in record) == 1
+
+
+def flatten_pixels(rows):
+    return torch.stack([torch.as_tensor(np.asarray(r.convert("RGB")), dtype=torch.float32)
+                        .flatten() for r in rows])
+
+
+def test_palette_images_are_keyed_by_their_colours():
+    from PIL import Image
+
+    indices = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    images = []
+    for scale in (1, 3):
+        image = Image.fromarray(indices, mode="P")
+        image.putpalette([min(255, scale * v) for v in range(256) for _ in range(3)])
+        images.append(image)
+    net = torch.nn.Sequential(torch.nn.Linear(48, 5))
+    cache = MemoryCache()
+
+    def lft():
+        return LayerFeatureTransformer(net, layers="0", preprocess=flatten_pixels, cache=cache)
+
+    dark = lft().fit_transform(images[:1])
+    light = lft().fit_transform(images[1:])
+    fresh = LayerFeatureTransformer(net, layers="0", preprocess=flatten_pixels,
+                                    cache=None).fit_transform(images[1:])
+    assert not np.allclose(dark, light)
+    assert_array_equal(light, fresh)
+
+
+def tokens_of_width(rows, width=3, scale=1.0):
+    return torch.stack([torch.full((width,), scale * len(r)) for r in rows])
+
+
+def test_module_level_functions_with_plain_defaults_are_keyed(cnn, data):
+    from sklearn_layers._extraction._identity import function_name
+
+    assert function_name(tokens_of_width) is not None
+    assert function_name(flatten_pixels) != function_name(tokens_of_width)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    cache = MemoryCache()
+    items = ["a", "bb", "ccc"]
+    LayerFeatureTransformer(net, layers="0", preprocess=tokens_of_width,
+                            cache=cache).fit_transform(items)
+    assert len(cache) > 0
+    # a changed default is another key
+    before = function_name(tokens_of_width)
+    tokens_of_width.__defaults__ = (3, 2.0)
+    try:
+        assert function_name(tokens_of_width) != before
+    finally:
+        tokens_of_width.__defaults__ = (3, 1.0)
+
+
+def test_an_unkeyable_callable_warns_once_naming_it(cnn, data):
+    import warnings
+
+    X, _ = data
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(cnn, layers="5", pooling=lambda a: a.mean(dim=(2, 3)),
+                                  cache=cache)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lft.fit_transform(X)
+        lft.transform(X)
+        for _ in range(2):  # clones in a grid share the cache: still once
+            __import__("sklearn").base.clone(lft).fit_transform(X)
+    messages = [str(w.message) for w in caught if "no stable name" in str(w.message)]
+    assert len(messages) == 1
+    assert "<lambda>" in messages[0] and "module-level function" in messages[0]
+    assert cache.n_rows_computed == 4 * len(X) + 3  # every call (and fit) ran the network
