@@ -115,7 +115,9 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
     cache : "memory", path, cache object or None, default="memory"
         Row-keyed activation cache shared by clones. ``"memory"``: the
         process-wide :class:`MemoryCache`; a directory path: a
-        :class:`DiskCache` shared by processes; ``None``: off.
+        :class:`DiskCache` shared by processes; ``None``: off. A cache
+        object's ``n_rows_computed`` counts the rows that went through the
+        network in the extractions using it.
     prefetch : bool, default=True
         With a cache, a miss also computes, in the same pass, the layers users
         write for a stage (every block, every top-level child,

@@ -26,6 +26,7 @@ arbitrary objects held as attributes beyond their type. The ambient numeric
 settings are added by :func:`._plan.cache_identity`.
 """
 
+import re
 import threading
 import weakref
 
@@ -150,11 +151,8 @@ def _module(h, path, module, memo):
     cls = type(module)
     h.update(f"<{path}:{cls.__module__}.{cls.__qualname__}:{class_digest(cls, memo.classes)}>".encode())
     h.update(module.extra_repr().encode())
-    if isinstance(module, torch.jit.ScriptModule):
-        try:
-            h.update(module.code.encode())
-        except (RuntimeError, AttributeError):  # a module without its own forward
-            pass
+    if isinstance(module, torch.jit.ScriptModule):  # its code and attributes, no addresses
+        h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", module._c.dump_to_str(True, True, False)).encode())
     for attr, value in sorted(vars(module).items()):
         if attr not in _NN_INTERNALS:
             _value(h, attr, value, memo)
@@ -190,6 +188,9 @@ def model_fingerprint(model, memo=None):
         attribute, a closure as ``forward``, a lazy parameter).
     """
     memo = IdentityMemo() if memo is None else memo
+    optimized = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
+    if isinstance(model, getattr(optimized, "OptimizedModule", ())):
+        model = model._orig_mod  # torch.compile: keyed by the eager module it runs
     h = xxhash.xxh3_128(torch.__version__.encode())
     try:
         for attribute in _GLOBAL_HOOKS:

@@ -581,3 +581,49 @@ def test_hook_code_has_one_key_in_every_process():
             "net = make_mlp(); net[0].register_forward_pre_hook(count)\n"
             "print(model_fingerprint(net))")
     assert _in_fresh_interpreter(code, 1) == _in_fresh_interpreter(code, 2)
+
+
+class _Tiny(nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.scale = scale
+
+    def forward(self, x):
+        return self.linear(x) * self.scale
+
+
+def test_scripted_traced_and_compiled_models_get_a_key():
+    torch.manual_seed(0)
+    net = _Tiny(2.0)
+    x = torch.zeros(1, 4)
+    scripted, traced = torch.jit.script(net), torch.jit.trace(net, x)
+    keys = [model_fingerprint(m) for m in (scripted, traced, torch.compile(net))]
+    assert None not in keys and len(set(keys)) == 3
+    other = _Tiny(3.0)
+    other.load_state_dict(net.state_dict())
+    # a scripted module's code and constants are part of its key
+    assert model_fingerprint(torch.jit.script(other)) != keys[0]
+
+
+@pytest.mark.slow
+def test_padding_side_changed_after_a_transform_is_another_key():
+    from sklearn_layers.models import load_minilm
+
+    model, tokenizer = load_minilm()
+    texts = ["a short one", "a much longer sentence with many more tokens than the first",
+             "a sentence of middling length"]
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tokenizer,
+                                  cache=cache).fit(texts)
+    lft.transform(texts)
+    tokenizer.padding_side = "left"
+    try:
+        before = cache.n_rows_computed
+        got = lft.transform(texts)
+        fresh = LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tokenizer,
+                                        cache=None).fit(texts).transform(texts)
+    finally:
+        tokenizer.padding_side = "right"
+    assert cache.n_rows_computed - before == len(texts)  # nothing served from the right-padded run
+    assert_array_equal(got, fresh)
