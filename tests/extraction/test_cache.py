@@ -33,10 +33,11 @@ def data():
 
 def test_grid_search_runs_each_row_through_the_network_once(cnn, data):
     X, y = data
-    counter = RowCounter(cnn[0])
+    counter = RowCounter(cnn[0])  # an independent count, to check the cache's own
+    cache = MemoryCache()
     pipe = Pipeline(
         [
-            ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(), batch_size=16)),
+            ("features", LayerFeatureTransformer(cnn, cache=cache, batch_size=16)),
             ("head", NearestCentroid()),
         ]
     )
@@ -53,6 +54,7 @@ def test_grid_search_runs_each_row_through_the_network_once(cnn, data):
     finally:
         counter.remove()
     assert counter.rows <= len(X) + 2, counter.rows
+    assert cache.n_rows_computed == counter.rows
 
     # the same grid without a cache: every candidate x fold recomputes
     counter = RowCounter(cnn[0])
@@ -82,15 +84,29 @@ def test_cached_features_equal_fresh_ones(cnn, data):
 def test_fully_cached_request_runs_no_forward(cnn, data):
     X, _ = data
     cache = MemoryCache()
-    counter = RowCounter(cnn[0])
     lft = LayerFeatureTransformer(cnn, layers="9", cache=cache).fit(X)
     first = lft.transform(X)
-    counter.take()
+    computed = cache.n_rows_computed
     second = lft.transform(X)
     LayerFeatureTransformer(cnn, layers=["2", "5"], cache=cache).fit_transform(X)
-    counter.remove()
-    assert counter.rows == 0
+    assert cache.n_rows_computed == computed  # not even a row to trace the model
     assert_array_equal(first, second)
+
+
+def test_a_counting_hook_registered_between_calls_is_another_model(cnn, data):
+    # why the docs count with n_rows_computed: a hook can change outputs, so
+    # it is part of the key, and the same hook code is the same key everywhere
+    X, _ = data
+    cache = MemoryCache()
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    counter = RowCounter(cnn[0])
+    before = cache.n_rows_computed
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    again = cache.n_rows_computed
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    counter.remove()
+    assert again - before == len(X) == counter.rows  # every row again
+    assert cache.n_rows_computed == again  # the same hook: served
 
 
 def test_in_place_weight_change_is_never_served_stale(cnn, data):
