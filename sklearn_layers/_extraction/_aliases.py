@@ -145,7 +145,10 @@ def known_aliases(cache, key, *, complete):
 def remember_aliases(cache, key, aliases, *, complete):
     memo = memo_of(cache)
     with memo.lock:
+        memo.aliases.pop(key, None)
         memo.aliases[key] = (dict(aliases), complete)
+        while len(memo.aliases) > 256:  # a model edited in a loop: keep the recent states
+            del memo.aliases[next(iter(memo.aliases))]
     if hasattr(cache, "save_aliases"):
         cache.save_aliases(key, aliases, complete)
 

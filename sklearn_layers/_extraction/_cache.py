@@ -1,16 +1,9 @@
 """Row-keyed activation caches: in memory (bounded, LRU) or on disk (SQLite).
 
-An entry is the pooled feature vector of one input row at one layer, keyed by
-``(model fingerprint, layer|pooling, row digest)``. Frozen feature extraction is
-row-independent, so serving a row computed during another fold's transform
-leaks nothing: the value is exactly what a fresh forward would return.
-
-Both caches implement the same two methods:
-
-``lookup(fingerprint, layer_keys, digests) -> dict layer_key -> list``
-    For each layer key, one entry per row: a 1-D float32 array or ``None``.
-``store(fingerprint, features, digests)``
-    ``features`` maps layer key -> ``(n_rows, n_features)`` array.
+An entry is one row's pooled features at one layer, keyed by ``(model key,
+layer|pooling, row digest)``. Both caches have ``lookup(model, layer_keys,
+digests) -> {layer_key: [1-D float32 or None per row]}`` and ``store(model,
+{layer_key: (n_rows, width)}, digests)``.
 """
 
 import json
@@ -36,16 +29,12 @@ _TRACKED_INTS_BYTES = 64
 class MemoryCache:
     """In-process activation cache bounded in bytes, least-recently-used first out.
 
-    A ``MemoryCache`` is shared by reference: clones of a transformer (and so all
-    candidates of a grid search) use the same instance. Pickling keeps the bound
-    and drops the contents.
-
-    The bound counts everything the cache holds, as ``tracemalloc`` measures
-    it: each entry's key, digest and value, the table holding them (its size
-    as Python reports it, spare capacity included), and the hashes of recently
-    evicted keys (at most a sixteenth of the bound). When rows it evicted are
-    requested again, it warns once, with a lower bound on the size that would
-    have held them.
+    Shared by reference by clones (all candidates of a grid search); pickling
+    keeps the bound and drops the contents. The bound counts everything held,
+    as ``tracemalloc`` measures it: entries, their table and the hashes of
+    recently evicted keys (at most a sixteenth of the bound). When evicted
+    rows are requested again, it warns once, with the size that would have
+    held them.
 
     Parameters
     ----------
@@ -61,11 +50,9 @@ class MemoryCache:
     hits, misses : int
         Row x layer lookups served and missed since creation.
     n_rows_computed : int
-        Rows that went through the network in extractions using this cache
-        (each one counted once, whatever the number of layers it filled).
+        Rows that went through the network in extractions using this cache.
     identity_memo : object
-        What the cache remembers about the models it met (tensor digests,
-        alias maps), weakly keyed: content is hashed once per model state.
+        What the cache remembers about the models it met, weakly keyed.
     """
 
     computed_here = True
@@ -109,10 +96,11 @@ class MemoryCache:
         return len(self._entries)
 
     def clear(self):
-        """Drop every entry."""
+        """Drop every entry, and what the cache remembers about models."""
         with self._lock:
             self._reset()
             self._warned = False
+            self.identity_memo = IdentityMemo()
 
     def lookup(self, fingerprint, layer_keys, digests):
         """Return cached rows (``None`` where missing) for each layer key.
@@ -228,32 +216,27 @@ class _Foreign(Exception):
 class DiskCache:
     """Activation cache in an SQLite database, shared by processes and sessions.
 
-    One row per (model key, layer key, input row) in ``<path>/activations.sqlite``,
-    in WAL mode (readers never wait for writers), one transaction per batch:
-    processes writing different layers of the same rows lose nothing, and a
-    writer killed mid-batch leaves the batch out, never half of it. Values are
-    float32 bytes with their dtype and width, checked before they are served;
-    nothing is unpickled. A corrupt or foreign file is set aside (renamed
-    ``activations.sqlite.corrupt-<time>``) with a warning, never served; a
-    directory that cannot be written (read-only, disk full) still gives
-    features, with a warning, and rows are kept in memory only.
-
-    Rows read or written by this process are also kept in an in-memory
-    :class:`MemoryCache` front of ``memory_bytes``. Pickling keeps the path and
-    the bound (worker processes open the same database).
+    One table row per (model key, layer key, input row) in
+    ``<path>/activations.sqlite``, WAL mode, one transaction per batch: writers
+    of different layers of the same rows lose nothing. Values are float32
+    bytes with their dtype and width, checked before they are served, never
+    unpickled. A corrupt or foreign file is set aside with a warning, never
+    served; a directory that cannot be written still gives features, with a
+    warning. Rows this process read or wrote are also kept in a
+    :class:`MemoryCache` front of ``memory_bytes``. Pickling keeps the path
+    and the bound.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The cache directory (created on the first write).
+        The cache directory (created on first use).
     memory_bytes : int, default=268_435_456
         Bound of the in-memory front; 0 turns it off.
 
     Attributes
     ----------
     n_rows_computed : int
-        Rows that went through the network in this process's extractions
-        using this cache object.
+        Rows that went through the network in extractions using this object.
     """
 
     computed_here = False  # rows may come from another process
@@ -263,7 +246,7 @@ class DiskCache:
         self.memory_bytes = memory_bytes
         self._front = MemoryCache(memory_bytes) if memory_bytes else None
         self._lock = threading.RLock()
-        self._db, self._pid, self._warned = None, None, set()
+        self._db, self._pid, self._warned, self._inherited = None, None, set(), []
         self.n_rows_computed = 0
         self.identity_memo = IdentityMemo()
 
@@ -284,7 +267,9 @@ class DiskCache:
         """The open database (reopened after a fork), or None when it cannot be used."""
         if self._pid == os.getpid():
             return self._db
-        self._pid, self._db = os.getpid(), None  # never use a connection across a fork
+        if self._db is not None:  # opened before a fork: never used, nor closed, here
+            self._inherited.append(self._db)
+        self._pid, self._db = os.getpid(), None
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._db = self._open()

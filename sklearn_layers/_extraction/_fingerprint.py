@@ -79,13 +79,10 @@ def count_rows(cache, n):
             pass
 
 
-def is_internal_hook(hook):
-    """Whether ``hook`` was installed by this package (and so not part of a model)."""
-    return getattr(hook, "_sklearn_layers_internal", False)
-
-
 def _hook_names(hooks):
-    names = [code_name(hook) for hook in hooks.values() if not is_internal_hook(hook)]
+    # the package's own hooks (capture, alias watch) are not part of a model
+    names = [code_name(hook) for hook in hooks.values()
+             if not getattr(hook, "_sklearn_layers_internal", False)]
     if None in names:
         raise Unnameable("a hook")
     return repr(names).encode()

@@ -209,11 +209,6 @@ def config_repr(value, depth=0):
     return f"object:{type(value).__module__}.{type(value).__qualname__}"
 
 
-def is_hf_tokenizer(tok):
-    """Whether ``tok`` looks like a Hugging Face tokenizer."""
-    return hasattr(tok, "init_kwargs") and callable(getattr(tok, "get_vocab", None))
-
-
 def _vocabulary_digest(tok, memo):
     """A digest of the vocabulary, kept in ``memo`` until its size or backend changes."""
     backend = getattr(tok, "backend_tokenizer", None)
@@ -241,7 +236,7 @@ def tokenizer_name(tok, max_length, memo=None):
     ``max_length``. A function by :func:`function_name`. Anything else (a
     partial, a lambda, a callable instance): ``None``, and rows are not cached.
     """
-    if not is_hf_tokenizer(tok):
+    if not (hasattr(tok, "init_kwargs") and callable(getattr(tok, "get_vocab", None))):
         name = function_name(tok)
         return None if name is None else f"{name}|max_length={max_length}"
     try:
