@@ -9,13 +9,13 @@ from sklearn.neighbors import NearestCentroid
 from torch import nn
 
 from sklearn_layers import (
-    ILC,
     IntermediateLayerClassifier,
     LayerFeatureTransformer,
     MemoryCache,
     layer_sweep,
 )
 from sklearn_layers._selection import default_probe
+from sklearn_layers._transformer import first_row
 from sklearn_layers.utils.toy import make_small_cnn
 
 from _helpers import RowCounter
@@ -80,7 +80,7 @@ def test_layer_scores_are_cross_validation_of_the_head():
 def test_prediction_api_with_string_labels():
     X, y = two_view_data(150, shifted=False, seed=4)
     labels = np.array(["left", "right"])[y]
-    ilc = ILC(TwoViews(), layers=["a", "b"], estimator=LogisticRegression(), cv=3).fit(
+    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], estimator=LogisticRegression(), cv=3).fit(
         X, labels
     )
     assert list(ilc.classes_) == ["left", "right"]
@@ -95,7 +95,7 @@ def test_prediction_api_with_string_labels():
 
 def test_refit_false_has_no_estimator():
     X, y = two_view_data(60, shifted=False, seed=5)
-    ilc = ILC(TwoViews(), layers=["a", "b"], cv=3, refit=False).fit(X, y)
+    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=3, refit=False).fit(X, y)
     assert not hasattr(ilc, "estimator_")
     with pytest.raises(ValueError, match="refit=False"):
         ilc.predict(X)
@@ -104,66 +104,17 @@ def test_refit_false_has_no_estimator():
 def test_one_class_and_half_validation_set_are_refused():
     X, y = two_view_data(30, shifted=False, seed=6)
     with pytest.raises(ValueError, match="at least 2 classes"):
-        ILC(TwoViews()).fit(X, np.zeros(30))
+        IntermediateLayerClassifier(TwoViews()).fit(X, np.zeros(30))
     with pytest.raises(ValueError, match="both X_val and y_val"):
-        ILC(TwoViews()).fit(X, y, X_val=X)
+        IntermediateLayerClassifier(TwoViews()).fit(X, y, X_val=X)
 
 
-def test_clone_shares_the_model():
+def test_clone_shares_the_network_or_clones_the_extractor():
     net = TwoViews()
-    assert clone(ILC(net)).model is net
-
-
-@pytest.fixture
-def images():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(90, 1, 12, 12)).astype(np.float32)
-    y = np.arange(90) % 3
-    X[y == 1, :, :6] += 1.0
-    X[y == 2, :, 6:] += 1.0
-    X_shift = X + rng.normal(0, 1.0, X.shape).astype(np.float32)
-    return X, y, X_shift
-
-
-def test_layer_sweep_table_and_one_forward_per_row(images):
-    X, y, X_shift = images
-    net = make_small_cnn(n_classes=3)
-    counter = RowCounter(net[0])
-    heads = {"logistic": default_probe(), "centroid": NearestCentroid()}
-    cache = MemoryCache()
-    test_sets = {"id": (X[60:], y[60:]), "shifted": (X_shift[60:], y[60:])}
-    table = layer_sweep(net, X[:60], y[:60], heads=heads, cv=3, cache=cache,
-                        test_sets=test_sets, cost_sample=0)
-    # each distinct row once, all layers, all folds; one more row counts FLOPs
-    assert counter.take() == 60 + 30 + 30 + 1
-    layer_sweep(net, X[:60], y[:60], heads={"c": NearestCentroid()}, cv=2, cache=cache,
-                test_sets=test_sets, cost_sample=0)
-    assert counter.take() == 1
-    counter.remove()
-    assert list(table.columns) == [
-        "layer", "layer_index", "head", "split", "score", "score_std", "score_low",
-        "score_high", "fit_time", "forward_share", "cost_unit", "seconds_per_row",
-    ]
-    assert len(table) == 4 * 2 * 3
-    assert list(table["layer"].unique()) == ["2", "5", "9", "10"]
-    assert set(table["split"]) == {"cv", "id", "shifted"}
-    # a row of the table is exactly the head fitted on that layer's features
-    lft = LayerFeatureTransformer(net, layers="5", cache=None)
-    F_train, F_test = lft.fit_transform(X[:60]), lft.transform(X_shift[60:])
-    expected = NearestCentroid().fit(F_train, y[:60]).score(F_test, y[60:])
-    row = table[(table.layer == "5") & (table["head"] == "centroid") & (table.split == "shifted")]
-    # an accuracy: the same predictions give the same fraction, a flipped one
-    # moves it by 1/60, so there is nothing for a tolerance to absorb
-    assert row["score"].item() == expected
-    assert (table["fit_time"] >= 0).all()
-
-
-def test_layer_sweep_names_heads_given_as_a_list(images):
-    X, y, _ = images
-    table = layer_sweep(make_small_cnn(n_classes=3), X, y, layers=[0, -1],
-                        heads=[NearestCentroid(), NearestCentroid()], cv=2)
-    assert set(table["head"]) == {"NearestCentroid", "NearestCentroid_2"}
-    assert set(table["split"]) == {"cv"}
+    assert clone(IntermediateLayerClassifier(net)).extractor is net
+    lft = LayerFeatureTransformer(net, pooling="max")
+    cloned = clone(IntermediateLayerClassifier(lft)).extractor
+    assert cloned is not lft and cloned.model is net and cloned.pooling == "max"
 
 
 # --- one network per fit, NaN-safe choice, pandas output, optional methods ------
@@ -181,7 +132,7 @@ def test_a_factory_builds_one_network_per_fit():
         return make_mlp(n_features, hidden=(16,), seed=len(calls))  # a new net each call
 
     X, y = load_iris(return_X_y=True)
-    ilc = ILC(factory, cv=3).fit(X, y)
+    ilc = IntermediateLayerClassifier(factory, cv=3).fit(X, y)
     assert calls == [4]
     assert ilc.score(X, y) >= ilc.best_score_ - 0.1  # the scored network predicts
 
@@ -199,14 +150,14 @@ class ScoreByLayer:
 def test_nan_never_wins_and_all_nan_is_an_error():
     X, y = two_view_data(60, shifted=False, seed=7)
     net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    ilc = ILC(net, layers=["1", "3"], cv=2, scoring=ScoreByLayer({3: np.nan, 4: 0.5}))
+    ilc = IntermediateLayerClassifier(net, layers=["1", "3"], cv=2, scoring=ScoreByLayer({3: np.nan, 4: 0.5}))
     assert ilc.fit(X, y).best_layer_ == "3"
     all_nan = ScoreByLayer({3: np.nan, 4: np.nan})
     with pytest.raises(ValueError, match="Every layer scored NaN.*ScoreByLayer"):
-        ILC(net, layers=["1", "3"], cv=2, scoring=all_nan).fit(X, y)
+        IntermediateLayerClassifier(net, layers=["1", "3"], cv=2, scoring=all_nan).fit(X, y)
     # roc_auc on a validation set with a single class is undefined everywhere
     with pytest.raises(ValueError, match="scoring='roc_auc'"):
-        ILC(net, layers=["1", "3"], scoring="roc_auc").fit(
+        IntermediateLayerClassifier(net, layers=["1", "3"], scoring="roc_auc").fit(
             X, y, X_val=X[:5], y_val=np.zeros(5, dtype=int)
         )
 
@@ -218,11 +169,11 @@ def test_pandas_output_config_does_not_reach_internal_transformers():
 
     X, y = two_view_data(80, shifted=False, seed=8)
     with sklearn.config_context(transform_output="pandas"):
-        fitted = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+        fitted = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
         table = layer_sweep(TwoViews(), X, y, layers=["a", "b"], cv=2, cost_sample=0)
         assert hasattr(fitted.transform(X), "columns")  # the user asked for pandas
     assert len(table) == 2
-    ilc = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
     ilc.set_output(transform="pandas")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -234,23 +185,70 @@ def test_optional_methods_follow_the_estimator():
     from sklearn.svm import LinearSVC
 
     X, y = two_view_data(60, shifted=False, seed=9)
-    svc = ILC(TwoViews(), layers=["a", "b"], cv=2, estimator=LinearSVC())
+    svc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2, estimator=LinearSVC())
     assert not hasattr(svc, "predict_proba")
     svc.fit(X, y)
     assert not hasattr(svc, "predict_proba") and not hasattr(svc, "predict_log_proba")
     assert svc.decision_function(X).shape == (60,)
-    probe = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    probe = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
     assert_allclose(probe.predict_log_proba(X), np.log(probe.predict_proba(X)), rtol=1e-6)
     assert probe.best_score_ == probe.layer_scores_[probe.best_layer_]
 
 
-def test_extraction_parameters_reach_the_extractors():
+def test_extraction_settings_reach_the_extractors_and_the_users_is_untouched():
     X, y = two_view_data(40, shifted=False, seed=10)
-    ilc = ILC(TwoViews(), layers=["a", "b"], cv=2, n_threads=1, max_length=7,
-              batch_size=5).fit(X, y)
+    lft = LayerFeatureTransformer(TwoViews(), n_threads=1, max_length=7, batch_size=5)
+    before = lft.get_params()
+    ilc = IntermediateLayerClassifier(lft, layers=["a", "b"], cv=2).fit(X, y)
     params = ilc.extractor_.get_params()
     assert params["n_threads"] == 1 and params["max_length"] == 7
     assert params["batch_size"] == 5 and params["prefetch"] is False
+    assert params["layers"] == [ilc.best_layer_]
+    assert ilc.extractor_ is not lft
+    assert lft.get_params() == before  # never changed
+    assert not hasattr(lft, "model_") and not hasattr(lft, "n_features_in_")  # never fitted
+
+
+def test_a_grid_reaches_the_extractors_settings():
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = two_view_data(60, shifted=False, seed=16)
+    lft = LayerFeatureTransformer(TwoViews(), cache=None)
+    grid = GridSearchCV(IntermediateLayerClassifier(lft, layers=["a", "b"], cv=2),
+                        {"extractor__batch_size": [7, 11]}, cv=2).fit(X, y)
+    assert grid.best_estimator_.extractor_.batch_size in (7, 11)
+    assert grid.best_estimator_.extractor.batch_size == grid.best_params_[
+        "extractor__batch_size"]
+    assert lft.batch_size == 256 and not hasattr(lft, "model_")
+
+
+def test_the_pooling_is_the_extractors():
+    images = np.random.default_rng(1).normal(size=(30, 1, 12, 12)).astype(np.float32)
+    y = np.arange(30) % 2
+    net = make_small_cnn(n_classes=2)
+    for pooling in ("mean", "max"):
+        ilc = IntermediateLayerClassifier(
+            LayerFeatureTransformer(net, pooling=pooling, cache=None), layers=["2"], cv=2
+        ).fit(images, y)
+        expected = LayerFeatureTransformer(net, layers="2", pooling=pooling,
+                                           cache=None).fit_transform(images)
+        assert_allclose(ilc.transform(images), expected)
+
+
+def test_fit_reads_and_validates_x_once(monkeypatch):
+    from sklearn_layers import _transformer
+
+    X, y = two_view_data(40, shifted=False, seed=17)
+    reads = []
+    original = _transformer.make_input
+
+    def counting(X, **kwargs):
+        reads.append(len(X))
+        return original(X, **kwargs)
+
+    monkeypatch.setattr(_transformer, "make_input", counting)
+    IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    assert reads == [40]  # before: fit_transform twice, the cost row, the chosen layer's fit
 
 
 # --- cost-aware choice and deployment ---------------------------------------------
@@ -272,9 +270,9 @@ class Deep(nn.Module):
 def test_selection_tolerance_picks_the_cheapest_good_layer():
     X, y = two_view_data(200, shifted=False, seed=11)
     net = Deep()
-    plain = ILC(net, layers=["early", "late"], cv=3).fit(X, y)
+    plain = IntermediateLayerClassifier(net, layers=["early", "late"], cv=3).fit(X, y)
     assert plain.layer_costs_["early"] < 0.05 < plain.layer_costs_["late"] == 1.0
-    tolerant = ILC(net, layers=["early", "late"], cv=3, selection_tolerance=1.0).fit(X, y)
+    tolerant = IntermediateLayerClassifier(net, layers=["early", "late"], cv=3, selection_tolerance=1.0).fit(X, y)
     assert tolerant.best_layer_ == "early"
     assert tolerant.cost_unit_ == "flops"
 
@@ -282,7 +280,7 @@ def test_selection_tolerance_picks_the_cheapest_good_layer():
 def test_prediction_runs_the_network_only_up_to_the_chosen_layer():
     X, y = two_view_data(80, shifted=False, seed=12)
     net = Deep()
-    ilc = ILC(net, layers=["early", "late"], cv=2, selection_tolerance=1.0).fit(X, y)
+    ilc = IntermediateLayerClassifier(net, layers=["early", "late"], cv=2, selection_tolerance=1.0).fit(X, y)
     assert ilc.best_layer_ == "early"
     counter = RowCounter(net.late)
     X_new, _ = two_view_data(30, shifted=True, seed=13)
@@ -297,12 +295,12 @@ def test_a_label_free_metric_chooses_without_fitting_heads():
 
     X, y = two_view_data(100, shifted=False, seed=14)
     net = make_mlp(2, hidden=(8, 2), n_outputs=2, seed=3)
-    ilc = ILC(net, layers=["1", "3"], scoring="effective_rank").fit(X, y)
+    ilc = IntermediateLayerClassifier(net, layers=["1", "3"], scoring="effective_rank").fit(X, y)
     assert ilc.selection_ == "metric"
     F = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X)
     assert ilc.layer_scores_["1"] == pytest.approx(effective_rank(F))
     assert ilc.best_layer_ == "1"  # 8 features have more rank than 2
-    lower = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
+    lower = IntermediateLayerClassifier(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
     assert lower.best_layer_ == min(lower.layer_scores_, key=lower.layer_scores_.get)
 
 
@@ -313,30 +311,8 @@ def test_a_metric_undefined_on_a_layer_never_chooses_it():
     with torch.no_grad():
         net[2].bias.fill_(-100.0)  # layer "3" is all zeros: TwoNN has no neighbours
     with pytest.warns(RuntimeWarning, match="undefined on layer '3'"):
-        ilc = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
+        ilc = IntermediateLayerClassifier(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
     assert ilc.best_layer_ == "1" and np.isnan(ilc.layer_scores_["3"])
-
-
-def test_one_bar_for_extraction_and_one_for_fits(images, monkeypatch):
-    import tqdm
-
-    X, y, X_shift = images
-    bars = []
-
-    class Recorder(tqdm.tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, disable=True, **kwargs)
-            self.what = kwargs.get("unit")
-            bars.append(self)
-
-    monkeypatch.setattr(tqdm, "tqdm", Recorder)
-    net = make_small_cnn(n_classes=3)
-    layer_sweep(net, X[:60], y[:60], heads={"c": NearestCentroid()}, cv=3,
-                test_sets={"id": (X[60:], y[60:]), "shifted": (X_shift[60:], y[60:])},
-                cache=MemoryCache(), cost_sample=0, verbose=1)
-    assert [b.what for b in bars] == ["rows", "fit"]
-    assert bars[0].total == 119  # train and both test sets once (fit computed row 0)
-    assert bars[1].total == 4 * 1 * 4  # layers x heads x (3 folds + held-out fit)
 
 
 def test_costing_leaves_no_hook_behind_when_it_fails_midway(monkeypatch):
@@ -357,5 +333,5 @@ def test_costing_leaves_no_hook_behind_when_it_fails_midway(monkeypatch):
 
     monkeypatch.setattr(_cost, "module_of", second_fails)
     with pytest.raises(RuntimeError, match="injected"):
-        _cost.forward_shares(net, lft._one_row(X), list(lft.feature_slices_))
+        _cost.forward_shares(net, first_row(lft, X), list(lft.feature_slices_))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
