@@ -3,22 +3,14 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_layers import (
+    ConcatFusion,
     IntermediateLayerClassifier,
     LayerFeatureTransformer,
     LayerFusionClassifier,
+    StackingFusion,
+    WeightedFusion,
 )
 from sklearn_layers.utils.toy import make_mlp
-
-
-def expected_failed_checks(estimator):
-    if isinstance(estimator, LayerFusionClassifier) and estimator.fusion != "weighted":
-        return {
-            "check_non_transformer_estimators_n_iter": (
-                "max_iter is the L-BFGS budget of fusion='weighted'; 'concat' and "
-                "'stack' run no iterations of their own, so they have no n_iter_."
-            )
-        }
-    return {}
 
 
 def toy_mlp(n_features):
@@ -31,11 +23,11 @@ def toy_mlp(n_features):
         LayerFeatureTransformer(toy_mlp, layers="all", cache=None),
         LayerFeatureTransformer(toy_mlp, layers=[0, "output"], pooling="max"),
         IntermediateLayerClassifier(toy_mlp, cv=3),
-        LayerFusionClassifier(toy_mlp, random_state=0),
-        LayerFusionClassifier(toy_mlp, fusion="concat"),
-        LayerFusionClassifier(toy_mlp, fusion="stack", cv=3),
+        IntermediateLayerClassifier(LayerFeatureTransformer(toy_mlp, pooling="max"), cv=3),
+        LayerFusionClassifier(toy_mlp, fusion=WeightedFusion(random_state=0)),
+        LayerFusionClassifier(toy_mlp, fusion=ConcatFusion()),
+        LayerFusionClassifier(toy_mlp, fusion=StackingFusion(cv=3)),
     ],
-    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
