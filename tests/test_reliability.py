@@ -222,7 +222,8 @@ def test_bad_batch_size(batch_size):
     with pytest.raises((ValueError, TypeError), match="batch_size"):
         LayerFeatureTransformer(make_mlp(), batch_size=batch_size).fit(X)
     with pytest.raises((ValueError, TypeError), match="batch_size"):
-        IntermediateLayerClassifier(LayerFeatureTransformer(make_mlp(), batch_size=batch_size)).fit(
+        extractor = LayerFeatureTransformer(make_mlp(), batch_size=batch_size)
+        IntermediateLayerClassifier(extractor).fit(
             X, _train_data()[1]
         )
 

@@ -316,7 +316,8 @@ def test_from_estimator_without_interval_and_metric_chance(iris_ilc):
     display = LayerSweepDisplay.from_estimator(val)
     assert list(display.lines_) == [("logistic", "validation")]
     assert display.intervals_ == {}
-    ranked = IntermediateLayerClassifier(make_mlp(4, hidden=(16, 8)), scoring="effective_rank").fit(X, y)
+    ranked = IntermediateLayerClassifier(make_mlp(4, hidden=(16, 8)),
+                                         scoring="effective_rank").fit(X, y)
     assert LayerSweepDisplay.from_estimator(ranked).ax_.get_ylabel() == "effective_rank"
     with pytest.raises(ValueError, match="chance_level='uniform' is 1 / n_classes"):
         LayerSweepDisplay.from_estimator(ranked, chance_level="uniform")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
 from scipy.spatial.distance import cdist
 from scipy.stats import ortho_group
 from sklearn.datasets import load_digits, load_iris

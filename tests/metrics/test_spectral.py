@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
 from scipy.stats import ortho_group
 
 from sklearn_layers.metrics import effective_rank, matrix_entropy

@@ -5,13 +5,11 @@ from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.neighbors import NearestCentroid
 from torch import nn
 
 from sklearn_layers import (
     IntermediateLayerClassifier,
     LayerFeatureTransformer,
-    MemoryCache,
     layer_sweep,
 )
 from sklearn_layers._selection import default_probe
@@ -19,6 +17,8 @@ from sklearn_layers._transformer import first_row
 from sklearn_layers.utils.toy import make_small_cnn
 
 from _helpers import RowCounter
+
+ILC = IntermediateLayerClassifier  # short name for this file's many calls
 
 
 class TwoViews(nn.Module):
@@ -51,12 +51,12 @@ def two_view_data(n, shifted, seed):
 def test_best_layer_is_the_argmax_and_x_val_changes_it():
     X, y = two_view_data(300, shifted=False, seed=0)
     X_val, y_val = two_view_data(60, shifted=True, seed=1)
-    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=3).fit(X, y)
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=3).fit(X, y)
     scores = ilc.layer_scores_
     assert ilc.best_layer_ == max(scores, key=scores.get) == "a"
     assert ilc.selection_ == "cv"
     assert set(ilc.layer_score_std_) == {"a", "b"}
-    shifted = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"]).fit(
+    shifted = ILC(TwoViews(), layers=["a", "b"]).fit(
         X, y, X_val=X_val, y_val=y_val
     )
     assert shifted.best_layer_ == "b"
@@ -68,7 +68,7 @@ def test_best_layer_is_the_argmax_and_x_val_changes_it():
 def test_layer_scores_are_cross_validation_of_the_head():
     X, y = two_view_data(120, shifted=False, seed=3)
     cv = StratifiedKFold(3)
-    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=cv).fit(X, y)
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=cv).fit(X, y)
     features = LayerFeatureTransformer(TwoViews(), layers="b", cache=None).fit_transform(X)
     expected = cross_val_score(default_probe(), features, y, cv=cv).mean()
     # the same features and folds give the same fold scores; only the order in
@@ -80,7 +80,7 @@ def test_layer_scores_are_cross_validation_of_the_head():
 def test_prediction_api_with_string_labels():
     X, y = two_view_data(150, shifted=False, seed=4)
     labels = np.array(["left", "right"])[y]
-    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], estimator=LogisticRegression(), cv=3).fit(
+    ilc = ILC(TwoViews(), layers=["a", "b"], estimator=LogisticRegression(), cv=3).fit(
         X, labels
     )
     assert list(ilc.classes_) == ["left", "right"]
@@ -95,7 +95,7 @@ def test_prediction_api_with_string_labels():
 
 def test_refit_false_has_no_estimator():
     X, y = two_view_data(60, shifted=False, seed=5)
-    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=3, refit=False).fit(X, y)
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=3, refit=False).fit(X, y)
     assert not hasattr(ilc, "estimator_")
     with pytest.raises(ValueError, match="refit=False"):
         ilc.predict(X)
@@ -104,16 +104,16 @@ def test_refit_false_has_no_estimator():
 def test_one_class_and_half_validation_set_are_refused():
     X, y = two_view_data(30, shifted=False, seed=6)
     with pytest.raises(ValueError, match="at least 2 classes"):
-        IntermediateLayerClassifier(TwoViews()).fit(X, np.zeros(30))
+        ILC(TwoViews()).fit(X, np.zeros(30))
     with pytest.raises(ValueError, match="both X_val and y_val"):
-        IntermediateLayerClassifier(TwoViews()).fit(X, y, X_val=X)
+        ILC(TwoViews()).fit(X, y, X_val=X)
 
 
 def test_clone_shares_the_network_or_clones_the_extractor():
     net = TwoViews()
-    assert clone(IntermediateLayerClassifier(net)).extractor is net
+    assert clone(ILC(net)).extractor is net
     lft = LayerFeatureTransformer(net, pooling="max")
-    cloned = clone(IntermediateLayerClassifier(lft)).extractor
+    cloned = clone(ILC(lft)).extractor
     assert cloned is not lft and cloned.model is net and cloned.pooling == "max"
 
 
@@ -132,7 +132,7 @@ def test_a_factory_builds_one_network_per_fit():
         return make_mlp(n_features, hidden=(16,), seed=len(calls))  # a new net each call
 
     X, y = load_iris(return_X_y=True)
-    ilc = IntermediateLayerClassifier(factory, cv=3).fit(X, y)
+    ilc = ILC(factory, cv=3).fit(X, y)
     assert calls == [4]
     assert ilc.score(X, y) >= ilc.best_score_ - 0.1  # the scored network predicts
 
@@ -150,14 +150,14 @@ class ScoreByLayer:
 def test_nan_never_wins_and_all_nan_is_an_error():
     X, y = two_view_data(60, shifted=False, seed=7)
     net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    ilc = IntermediateLayerClassifier(net, layers=["1", "3"], cv=2, scoring=ScoreByLayer({3: np.nan, 4: 0.5}))
+    ilc = ILC(net, layers=["1", "3"], cv=2, scoring=ScoreByLayer({3: np.nan, 4: 0.5}))
     assert ilc.fit(X, y).best_layer_ == "3"
     all_nan = ScoreByLayer({3: np.nan, 4: np.nan})
     with pytest.raises(ValueError, match="Every layer scored NaN.*ScoreByLayer"):
-        IntermediateLayerClassifier(net, layers=["1", "3"], cv=2, scoring=all_nan).fit(X, y)
+        ILC(net, layers=["1", "3"], cv=2, scoring=all_nan).fit(X, y)
     # roc_auc on a validation set with a single class is undefined everywhere
     with pytest.raises(ValueError, match="scoring='roc_auc'"):
-        IntermediateLayerClassifier(net, layers=["1", "3"], scoring="roc_auc").fit(
+        ILC(net, layers=["1", "3"], scoring="roc_auc").fit(
             X, y, X_val=X[:5], y_val=np.zeros(5, dtype=int)
         )
 
@@ -169,11 +169,11 @@ def test_pandas_output_config_does_not_reach_internal_transformers():
 
     X, y = two_view_data(80, shifted=False, seed=8)
     with sklearn.config_context(transform_output="pandas"):
-        fitted = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+        fitted = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
         table = layer_sweep(TwoViews(), X, y, layers=["a", "b"], cv=2, cost_sample=0)
         assert hasattr(fitted.transform(X), "columns")  # the user asked for pandas
     assert len(table) == 2
-    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
     ilc.set_output(transform="pandas")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -185,12 +185,12 @@ def test_optional_methods_follow_the_estimator():
     from sklearn.svm import LinearSVC
 
     X, y = two_view_data(60, shifted=False, seed=9)
-    svc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2, estimator=LinearSVC())
+    svc = ILC(TwoViews(), layers=["a", "b"], cv=2, estimator=LinearSVC())
     assert not hasattr(svc, "predict_proba")
     svc.fit(X, y)
     assert not hasattr(svc, "predict_proba") and not hasattr(svc, "predict_log_proba")
     assert svc.decision_function(X).shape == (60,)
-    probe = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    probe = ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
     assert_allclose(probe.predict_log_proba(X), np.log(probe.predict_proba(X)), rtol=1e-6)
     assert probe.best_score_ == probe.layer_scores_[probe.best_layer_]
 
@@ -199,7 +199,7 @@ def test_extraction_settings_reach_the_extractors_and_the_users_is_untouched():
     X, y = two_view_data(40, shifted=False, seed=10)
     lft = LayerFeatureTransformer(TwoViews(), n_threads=1, max_length=7, batch_size=5)
     before = lft.get_params()
-    ilc = IntermediateLayerClassifier(lft, layers=["a", "b"], cv=2).fit(X, y)
+    ilc = ILC(lft, layers=["a", "b"], cv=2).fit(X, y)
     params = ilc.extractor_.get_params()
     assert params["n_threads"] == 1 and params["max_length"] == 7
     assert params["batch_size"] == 5 and params["prefetch"] is False
@@ -214,7 +214,7 @@ def test_a_grid_reaches_the_extractors_settings():
 
     X, y = two_view_data(60, shifted=False, seed=16)
     lft = LayerFeatureTransformer(TwoViews(), cache=None)
-    grid = GridSearchCV(IntermediateLayerClassifier(lft, layers=["a", "b"], cv=2),
+    grid = GridSearchCV(ILC(lft, layers=["a", "b"], cv=2),
                         {"extractor__batch_size": [7, 11]}, cv=2).fit(X, y)
     assert grid.best_estimator_.extractor_.batch_size in (7, 11)
     assert grid.best_estimator_.extractor.batch_size == grid.best_params_[
@@ -227,7 +227,7 @@ def test_the_pooling_is_the_extractors():
     y = np.arange(30) % 2
     net = make_small_cnn(n_classes=2)
     for pooling in ("mean", "max"):
-        ilc = IntermediateLayerClassifier(
+        ilc = ILC(
             LayerFeatureTransformer(net, pooling=pooling, cache=None), layers=["2"], cv=2
         ).fit(images, y)
         expected = LayerFeatureTransformer(net, layers="2", pooling=pooling,
@@ -247,7 +247,7 @@ def test_fit_reads_and_validates_x_once(monkeypatch):
         return original(X, **kwargs)
 
     monkeypatch.setattr(_transformer, "make_input", counting)
-    IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
     assert reads == [40]  # before: fit_transform twice, the cost row, the chosen layer's fit
 
 
@@ -270,9 +270,9 @@ class Deep(nn.Module):
 def test_selection_tolerance_picks_the_cheapest_good_layer():
     X, y = two_view_data(200, shifted=False, seed=11)
     net = Deep()
-    plain = IntermediateLayerClassifier(net, layers=["early", "late"], cv=3).fit(X, y)
+    plain = ILC(net, layers=["early", "late"], cv=3).fit(X, y)
     assert plain.layer_costs_["early"] < 0.05 < plain.layer_costs_["late"] == 1.0
-    tolerant = IntermediateLayerClassifier(net, layers=["early", "late"], cv=3, selection_tolerance=1.0).fit(X, y)
+    tolerant = ILC(net, layers=["early", "late"], cv=3, selection_tolerance=1.0).fit(X, y)
     assert tolerant.best_layer_ == "early"
     assert tolerant.cost_unit_ == "flops"
 
@@ -280,7 +280,7 @@ def test_selection_tolerance_picks_the_cheapest_good_layer():
 def test_prediction_runs_the_network_only_up_to_the_chosen_layer():
     X, y = two_view_data(80, shifted=False, seed=12)
     net = Deep()
-    ilc = IntermediateLayerClassifier(net, layers=["early", "late"], cv=2, selection_tolerance=1.0).fit(X, y)
+    ilc = ILC(net, layers=["early", "late"], cv=2, selection_tolerance=1.0).fit(X, y)
     assert ilc.best_layer_ == "early"
     counter = RowCounter(net.late)
     X_new, _ = two_view_data(30, shifted=True, seed=13)
@@ -295,12 +295,12 @@ def test_a_label_free_metric_chooses_without_fitting_heads():
 
     X, y = two_view_data(100, shifted=False, seed=14)
     net = make_mlp(2, hidden=(8, 2), n_outputs=2, seed=3)
-    ilc = IntermediateLayerClassifier(net, layers=["1", "3"], scoring="effective_rank").fit(X, y)
+    ilc = ILC(net, layers=["1", "3"], scoring="effective_rank").fit(X, y)
     assert ilc.selection_ == "metric"
     F = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X)
     assert ilc.layer_scores_["1"] == pytest.approx(effective_rank(F))
     assert ilc.best_layer_ == "1"  # 8 features have more rank than 2
-    lower = IntermediateLayerClassifier(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
+    lower = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
     assert lower.best_layer_ == min(lower.layer_scores_, key=lower.layer_scores_.get)
 
 
@@ -311,7 +311,7 @@ def test_a_metric_undefined_on_a_layer_never_chooses_it():
     with torch.no_grad():
         net[2].bias.fill_(-100.0)  # layer "3" is all zeros: TwoNN has no neighbours
     with pytest.warns(RuntimeWarning, match="undefined on layer '3'"):
-        ilc = IntermediateLayerClassifier(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
+        ilc = ILC(net, layers=["1", "3"], scoring="twonn_dimension").fit(X, y)
     assert ilc.best_layer_ == "1" and np.isnan(ilc.layer_scores_["3"])
 
 
