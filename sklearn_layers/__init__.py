@@ -6,6 +6,7 @@ from ._frozen import FrozenModel
 from ._selection import (
     ConcatFusion,
     IntermediateLayerClassifier,
+    IntermediateLayerRegressor,
     LayerFusionClassifier,
     StackingFusion,
     WeightedFusion,
@@ -31,6 +32,7 @@ __all__ = [
     "GrowNetClassifier",
     "GrowNetRegressor",
     "IntermediateLayerClassifier",
+    "IntermediateLayerRegressor",
     "KNNInterpolatedClassifier",
     "LayerFeatureTransformer",
     "LayerFusionClassifier",

@@ -5,6 +5,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_layers import (
     ConcatFusion,
     IntermediateLayerClassifier,
+    IntermediateLayerRegressor,
     LayerFeatureTransformer,
     LayerFusionClassifier,
     StackingFusion,
@@ -24,6 +25,7 @@ def toy_mlp(n_features):
         LayerFeatureTransformer(toy_mlp, layers=[0, "output"], pooling="max"),
         IntermediateLayerClassifier(toy_mlp, cv=3),
         IntermediateLayerClassifier(LayerFeatureTransformer(toy_mlp, pooling="max"), cv=3),
+        IntermediateLayerRegressor(toy_mlp, cv=3),
         LayerFusionClassifier(toy_mlp, fusion=WeightedFusion(random_state=0)),
         LayerFusionClassifier(toy_mlp, fusion=ConcatFusion()),
         LayerFusionClassifier(toy_mlp, fusion=StackingFusion(cv=3)),

@@ -50,7 +50,8 @@ class LayerSweepDisplay:
     explains colours, line styles and markers, each once.
 
     Build it with :meth:`from_sweep` (a :func:`layer_sweep` table) or
-    :meth:`from_estimator` (a fitted :class:`IntermediateLayerClassifier`); the
+    :meth:`from_estimator` (a fitted :class:`IntermediateLayerClassifier` or
+    :class:`IntermediateLayerRegressor`); the
     constructor only stores the data. Several displays drawn on one axes share
     its colours, line styles and legend: a head keeps its colour.
 
@@ -511,7 +512,7 @@ default=None
 
     @classmethod
     def from_estimator(cls, estimator, *, chance_level=None, ax=None, **plot_kw):
-        """Plot the layer scores a fitted :class:`IntermediateLayerClassifier` chose by.
+        """Plot the layer scores a fitted intermediate-layer estimator chose by.
 
         One line (the estimator's head x ``selection_``), a star on the chosen
         layer ``best_layer_``. With cross-validation the intervals are mean +-
@@ -521,7 +522,7 @@ default=None
 
         Parameters
         ----------
-        estimator : IntermediateLayerClassifier
+        estimator : IntermediateLayerClassifier or IntermediateLayerRegressor
             Fitted.
         chance_level : float, "uniform" or None, default=None
             Score of guessing, drawn as a horizontal line. ``"uniform"`` is
@@ -538,6 +539,7 @@ default=None
         -------
         display : LayerSweepDisplay
         """
+        from sklearn.base import is_regressor
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(estimator, "layer_scores_")
@@ -548,8 +550,9 @@ default=None
         if estimator.selection_ == "cv":
             half = _fold_half_width(estimator, layers)
         scoring = estimator.scoring
+        default_score = "r2" if is_regressor(estimator) else "accuracy"
         score_name = scoring if isinstance(scoring, str) else (
-            "accuracy" if scoring is None else "score")
+            default_score if scoring is None else "score")
         costs = np.array([estimator.layer_costs_.get(n, np.nan) for n in layers],
                          dtype=float)
         display = cls(
@@ -584,6 +587,11 @@ def _estimator_chance(estimator, chance_level):
     if not (isinstance(chance_level, str) and chance_level == "uniform"):
         return chance_level
     accuracy_like = (None, "accuracy", "balanced_accuracy")
+    if not hasattr(estimator, "classes_"):
+        raise ValueError(
+            "chance_level='uniform' is 1 / n_classes; a regressor has no classes. Pass "
+            "the chance level of its score as a number (0 for r2: predicting the mean)."
+        )
     if estimator.selection_ == "metric" or not (
         estimator.scoring is None or estimator.scoring in accuracy_like
     ):

@@ -1,6 +1,6 @@
 """Choosing and combining layers: selectors that take an extractor.
 
-The ILC, the fusion classifier and its strategies, ``layer_sweep`` and
+The intermediate-layer classifier and regressor, the fusion classifier and its strategies, ``layer_sweep`` and
 ``layer_metrics``.
 """
 
@@ -8,12 +8,14 @@ from ..heads import default_probe
 from ._fusion import LayerFusionClassifier
 from ._fusion_modes import ConcatFusion, StackingFusion, WeightedFusion
 from ._ilc import IntermediateLayerClassifier
+from ._ilr import IntermediateLayerRegressor
 from ._layer_metrics import layer_metrics
 from ._sweep import layer_sweep
 
 __all__ = [
     "ConcatFusion",
     "IntermediateLayerClassifier",
+    "IntermediateLayerRegressor",
     "LayerFusionClassifier",
     "StackingFusion",
     "WeightedFusion",

@@ -1,30 +1,12 @@
 """IntermediateLayerClassifier: a probe on the best (or cheapest good) layer."""
 
-import warnings
-from numbers import Integral, Real
-
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.model_selection import check_cv
+from sklearn.base import ClassifierMixin
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
 
-from .._extraction._progress import one_bar
-from .._transformer import adapt_input, first_row
 from ..heads import default_probe
-from ..metrics import get_layer_metric, get_layer_metric_names
-from ..metrics._validation import stratified_rows
-from ..utils._compat import HasMethods, Interval, _fit_context
-from ..utils._repr import ReprMixin
-from ._choice import choose_layer
-from ._cost import forward_shares
-from ._extractor import clone_selector, resolve_extractor
-from ._intervals import LayerScorer
-from ._progress import fit_progress
-from ._scoring import Splits, score_layers
+from ._base_layer import BaseIntermediateLayer
 from ._targets import check_class_targets
-
-_METRIC_SAMPLES = 2000  # rows a label-free metric reads (stratified, seed 0)
 
 
 def _estimator_has(method):
@@ -38,9 +20,7 @@ def _estimator_has(method):
     return check
 
 
-class IntermediateLayerClassifier(
-    ReprMixin, ClassifierMixin, TransformerMixin, BaseEstimator
-):
+class IntermediateLayerClassifier(ClassifierMixin, BaseIntermediateLayer):
     """A probe on the best intermediate layer of a frozen network.
 
     ``fit`` extracts every candidate layer in one forward pass, fits a clone of
@@ -149,190 +129,14 @@ class IntermediateLayerClassifier(
     (3,)
     """
 
-    _parameter_constraints: dict = {
-        "extractor": "no_validation",
-        "layers": [str, Integral, list, tuple],
-        "estimator": [None, HasMethods(["fit", "predict"])],
-        "cv": ["cv_object"],
-        "scoring": [None, str, callable],
-        "selection_tolerance": [Interval(Real, 0, None, closed="left")],
-        "refit": ["boolean"],
-        "n_jobs": [None, Integral],
-        "verbose": ["verbose"],
-    }
+    def _default_estimator(self):
+        return default_probe()
 
-    def __init__(
-        self,
-        extractor,
-        *,
-        layers="all",
-        estimator=None,
-        cv=5,
-        scoring=None,
-        selection_tolerance=0.0,
-        refit=True,
-        n_jobs=None,
-        verbose=0,
-    ):
-        self.extractor = extractor
-        self.layers = layers
-        self.estimator = estimator
-        self.cv = cv
-        self.scoring = scoring
-        self.selection_tolerance = selection_tolerance
-        self.refit = refit
-        self.n_jobs = n_jobs
-        self.verbose = verbose
+    def _check_targets(self, y):
+        return check_class_targets(y, type(self).__name__)
 
-    def __sklearn_clone__(self):
-        return clone_selector(self)
-
-    def _estimator(self):
-        return default_probe() if self.estimator is None else self.estimator
-
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, X_val=None, y_val=None):
-        """Score every candidate layer, choose one, refit the estimator on it.
-
-        Parameters
-        ----------
-        X : array-like, tensor, DataFrame, dict, Dataset or list of str
-            Training inputs.
-        y : array-like of shape (n_samples,)
-            Class labels.
-        X_val, y_val : same kinds as X and y, default=None
-            A small validation set (e.g. from the shifted distribution). When
-            given, layers are scored on it instead of by cross-validation.
-
-        Returns
-        -------
-        self : object
-            The fitted classifier.
-        """
-        if (X_val is None) != (y_val is None):
-            raise ValueError("Pass both X_val and y_val, or neither.")
-        y = check_class_targets(y, type(self).__name__)
-        candidates = resolve_extractor(self.extractor, self.layers)
-        rows = adapt_input(candidates, X)  # read and validated once for the whole fit
-        if len(rows) != y.shape[0]:
-            raise ValueError(f"X has {len(rows)} samples but y has {y.shape[0]}.")
-        with one_bar(bool(candidates.verbose)):
-            features = candidates.fit_transform(rows)
-            validation = None if X_val is None else candidates.transform(X_val)
-        for attribute in ("n_features_in_", "feature_names_in_"):
-            if hasattr(candidates, attribute):
-                setattr(self, attribute, getattr(candidates, attribute))
-        # one network per fit, even from a factory: the chosen layer's
-        # extractor takes the candidates' fitted network
-        model = candidates.model_
-        slices = candidates.feature_slices_
-        self.layer_costs_, self.cost_unit_ = forward_shares(
-            model, first_row(candidates, rows), list(slices)
-        )
-        metric = _layer_metric(self.scoring)
-        if metric is not None:
-            scores, stds, greater = self._score_by_metric(metric, features, slices, y)
-            self.selection_ = "metric"
-        else:
-            scores, stds = self._score_by_fitting(features, slices, y, validation, y_val)
-            greater = True
-            self.selection_ = "cv" if X_val is None else "validation"
-        self.layer_scores_, self.layer_score_std_ = scores, stds
-        self.best_layer_ = choose_layer(
-            scores, self.layer_costs_, tolerance=self.selection_tolerance,
-            greater_is_better=greater, scoring=self.scoring,
-        )
-        self.best_score_ = float(scores[self.best_layer_])
-        chosen = resolve_extractor(candidates.set_params(model=model), [self.best_layer_],
-                                   prefetch=False)
-        self.extractor_ = chosen.fit(rows)
-        self.classes_ = np.unique(y)
-        if self.refit:
-            columns = slices[self.best_layer_]
-            self.estimator_ = clone(self._estimator()).fit(features[:, columns], y)
-            self.classes_ = self.estimator_.classes_
-        return self
-
-    def _score_by_fitting(self, features, slices, y, validation, y_val):
-        estimator = self._estimator()
-        scorer = LayerScorer(estimator, self.scoring)
-        if validation is None:
-            cv = check_cv(self.cv, y, classifier=True)
-            splits = Splits(cv=list(cv.split(features, y)))
-        else:
-            splits = Splits(tests={"validation": (validation, np.asarray(y_val))})
-        with fit_progress(self.verbose, len(slices) * splits.count()) as progress:
-            rows = score_layers(features, slices, y, {"estimator": estimator},
-                                {"estimator": scorer}, splits, n_jobs=self.n_jobs,
-                                progress=progress)
-        return ({r["layer"]: r["score"] for r in rows},
-                {r["layer"]: r["score_std"] for r in rows})
-
-    def _score_by_metric(self, metric, features, slices, y):
-        # the same deterministic, stratified rows for every layer
-        rows = stratified_rows(len(y), y, _METRIC_SAMPLES, random_state=0)
-        values = {}
-        for layer, cols in slices.items():
-            F = features[rows][:, cols]
-            try:
-                values[layer] = float(metric.function(*((F, y[rows]) if metric.needs_y
-                                                        else (F,))))
-            except ValueError as exc:  # undefined on these features: never chosen
-                warnings.warn(f"{self.scoring} is undefined on layer {layer!r}: {exc}",
-                              RuntimeWarning, stacklevel=3)
-                values[layer] = float("nan")
-        return values, dict.fromkeys(values, 0.0), metric.greater_is_better
-
-    def transform(self, X):
-        """The chosen layer's pooled features.
-
-        Parameters
-        ----------
-        X : array-like, tensor, DataFrame, dict, Dataset or list of str
-            Inputs.
-
-        Returns
-        -------
-        features : ndarray of shape (n_samples, n_features_best_layer)
-        """
-        check_is_fitted(self)
-        return self.extractor_.transform(X)
-
-    def get_feature_names_out(self, input_features=None):
-        """Names of the chosen layer's features, ``"<layer>__<i>"``.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Ignored.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        check_is_fitted(self)
-        return self.extractor_.get_feature_names_out()
-
-    def _refitted_features(self, X):
-        check_is_fitted(self)
-        if not hasattr(self, "estimator_"):
-            raise ValueError("refit=False: no estimator was refitted; set refit=True to predict.")
-        return self.extractor_.transform(X)
-
-    def predict(self, X):
-        """Predict class labels with the estimator on the chosen layer.
-
-        Parameters
-        ----------
-        X : array-like, tensor, DataFrame, dict, Dataset or list of str
-            Inputs.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        features = self._refitted_features(X)
-        return self.estimator_.predict(features)
+    def _set_targets(self, y):
+        self.classes_ = self.estimator_.classes_ if self.refit else np.unique(y)
 
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
@@ -381,18 +185,3 @@ class IntermediateLayerClassifier(
         """
         features = self._refitted_features(X)
         return self.estimator_.decision_function(features)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
-
-
-def _layer_metric(scoring):
-    """The layer metric ``scoring`` names, or None for an ordinary scorer."""
-    if not isinstance(scoring, str):
-        return None
-    if scoring not in get_layer_metric_names():
-        return None
-    return get_layer_metric(scoring)

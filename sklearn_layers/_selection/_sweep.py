@@ -4,6 +4,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.model_selection import check_cv
+from sklearn.utils.multiclass import type_of_target
 
 from .._extraction._progress import one_bar
 from .._transformer import adapt_input, first_row
@@ -12,6 +13,7 @@ from ..utils._compat import Interval, validate_params
 from ..utils._optional import import_optional
 from ._cost import forward_shares, seconds_per_row
 from ._extractor import resolve_extractor
+from ._ilr import default_regression_probe
 from ._intervals import LayerScorer
 from ._progress import fit_progress
 from ._scoring import Splits, score_layers
@@ -22,9 +24,11 @@ COLUMNS = [
 ]
 
 
-def _named_estimators(estimators):
+def _named_estimators(estimators, y):
     """``estimators`` as a dict of name -> estimator, checked."""
     if estimators is None:
+        if type_of_target(y, input_name="y") == "continuous":
+            return {"ridge": default_regression_probe()}
         return {"logistic": default_probe()}
     named = {}
     for pair in estimators:
@@ -114,15 +118,17 @@ def layer_sweep(
     estimators : list of (str, estimator) tuples, default=None
         Heads to fit on each layer, named as in
         :class:`~sklearn.ensemble.StackingClassifier`; the name is the
-        table's ``head`` column. ``None`` is ``[("logistic", default_probe())]``.
+        table's ``head`` column. ``None`` is ``[("logistic", default_probe())]``
+        for class labels and, for a continuous ``y``, ``[("ridge", probe)]``
+        with the default probe of :class:`IntermediateLayerRegressor`.
     cv : int, cross-validation generator or None, default=None
         Cross-validation on ``X`` (split ``"cv"``). ``None`` means 5 folds when
         no ``test_sets`` are given and no cross-validation otherwise.
     test_sets : dict of str -> (X, y), default=None
         Held-out sets; each estimator is fitted on all of ``X`` and scored on each.
     scoring : str or callable, default=None
-        ``None`` uses the estimator's ``score`` (accuracy), for the score and
-        its bootstrap interval alike.
+        ``None`` uses the estimator's ``score`` (accuracy for a classifier,
+        ``r2`` for a regressor), for the score and its bootstrap interval alike.
     n_bootstrap : int, default=200
         Bootstrap resamples of each test set for the 95% interval
         (``score_low``, ``score_high``); 0 skips them. Cross-validation
@@ -170,11 +176,11 @@ def layer_sweep(
     True
     """
     pd = import_optional("pandas", purpose="layer_sweep (its table is a DataFrame)")
-    named = _named_estimators(estimators)
+    y = np.asarray(y)
+    named = _named_estimators(estimators, y)
     test_sets = dict(test_sets or {})
     if cv is None and not test_sets:
         cv = 5
-    y = np.asarray(y)
     candidates = resolve_extractor(extractor, layers)
     rows = adapt_input(candidates, X)  # read and validated once
     with one_bar(bool(candidates.verbose)):
