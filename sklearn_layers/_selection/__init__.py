@@ -1,7 +1,7 @@
 """Choosing and combining layers: selectors that take an extractor.
 
-The intermediate-layer classifier and regressor, the fusion classifier and its strategies, ``layer_sweep`` and
-``layer_metrics``.
+The intermediate-layer classifier and regressor, the fusion classifier and
+its strategies, ``layer_sweep`` and ``layer_metrics``.
 """
 
 from ..heads import default_probe

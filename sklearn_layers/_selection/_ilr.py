@@ -32,9 +32,9 @@ class IntermediateLayerRegressor(RegressorMixin, BaseIntermediateLayer):
     -- or, when ``X_val``/``y_val`` are given (a few samples of the shifted
     distribution, as in the intermediate-layer-classifier protocol), on them
     -- or ranks the layers by a label-free layer metric
-    (``scoring="effective_rank"`` ...). It keeps the best layer, or, with ``selection_tolerance``, the
-    cheapest layer whose score is within that tolerance of the best, and
-    refits the estimator on it. Afterwards ``predict`` and ``transform`` run
+    (``scoring="effective_rank"`` ...). It keeps the best layer, or, with
+    ``selection_tolerance``, the cheapest layer whose score is within that
+    tolerance of the best, and refits the estimator on it. Afterwards ``predict`` and ``transform`` run
     the network only up to the chosen layer.
 
     Parameters
