@@ -23,7 +23,6 @@ from sklearn_layers import (  # noqa: E402
     ConcatFusion,
     LayerFeatureTransformer,
     LayerFusionClassifier,
-    LayerWeightsDisplay,
     MemoryCache,
     StackingFusion,
     WeightedFusion,
@@ -347,32 +346,6 @@ def test_bad_input_is_refused_clearly():
         LayerFusionClassifier(net, fusion=StackingFusion(cv="five")).fit(X, y)
     with pytest.raises(ValueError, match="30 samples but y has 29"):
         LayerFusionClassifier(net).fit(X, y[:29])
-
-
-# --- the display -------------------------------------------------------------------
-
-
-def test_weights_display_draws_one_bar_per_layer(tmp_path):
-    import matplotlib.pyplot as plt
-
-    X, y = signal_and_noise(120, 3, seed=5)
-    fused = LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"],
-                                  fusion=WeightedFusion(random_state=0)).fit(X, y)
-    fig, ax = plt.subplots()
-    display = LayerWeightsDisplay.from_estimator(fused, ax=ax)
-    assert display.ax_ is ax and display.figure_ is fig
-    assert_allclose([bar.get_height() for bar in display.bars_],
-                    fused.fusion_.layer_weights_)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["view0", "view1"]
-    fig.savefig(tmp_path / "weights.png")
-    assert (tmp_path / "weights.png").stat().st_size > 1000
-    concat = LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"],
-                                   fusion=ConcatFusion()).fit(X, y)
-    with pytest.raises(ValueError, match="only WeightedFusion learns layer weights"):
-        LayerWeightsDisplay.from_estimator(concat)
-    with pytest.raises(ValueError, match="one value per layer"):
-        LayerWeightsDisplay(layers=["a", "b"], weights=[1.0])
-    plt.close("all")
 
 
 def test_the_strategy_is_cloned_and_the_users_left_unfitted():
