@@ -28,13 +28,20 @@ def _cost_name(cost, unit):
     return f"share of a full forward pass ({counted})"
 
 
-def _head_name(estimator):
-    """The name :func:`layer_sweep` gives a head (``"logistic"`` for the default)."""
-    if estimator is None:
-        return "logistic"
-    from .._selection._sweep import _named_heads
+def _head_name(selector):
+    """The name of a fitted selector's head, as :func:`layer_sweep` names its default.
 
-    return next(iter(_named_heads([estimator])))
+    ``"logistic"`` (``"ridge"`` for a regressor) for the default probe, else
+    the estimator's class name (its last step's for a pipeline).
+    """
+    from sklearn.base import is_regressor
+
+    estimator = selector.estimator
+    if estimator is None:
+        return "ridge" if is_regressor(selector) else "logistic"
+    if hasattr(estimator, "steps"):
+        estimator = estimator.steps[-1][1]
+    return type(estimator).__name__
 
 
 class LayerSweepDisplay:
@@ -544,7 +551,7 @@ default=None
 
         check_is_fitted(estimator, "layer_scores_")
         layers = list(estimator.layer_scores_)
-        key = (_head_name(estimator.estimator), estimator.selection_)
+        key = (_head_name(estimator), estimator.selection_)
         mean = np.array([estimator.layer_scores_[n] for n in layers], dtype=float)
         half = np.full(len(layers), np.nan)
         if estimator.selection_ == "cv":

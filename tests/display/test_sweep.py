@@ -384,3 +384,15 @@ def test_from_sweep_accepts_records_and_saves(table, tmp_path):
     out = tmp_path / "sweep.png"
     display.figure_.savefig(out)
     assert out.stat().st_size > 1000
+
+
+def test_from_estimator_names_the_head_as_its_class():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_iris(return_X_y=True)
+    ilc = IntermediateLayerClassifier(
+        make_mlp(4, hidden=(16, 8)), cv=3,
+        estimator=make_pipeline(StandardScaler(), NearestCentroid()),
+    ).fit(X, y)
+    assert list(LayerSweepDisplay.from_estimator(ilc).scores) == [("NearestCentroid", "cv")]

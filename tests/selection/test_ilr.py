@@ -86,5 +86,6 @@ def test_the_display_plots_r2():
     ilr = IntermediateLayerRegressor(make_mlp(5, hidden=(8,), n_outputs=1), cv=2).fit(X, y)
     display = LayerSweepDisplay.from_estimator(ilr)
     assert display.ax_.get_ylabel() == "r2"
+    assert list(display.scores) == [("ridge", "cv")]  # as layer_sweep names it
     with pytest.raises(ValueError, match="a regressor has no classes"):
         LayerSweepDisplay.from_estimator(ilr, chance_level="uniform")
