@@ -212,14 +212,20 @@ def test_extraction_settings_reach_the_extractors_and_the_users_is_untouched():
 def test_a_grid_reaches_the_extractors_settings():
     from sklearn.model_selection import GridSearchCV
 
-    X, y = two_view_data(60, shifted=False, seed=16)
-    lft = LayerFeatureTransformer(TwoViews(), cache=None)
-    grid = GridSearchCV(ILC(lft, layers=["a", "b"], cv=2),
-                        {"extractor__batch_size": [7, 11]}, cv=2).fit(X, y)
-    assert grid.best_estimator_.extractor_.batch_size in (7, 11)
-    assert grid.best_estimator_.extractor.batch_size == grid.best_params_[
-        "extractor__batch_size"]
-    assert lft.batch_size == 256 and not hasattr(lft, "model_")
+    images = np.random.default_rng(2).normal(size=(40, 1, 12, 12)).astype(np.float32)
+    y = np.arange(40) % 2
+    images[y == 1, :, :6] += 0.5
+    lft = LayerFeatureTransformer(make_small_cnn(n_classes=2), cache=None)
+    grid = GridSearchCV(ILC(lft, layers=["2", "5"], cv=2),
+                        {"extractor__pooling": ["mean", "max"]}, cv=2).fit(images, y)
+    best = grid.best_estimator_
+    assert best.extractor.pooling == grid.best_params_["extractor__pooling"]
+    assert best.extractor_.pooling == grid.best_params_["extractor__pooling"]
+    expected = LayerFeatureTransformer(lft.model, layers=best.best_layer_,
+                                       pooling=best.extractor.pooling,
+                                       cache=None).fit_transform(images)
+    assert_allclose(best.transform(images), expected)
+    assert lft.pooling == "auto" and not hasattr(lft, "model_")  # the user's: untouched
 
 
 def test_the_pooling_is_the_extractors():
