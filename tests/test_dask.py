@@ -99,7 +99,8 @@ def test_feature_count_change_without_n_features_out(net, data):
 
 def test_predict_and_predict_proba(net, data):
     X, y = data
-    ilc = IntermediateLayerClassifier(net, layers=["1", "3"], cv=2, cache=None).fit(
+    ilc = IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=None),
+                                      layers=["1", "3"], cv=2).fit(
         X, y
     )
     dX = da.from_array(X, chunks=30)

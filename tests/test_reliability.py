@@ -52,7 +52,8 @@ def fitted():
     X, y = _train_data()
     lft = LayerFeatureTransformer(net, layers=LAYERS, cache=None).fit(X)
     cached = LayerFeatureTransformer(net, layers=LAYERS, cache=MemoryCache()).fit(X)
-    ilc = IntermediateLayerClassifier(net, layers=LAYERS, cv=2, cache=None).fit(X, y)
+    ilc = IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=None),
+                                      layers=LAYERS, cv=2).fit(X, y)
     return net, lft, cached, ilc
 
 
@@ -221,7 +222,8 @@ def test_bad_batch_size(batch_size):
     with pytest.raises((ValueError, TypeError), match="batch_size"):
         LayerFeatureTransformer(make_mlp(), batch_size=batch_size).fit(X)
     with pytest.raises((ValueError, TypeError), match="batch_size"):
-        IntermediateLayerClassifier(make_mlp(), batch_size=batch_size).fit(
+        extractor = LayerFeatureTransformer(make_mlp(), batch_size=batch_size)
+        IntermediateLayerClassifier(extractor).fit(
             X, _train_data()[1]
         )
 
@@ -280,7 +282,8 @@ def test_classifier_bad_fit_input(X, y, match):
     net = make_mlp()
     before = snapshot(net)
     with pytest.raises((ValueError, TypeError), match=match):
-        IntermediateLayerClassifier(net, layers=LAYERS, cv=2, cache=None).fit(X, y)
+        IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=None), layers=LAYERS,
+                                    cv=2).fit(X, y)
     assert_unchanged(net, before)
 
 
@@ -313,7 +316,8 @@ def test_forward_that_raises_leaves_no_trace(cache):
         assert "no hook was left" in "".join(getattr(info.value, "__notes__", []))
         assert_unchanged(net, before)
     with pytest.raises(RuntimeError, match="the model's own failure"):
-        IntermediateLayerClassifier(net, layers=["second"], cv=2, cache=memory).fit(
+        IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=memory),
+                                    layers=["second"], cv=2).fit(
             X, y
         )
     assert_unchanged(net, before)
