@@ -103,7 +103,8 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         How an activation becomes one vector per sample. ``"auto"`` and
         ``"mean"``: spatial mean of ``(N, C, H, W)`` maps, mask-aware token mean of
         ``(N, T, D)`` sequences, 2-D activations as they are. ``"max"``: the same
-        with a maximum. ``"cls"``: token 0. ``"last"``: the last real token.
+        with a maximum. ``"cls"``: the first real token. ``"last"``: the last real token
+        (both read from the attention mask, whichever side the tokenizer pads).
         ``"flatten"``: everything (can be very wide). An int ``k``: adaptive
         ``k x k`` average pooling, then flatten. A callable maps the activation
         tensor (and ``mask=`` if it accepts it) to ``(N, n_features)``. A dict
