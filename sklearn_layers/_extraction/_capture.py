@@ -183,23 +183,28 @@ class _Hook:
 
 
 def eager_module(model):
-    """The eager module whose submodules hooks can observe.
+    """The module whose submodules hooks can observe.
 
     A ``torch.compile``-d model is unwrapped (its compiled graph would not call
-    the hooks, and hooks would force recompilation); a TorchScript module
-    (``torch.jit.script`` or ``torch.jit.trace``) runs compiled code that hooks
-    cannot observe, and is refused.
+    the hooks, and hooks would force recompilation); the names it lists
+    (``"_orig_mod.4"``) and the eager ones (``"4"``) both resolve. A
+    ``torch.jit.trace``-d module is kept: it calls forward hooks on itself, so
+    its ``"output"`` layer is served, while its submodules run traced code that
+    hooks cannot observe (:func:`~._layers.resolve_layers` refuses them). A
+    ``torch.jit.script``-ed module takes no hook at all and is refused.
     """
     compiled = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
     optimized = getattr(compiled, "OptimizedModule", ())
     if optimized and isinstance(model, optimized):
         model = model._orig_mod
-    if isinstance(model, torch.jit.ScriptModule):
+    if isinstance(model, torch.jit.ScriptModule) and not isinstance(
+        model, torch.jit.TopLevelTracedModule
+    ):
         raise TypeError(
             f"The model is a TorchScript module ({type(model).__name__}, from "
-            "torch.jit.script or torch.jit.trace): its submodules run compiled code "
-            "that forward hooks cannot observe. Pass the eager nn.Module it was "
-            "made from."
+            "torch.jit.script): it takes no forward hook, so not even its output can "
+            "be captured. Pass the eager nn.Module it was made from (a "
+            "torch.jit.trace-d module serves its 'output' layer)."
         )
     return model
 

@@ -173,6 +173,15 @@ def resolve_layers(model, spec):
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     if not items:
         raise ValueError("layers must name at least one layer; got an empty list.")
+    if is_traced(model):
+        inner = [item for item in items if item != OUTPUT]
+        if inner:
+            raise TypeError(
+                f"The model is a torch.jit.trace-d module ({type(model).__name__}): its "
+                "submodules run traced code that forward hooks cannot observe, so only "
+                f"layers='output' can be served; got {inner}. Pass the eager nn.Module it "
+                "was traced from to extract inner layers."
+            )
     modules = dict(model.named_modules())
     blocks = None
     names = []
@@ -232,7 +241,34 @@ def stage_names(model):
     return stages
 
 
+def is_traced(model):
+    """Whether ``model`` is a ``torch.jit.trace``-d module (hooks see only its output)."""
+    import torch
+
+    return isinstance(model, torch.jit.ScriptModule)
+
+
+_COMPILED_PREFIX = "_orig_mod"  # what torch.compile's wrapper calls the eager model
+
+
+def _eager_spelling(modules, item):
+    """``item`` without the ``torch.compile`` wrapper's prefix, when it names nothing.
+
+    ``torch.compile(net).named_modules()`` lists ``"_orig_mod.4"`` where the
+    eager ``net`` (whose layers are extracted) lists ``"4"``: both name the
+    same module, and resolve to the eager name, so they share cache entries.
+    """
+    path = item[: -len(INPUT_SUFFIX)] if item.endswith(INPUT_SUFFIX) else item
+    while path.split(".")[0] == _COMPILED_PREFIX and path not in modules:
+        if path == _COMPILED_PREFIX:
+            return OUTPUT if item == path else item
+        path = path[len(_COMPILED_PREFIX) + 1 :]
+        item = path + (INPUT_SUFFIX if item.endswith(INPUT_SUFFIX) else "")
+    return item
+
+
 def _resolve_name(model, modules, item):
+    item = _eager_spelling(modules, item)
     if item == "all":
         return block_names(model)
     if item == "stages":

@@ -157,12 +157,39 @@ def test_wrong_input_width_names_model_module_and_shape():
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_scripted_and_traced_modules_get_a_clear_error():
+def test_scripted_modules_get_a_clear_error():
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     X = np.ones((3, 4), dtype=np.float32)
-    for compiled in (torch.jit.script(net), torch.jit.trace(net, torch.ones(1, 4))):
-        with pytest.raises(TypeError, match="eager nn.Module"):
-            LayerFeatureTransformer(compiled, layers="0", cache=None).fit(X)
+    with pytest.raises(TypeError, match="eager nn.Module"):
+        LayerFeatureTransformer(torch.jit.script(net), layers="output", cache=None).fit(X)
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_traced_module_serves_its_output_and_refuses_inner_layers(cache):
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    X = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
+    traced = torch.jit.trace(net, torch.ones(1, 4))
+    cache = MemoryCache() if cache else None
+    got = LayerFeatureTransformer(traced, layers="output", cache=cache).fit_transform(X)
+    expected = LayerFeatureTransformer(net, layers="output", cache=None).fit_transform(X)
+    same_features_of_any(net, X, ["output"], got, expected)
+    for inner in ("0", 1, "penultimate", ["output", "2:input"]):
+        with pytest.raises(TypeError, match="only layers='output'"):
+            LayerFeatureTransformer(traced, layers=inner, cache=None).fit(X)
+
+
+def test_compiled_model_takes_the_names_it_lists_and_the_eager_ones():
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    X = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
+    compiled = torch.compile(net, backend="eager")
+    listed = [name for name, _ in compiled.named_modules() if name]
+    assert listed == ["_orig_mod", "_orig_mod.0", "_orig_mod.1", "_orig_mod.2"]
+    for layers, eager in [("_orig_mod.0", "0"), (["_orig_mod.2:input", "1"], ["2:input", "1"]),
+                          ("_orig_mod.*", "*"), ("_orig_mod", "output")]:
+        got = LayerFeatureTransformer(compiled, layers=layers, cache=None).fit(X)
+        expected = LayerFeatureTransformer(net, layers=eager, cache=None).fit(X)
+        assert got.layer_names_ == expected.layer_names_
+        assert_array_equal(got.transform(X), expected.transform(X))
 
 
 class Trunk(nn.Module):
