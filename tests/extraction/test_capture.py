@@ -152,9 +152,49 @@ def test_requested_layer_of_the_wrong_row_count_names_the_shapes():
 
 def test_wrong_input_width_names_model_module_and_shape():
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    with pytest.raises(ValueError, match=r"Sequential.*'0' \(Linear\).*\(1, 5\)") as info:
+    with pytest.raises(ValueError, match=r"Sequential.*'0' \(Linear\).*\(1, 5\)"):
         LayerFeatureTransformer(net, layers="2", cache=None).fit(np.ones((3, 5)))
-    assert isinstance(info.value.__cause__, RuntimeError)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"'0' \(Conv2d\).*3 input channels.*\(1, 2, 5, 5\)"):
+        LayerFeatureTransformer(cnn, layers="1", cache=None).fit(np.ones((2, 2, 5, 5)))
+
+
+class Inner(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x[:, :1].T])  # widths 4 and 1: torch refuses, for any batch
+
+
+class Failing(nn.Module):
+    """A model whose own code fails inside a submodule, on any input."""
+
+    def __init__(self, error=None):
+        super().__init__()
+        self.embed = nn.Linear(4, 4)
+        self.block = nn.Sequential(nn.ReLU(), Inner())
+        self.error = error
+
+    def forward(self, x):
+        if self.error is not None:
+            raise self.error
+        return self.block(self.embed(x))
+
+
+@pytest.mark.parametrize("error", [None, KeyError("from the model"),
+                                   RuntimeError("raised by the model")])
+def test_the_model_s_own_exception_keeps_its_type_and_says_where(error):
+    net = Failing(error)
+    before = snapshot(net)
+    X = np.ones((3, 4), dtype=np.float32)
+    expected = RuntimeError if error is None else type(error)
+    with pytest.raises(expected) as info:
+        LayerFeatureTransformer(net, layers="output", cache=None).fit(X)
+    assert type(info.value) is expected  # never turned into a ValueError
+    where = "'block.1' (Inner)" if error is None else "'<the model itself>' (Failing)"
+    note = "\n".join(info.value.__notes__)
+    assert f"Failing while running module {where}" in note
+    assert "(1, 4) torch.float32" in note  # the input the model got (a one-row probe)
+    assert_unchanged(net, before)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
 
 
 def test_scripted_modules_get_a_clear_error():
