@@ -17,6 +17,7 @@ from ._extraction._layers import block_names, resolve_layers
 from ._extraction._models import resolve_module
 from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._pooling import POOLING_NAMES, check_pooling
+from ._extraction._shapes import ModuleShapes
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
 from .utils._repr import ReprMixin
 from .utils._threads import torch_threads
@@ -95,7 +96,10 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         - ``"all"``: every block of the block list (see ``blocks_``);
         - ``"stages"``: the stages a model declares in ``feature_info`` (timm
           models: a list of dicts with a ``"module"`` key);
-        - ``"penultimate"``: the input of the last ``nn.Linear``;
+        - ``"penultimate"``: the input of the last ``nn.Linear``; on a text model
+          whose last module reduces the tokens to one (a BERT pooler, a head on
+          the first token), that module's input, the last hidden state, which
+          ``pooling`` reduces;
         - ``"output"``: the model's output;
         - a list or tuple of these, extracted in one pass, in that order.
     pooling : {"auto", "mean", "max", "cls", "last", "flatten"}, int, callable or \
@@ -313,7 +317,8 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
             resolve_module(self.model, getattr(self, "n_features_in_", None))
         )
         self.blocks_ = block_names(self.model_)
-        self.layer_names_ = resolve_layers(self.model_, self.layers)
+        shapes = ModuleShapes(self.model_, adapter, self._device())  # traced if needed
+        self.layer_names_ = resolve_layers(self.model_, self.layers, shapes=shapes)
         self.poolings_ = check_pooling(self.pooling, self.layer_names_)
         cache = make_cache(self.cache)
         with torch_threads(self.n_threads):

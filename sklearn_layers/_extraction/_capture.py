@@ -25,6 +25,7 @@ import torch
 
 from ._layers import OUTPUT, captures_input, module_of
 from ._pooling import pool
+from ._shapes import warn_if_nothing_to_pool
 from ._tap import is_fused_layer, tap
 
 
@@ -107,6 +108,7 @@ class _Recorder:
         self.early_exit = early_exit and OUTPUT not in names
         self.owner = threading.get_ident()
         self.results = {}
+        self.shapes = {}
         self.fired = set()
         self.mask = None
         self.n_rows = 0
@@ -116,6 +118,7 @@ class _Recorder:
         self.fired = set()
         self.mask = batch.mask
         self.n_rows = batch.n
+        self.shapes = {}  # requested layer -> activation shape, for the pooling check
 
     def record(self, name, value):
         # a module called twice is captured at its first call only, even when
@@ -136,6 +139,7 @@ class _Recorder:
                 self.results[name] = features
         else:
             features, activation = self._pool(name, value)
+            self.shapes[name] = tuple(activation.shape)
             if features.shape[0] != self.n_rows:
                 raise ValueError(
                     f"Layer {name!r} produced an activation of shape "
@@ -424,6 +428,7 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
                     f"Layers {missing} did not run during the model's forward pass, "
                     "so they have no output to extract."
                 )
+            warn_if_nothing_to_pool(recorder.shapes, recorder.poolings)
             return recorder.results
 
         grad_mode = torch.inference_mode() if observer is None else torch.no_grad()
