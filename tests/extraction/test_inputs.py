@@ -308,3 +308,21 @@ def test_a_series_or_column_of_strings_is_read_by_position():
     assert_array_equal(lft.fit_transform(series.to_frame("text")), expected)
     with pytest.raises(ValueError, match="preprocess"):  # not a tokenizer's job
         LayerFeatureTransformer(net, layers="mix").fit(series)
+
+
+def test_a_layer_selector_reads_a_shuffled_series_by_position():
+    import pandas as pd
+
+    from sklearn_layers import IntermediateLayerClassifier
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(18, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    series = pd.Series(list(X), dtype=object).sample(frac=1, random_state=4)
+    y = y[series.index]
+    net = make_mlp()
+    as_series = IntermediateLayerClassifier(net, layers=["1", "3"], cv=3).fit(series, y)
+    as_list = IntermediateLayerClassifier(net, layers=["1", "3"], cv=3).fit(
+        np.stack(list(series)), y)
+    assert as_series.best_layer_ == as_list.best_layer_
+    assert_array_equal(as_series.predict(series), as_list.predict(np.stack(list(series))))
