@@ -238,7 +238,9 @@ def _input_mistake(module, x):
     floating-point layer given integers, a linear layer given another width,
     a convolution given another number of channels.
     """
-    if not isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)):
+    if not isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) or (
+        isinstance(module, torch.nn.modules.lazy.LazyModuleMixin)  # shaped by its input
+    ):
         return None
     if _weights_dtype(module) is not None and not (x.is_floating_point() or x.is_complex()):
         return (

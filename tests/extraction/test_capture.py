@@ -159,6 +159,12 @@ def test_wrong_input_width_names_model_module_and_shape():
         LayerFeatureTransformer(cnn, layers="1", cache=None).fit(np.ones((2, 2, 5, 5)))
 
 
+def test_lazy_layers_are_not_checked_against_a_width_they_do_not_have_yet():
+    net = nn.Sequential(nn.LazyLinear(5), nn.ReLU(), nn.Linear(5, 2))
+    X = np.random.default_rng(1).normal(size=(3, 7)).astype(np.float32)
+    assert LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X).shape == (3, 5)
+
+
 class Inner(nn.Module):
     def forward(self, x):
         return torch.cat([x, x[:, :1].T])  # widths 4 and 1: torch refuses, for any batch
