@@ -173,11 +173,12 @@ def warn_if_nothing_to_pool(shapes, poolings):
     if not shapes or any(len(shape) > 2 for shape in shapes.values()):
         return
     for name, shape in shapes.items():
+        # one message per layer, pooling and width (not per batch size): shown once
         pooling = poolings[name]
         if isinstance(pooling, str) and pooling in _REDUCING:
             warnings.warn(
                 f"pooling={pooling!r} cannot apply to layer {name!r}: its activation "
-                f"of shape {shape} is already "
+                f"of shape (batch, {', '.join(map(str, shape[1:]))}) is already "
                 "one vector per sample, so it is used as it is. Extract a layer with a "
                 "token or spatial axis to pool (for a text encoder, a hidden state), or "
                 "choose pooling='auto' to silence this warning.",
