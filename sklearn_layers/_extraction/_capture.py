@@ -294,8 +294,9 @@ class _RunningModules:
         skip = set()
         modules = [("", model)] if is_traced(model) else model.named_modules()
         for path, module in modules:
-            if is_fused_layer(module):
-                # a hook anywhere inside switches off its fused kernel
+            if is_fused_layer(module) or isinstance(module, torch.jit.ScriptModule):
+                # a hook anywhere inside a fused layer switches off its kernel; a
+                # TorchScript submodule takes none
                 skip.update(id(m) for m in module.modules())
             if id(module) in skip:
                 continue

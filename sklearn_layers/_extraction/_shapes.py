@@ -1,10 +1,11 @@
-"""What each module receives and returns, read from one row at ``fit``.
+"""Shapes of activations, where a decision needs them and names cannot tell.
 
-Two decisions need shapes, not names: what ``"penultimate"`` means for a model
-whose last module reduces a token sequence (a pooler, a classification head on
-one token), and whether a pooling the user chose can apply to a layer (a mean
-over a vector that is already one per sample). One row goes through the model
-with a pre-hook and a hook on each module; nothing is kept afterwards.
+What ``"penultimate"`` means for a model whose last module reduces a token
+sequence (a BERT pooler, a classification head on the first token) is read
+from one row sent through a token model at ``fit``, with a pre-hook and a hook
+on each module; nothing is kept afterwards. Whether a chosen ``"mean"`` or
+``"max"`` had anything to reduce is read from the activations of each call
+(:func:`warn_if_nothing_to_pool`), at no extra cost.
 """
 
 import threading
@@ -92,7 +93,7 @@ class ModuleShapes:
         handles, skip = [], set()
         try:
             for path, module in self.model.named_modules():
-                if is_fused_layer(module):
+                if is_fused_layer(module) or isinstance(module, torch.jit.ScriptModule):
                     skip.update(id(m) for m in module.modules())
                 if id(module) in skip:
                     continue

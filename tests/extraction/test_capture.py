@@ -285,3 +285,13 @@ def test_shared_submodule_stays_in_eval_mode_until_every_thread_is_done():
     assert_unchanged(first, before[0])
     assert_unchanged(second, before[1])
     assert trunk.training
+
+
+def test_an_eager_model_holding_a_scripted_submodule_is_extracted():
+    inner = torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+    net = nn.Sequential(nn.Linear(4, 4), inner, nn.Linear(4, 2)).eval()
+    X = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    got = LayerFeatureTransformer(net, layers="2:input", cache=None).fit_transform(X)
+    with torch.no_grad():
+        expected = inner(net[0](torch.as_tensor(X))).numpy()
+    same_features_of_any(net, X, ["2:input"], got, expected)
