@@ -17,6 +17,7 @@ from ._extraction._layers import block_names, resolve_layers
 from ._extraction._models import resolve_module
 from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._pooling import POOLING_NAMES, check_pooling
+from ._extraction._shapes import ModuleShapes
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
 from .utils._repr import ReprMixin
 from .utils._threads import torch_threads
@@ -80,7 +81,10 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         - ``"all"``: every block of the block list (see ``blocks_``);
         - ``"stages"``: the stages a model declares in ``feature_info`` (timm
           models: a list of dicts with a ``"module"`` key);
-        - ``"penultimate"``: the input of the last ``nn.Linear``;
+        - ``"penultimate"``: the input of the last ``nn.Linear``; on a text model
+          whose last module reduces the tokens to one (a BERT pooler, a head on
+          the first token), that module's input, the last hidden state, which
+          ``pooling`` reduces;
         - ``"output"``: the model's output;
         - a list or tuple of these, extracted in one pass, in that order.
     pooling : {"auto", "mean", "max", "cls", "last", "flatten"}, int, callable or \
@@ -88,7 +92,8 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         How an activation becomes one vector per sample. ``"auto"`` and
         ``"mean"``: spatial mean of ``(N, C, H, W)`` maps, mask-aware token mean of
         ``(N, T, D)`` sequences, 2-D activations as they are. ``"max"``: the same
-        with a maximum. ``"cls"``: token 0. ``"last"``: the last real token.
+        with a maximum. ``"cls"``: the first real token. ``"last"``: the last real token
+        (both read from the attention mask, whichever side the tokenizer pads).
         ``"flatten"``: everything (can be very wide). An int ``k``: adaptive
         ``k x k`` average pooling, then flatten. A callable maps the activation
         tensor (and ``mask=`` if it accepts it) to ``(N, n_features)``. A dict
@@ -316,7 +321,8 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
             resolve_module(self.model, getattr(self, "n_features_in_", None))
         )
         self.blocks_ = block_names(self.model_)
-        self.layer_names_ = resolve_layers(self.model_, self.layers)
+        shapes = ModuleShapes(self.model_, adapter, self._device())  # traced if needed
+        self.layer_names_ = resolve_layers(self.model_, self.layers, shapes=shapes)
         self.poolings_ = check_pooling(self.pooling, self.layer_names_)
         cache = make_cache(self.cache)
         with torch_threads(self.n_threads):

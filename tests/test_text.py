@@ -267,3 +267,16 @@ def test_added_token_options_are_part_of_the_tokenizer_name(option, value):
     assert tokenizer_name(_word_level_tokenizer(), None) == tokenizer_name(plain, None)
     if option == "single_word":  # the option changes what a row becomes
         assert plain("xzzx")["input_ids"] != other("xzzx")["input_ids"]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+def test_default_layer_of_minilm_is_its_last_hidden_state_with_the_pooling(minilm, pooling):
+    # MiniLM ends with a pooler on the first token: "penultimate" is the pooler's
+    # input, the last hidden state, which the chosen pooling reduces
+    model, tokenizer = minilm
+    lft = LayerFeatureTransformer(model, tokenizer=tokenizer, pooling=pooling, cache=None)
+    got = lft.fit_transform(SENTENCES)
+    assert lft.layer_names_ == ["pooler:input"]
+    reference = LayerFeatureTransformer(model, layers="encoder.layer.5", tokenizer=tokenizer,
+                                        pooling=pooling, cache=None).fit_transform(SENTENCES)
+    assert_array_equal(got, reference)  # the very same tensor, pooled the same way

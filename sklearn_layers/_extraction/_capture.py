@@ -17,7 +17,6 @@ instead of a hook, because a hook on it switches off PyTorch's fused encoder
 kernel.
 """
 
-import dis
 import threading
 import weakref
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import torch
 
 from ._layers import OUTPUT, captures_input, module_of
 from ._pooling import pool
+from ._shapes import warn_if_nothing_to_pool
 from ._tap import is_fused_layer, tap
 
 
@@ -108,6 +108,7 @@ class _Recorder:
         self.early_exit = early_exit and OUTPUT not in names
         self.owner = threading.get_ident()
         self.results = {}
+        self.shapes = {}
         self.fired = set()
         self.mask = None
         self.n_rows = 0
@@ -117,6 +118,7 @@ class _Recorder:
         self.fired = set()
         self.mask = batch.mask
         self.n_rows = batch.n
+        self.shapes = {}  # requested layer -> activation shape, for the pooling check
 
     def record(self, name, value):
         # a module called twice is captured at its first call only, even when
@@ -137,6 +139,7 @@ class _Recorder:
                 self.results[name] = features
         else:
             features, activation = self._pool(name, value)
+            self.shapes[name] = tuple(activation.shape)
             if features.shape[0] != self.n_rows:
                 raise ValueError(
                     f"Layer {name!r} produced an activation of shape "
@@ -183,117 +186,183 @@ class _Hook:
 
 
 def eager_module(model):
-    """The eager module whose submodules hooks can observe.
+    """The module whose submodules hooks can observe.
 
     A ``torch.compile``-d model is unwrapped (its compiled graph would not call
-    the hooks, and hooks would force recompilation); a TorchScript module
-    (``torch.jit.script`` or ``torch.jit.trace``) runs compiled code that hooks
-    cannot observe, and is refused.
+    the hooks, and hooks would force recompilation); the names it lists
+    (``"_orig_mod.4"``) and the eager ones (``"4"``) both resolve. A
+    ``torch.jit.trace``-d module is kept: it calls forward hooks on itself, so
+    its ``"output"`` layer is served, while its submodules run traced code that
+    hooks cannot observe (:func:`~._layers.resolve_layers` refuses them). A
+    ``torch.jit.script``-ed module takes no hook at all and is refused.
     """
     compiled = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
     optimized = getattr(compiled, "OptimizedModule", ())
     if optimized and isinstance(model, optimized):
         model = model._orig_mod
-    if isinstance(model, torch.jit.ScriptModule):
+    if isinstance(model, torch.jit.ScriptModule) and not isinstance(
+        model, torch.jit.TopLevelTracedModule
+    ):
         raise TypeError(
             f"The model is a TorchScript module ({type(model).__name__}, from "
-            "torch.jit.script or torch.jit.trace): its submodules run compiled code "
-            "that forward hooks cannot observe. Pass the eager nn.Module it was "
-            "made from."
+            "torch.jit.script): it takes no forward hook, so not even its output can "
+            "be captured. Pass the eager nn.Module it was made from (a "
+            "torch.jit.trace-d module serves its 'output' layer)."
         )
     return model
 
 
-def _module_paths(model):
-    return {module: path for path, module in model.named_modules()}
-
-
-_MODULE_MACHINERY = torch.nn.modules.module.__file__
-
-
-def _failing_module(model, exc):
-    """The innermost module of ``model`` whose own code was running when ``exc`` rose.
-
-    Returns ``(path, module, frame)`` or None. Frames of ``nn.Module.__call__``
-    are skipped; a method's first argument is its module, whatever its name.
-    """
-    paths = _module_paths(model)
-    found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_filename != _MODULE_MACHINERY and code.co_argcount:
-            owner = tb.tb_frame.f_locals.get(code.co_varnames[0])
-            if isinstance(owner, torch.nn.Module) and owner in paths:
-                found = (paths[owner] or "<the model itself>", owner, tb.tb_frame)
-        tb = tb.tb_next
-    return found
-
-
-def _first_tensor_argument(frame):
-    code = frame.f_code
-    for name in code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]:
-        value = frame.f_locals.get(name)
-        if isinstance(value, torch.Tensor):
-            return value
-    return None
-
-
-def _shapes(batch):
-    parts = [f"{tuple(t.shape)} {t.dtype}" for t in batch.args if isinstance(t, torch.Tensor)]
+def _shapes(tensors):
+    parts = [f"{tuple(t.shape)} {t.dtype}" for t in tensors.args
+             if isinstance(t, torch.Tensor)]
     parts += [
         f"{k}: {tuple(t.shape)} {t.dtype}"
-        for k, t in batch.kwargs.items()
+        for k, t in tensors.kwargs.items()
         if isinstance(t, torch.Tensor)
     ]
     return ", ".join(parts) or "no tensors"
 
 
-_RAISE = dis.opmap["RAISE_VARARGS"]
+def _weights_dtype(module):
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.is_floating_point():
+        return weight.dtype
+    return None
 
 
-def raised_by_model_code(exc):
-    """Whether ``exc`` comes from a ``raise`` statement (the model's own error),
-    not from a torch operation rejecting its input."""
-    tb = exc.__traceback__
-    if tb is None:
-        return True
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_code[tb.tb_lasti] == _RAISE
+def _input_mistake(module, x):
+    """What a module with fixed input needs that the user's input ``x`` lacks, or None.
 
-
-def explain_failure(model, batch, exc):
-    """A ValueError saying which module rejected which input, for ``raise ... from``."""
-    where = _failing_module(model, exc)
-    intro = f"{type(model).__name__} could not run on the input ({_shapes(batch)})"
-    if where is None:
-        return ValueError(f"{intro}. The model said: {exc}")
-    path, module, frame = where
-    received = _first_tensor_argument(frame)
-    floating = any(p.is_floating_point() for p in module.parameters(recurse=False))
-    if received is not None and floating and not (
-        received.is_floating_point() or received.is_complex()
+    Read from the input and the module's own configuration before it runs,
+    for the modules that take the input first in ordinary networks: a
+    floating-point layer given integers, a linear layer given another width,
+    a convolution given another number of channels.
+    """
+    if not isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) or (
+        isinstance(module, torch.nn.modules.lazy.LazyModuleMixin)  # shaped by its input
     ):
-        return ValueError(
-            f"{intro}: module {path!r} ({type(module).__name__}) has floating-point "
-            f"weights but received integer input ({received.dtype}). Integer tensors are "
-            "passed to the model unchanged, as token ids are; pass a float tensor or "
-            "a numpy array (which is cast to the model's dtype) if the model expects "
-            f"floats. The model said: {exc}"
+        return None
+    if _weights_dtype(module) is not None and not (x.is_floating_point() or x.is_complex()):
+        return (
+            f"it has floating-point weights but received integer input ({x.dtype}). "
+            "Integer tensors are passed to the model unchanged, as token ids are; pass "
+            "a float tensor or a numpy array (which is cast to the model's dtype) if "
+            "the model expects floats"
         )
-    got = "" if received is None else f" on an input of shape {tuple(received.shape)}"
-    return ValueError(
-        f"{intro}: module {path!r} ({type(module).__name__}) failed{got}. "
-        f"Check that X has the shape the model expects. The model said: {exc}"
-    )
+    if isinstance(module, torch.nn.Linear):
+        if x.ndim and x.shape[-1] != module.in_features:
+            return (
+                f"it takes {module.in_features} features on the last axis but received "
+                f"shape {tuple(x.shape)}. Check that X has the shape the model expects"
+            )
+        return None
+    channel_axis = -(len(module.kernel_size) + 1)
+    if x.ndim < -channel_axis or x.shape[channel_axis] != module.in_channels:
+        return (
+            f"it takes {module.in_channels} input channels (axis {x.ndim + channel_axis} "
+            f"of a {-channel_axis + 1}-D batch) but received shape {tuple(x.shape)}. "
+            "Check that X has the shape the model expects"
+        )
+    return None
 
 
-def _annotate(exc):
-    exc.add_note(
-        "(raised by the model's forward pass during feature extraction; the model "
-        "was restored and no hook was left on it)"
-    )
+class _RunningModules:
+    """Which module of the model is running, kept by a pre-hook and a hook on each.
+
+    When the forward pass raises, the innermost module still on the stack is
+    the one whose code was running: the exception the model raised is
+    annotated with it (``add_note``), never replaced. The same pre-hook checks
+    what a module receives when that is the user's input itself (see
+    :func:`_input_mistake`), so a known mistake is a ``ValueError`` before any
+    of the model's code fails on it.
+    """
+
+    _sklearn_layers_internal = True  # not part of the model's identity
+
+    def __init__(self, model, owner):
+        self.model = model
+        self.owner = owner
+        self.stack = []
+        self.inputs = ()
+        self.batch = None
+        self.refused = None
+
+    def attach(self, model):
+        from ._layers import is_traced
+
+        handles = []
+        skip = set()
+        modules = [("", model)] if is_traced(model) else model.named_modules()
+        for path, module in modules:
+            if is_fused_layer(module) or isinstance(module, torch.jit.ScriptModule):
+                # a hook anywhere inside a fused layer switches off its kernel; a
+                # TorchScript submodule takes none
+                skip.update(id(m) for m in module.modules())
+            if id(module) in skip:
+                continue
+            handles.append(module.register_forward_pre_hook(
+                _Enter(self, path or "<the model itself>")))
+            handles.append(module.register_forward_hook(_Leave(self)))
+        return handles
+
+    def start(self, batch):
+        self.stack = []
+        self.batch = batch
+        self.inputs = tuple(
+            id(t) for t in (*batch.args, *batch.kwargs.values()) if isinstance(t, torch.Tensor)
+        )
+
+    def enter(self, path, module, args):
+        if threading.get_ident() != self.owner:
+            return
+        self.stack.append((path, module))
+        if args and isinstance(args[0], torch.Tensor) and id(args[0]) in self.inputs:
+            mistake = _input_mistake(module, args[0])
+            if mistake is not None:
+                self.refused = ValueError(
+                    f"{type(self.model).__name__} cannot run on the input "
+                    f"({_shapes(self.batch)}): module {path!r} "
+                    f"({type(module).__name__}) receives it first, and {mistake}."
+                )
+                raise self.refused
+
+    def leave(self):
+        if threading.get_ident() == self.owner and self.stack:
+            self.stack.pop()
+
+    def annotate(self, exc):
+        if exc is self.refused:  # our own check, which says it all
+            return
+        where = "its forward pass"
+        if self.stack:
+            path, module = self.stack[-1]
+            where = f"module {path!r} ({type(module).__name__})"
+        exc.add_note(
+            f"sklearn_layers: raised by {type(self.model).__name__} while running "
+            f"{where} on the input ({_shapes(self.batch)}) during feature extraction; "
+            "the model was restored and no hook was left on it."
+        )
+
+
+class _Enter:
+    _sklearn_layers_internal = True
+
+    def __init__(self, running, path):
+        self.running = running
+        self.path = path
+
+    def __call__(self, module, args):
+        self.running.enter(self.path, module, args)
+
+
+class _Leave:
+    _sklearn_layers_internal = True
+
+    def __init__(self, running):
+        self.running = running
+
+    def __call__(self, module, args, output):
+        self.running.leave()
 
 
 @contextmanager
@@ -325,9 +394,11 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
         CPU tensors owning their memory.
     """
     recorder = _Recorder(list(names), poolings, early_exit, optional)
+    running = _RunningModules(model, recorder.owner)
     handles = []
     try:
         with _HOOK_LOCK:
+            handles.extend(running.attach(model))
             for name in names:
                 module = module_of(model, name)
                 hook = _Hook(recorder, name)
@@ -343,19 +414,13 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
 
         def run(batch):
             recorder.start(batch)
+            running.start(batch)
             try:
                 model(*batch.args, **batch.kwargs)
             except _StopForward:
                 pass
-            except RuntimeError as exc:
-                if isinstance(exc, (torch.OutOfMemoryError, NotImplementedError)) or (
-                    raised_by_model_code(exc)
-                ):
-                    _annotate(exc)
-                    raise
-                raise explain_failure(model, batch, exc) from exc
             except Exception as exc:
-                _annotate(exc)
+                running.annotate(exc)
                 raise
             missing = [
                 n for n in recorder.names
@@ -366,6 +431,7 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
                     f"Layers {missing} did not run during the model's forward pass, "
                     "so they have no output to extract."
                 )
+            warn_if_nothing_to_pool(recorder.shapes, recorder.poolings)
             return recorder.results
 
         grad_mode = torch.inference_mode() if observer is None else torch.no_grad()

@@ -84,10 +84,14 @@ class LoaderInput:
                 "be matched with labels. Pass a DataLoader with shuffle=False (and no "
                 "sampler)."
             )
+        if loader.drop_last:
+            raise ValueError(
+                "The DataLoader has drop_last=True: its last incomplete batch would be "
+                "dropped, giving fewer feature rows than samples, which could then not "
+                "be matched with labels. Pass a DataLoader with drop_last=False."
+            )
         self.loader = loader
         n = len(loader.dataset)
-        if loader.drop_last:
-            n -= n % loader.batch_size
         if n == 0:
             raise ValueError("Found a DataLoader with 0 samples; at least 1 is required.")
         self._n = n

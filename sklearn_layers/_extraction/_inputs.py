@@ -27,7 +27,7 @@ from ._batch import (
 from ._collated import DatasetInput, LoaderInput
 from ._digests import row_digests, text_digests
 from ._identity import tokenizer_name
-from ._items import ItemInput, as_items, needs_preprocess
+from ._items import ItemInput, as_items, column_of_items, needs_preprocess
 
 _ROWS_PER_CHUNK = 32  # batches per chunk of an in-memory array
 
@@ -252,6 +252,8 @@ def make_input(X, *, tokenizer=None, max_length=None, preprocess=None, validate_
         if not items:
             raise ValueError("Found no items in X; at least 1 is required.")
         return ItemInput(items, preprocess)
+    # rows are positional whatever the container: a pandas index is no row number
+    X = column_of_items(X)
     reason = needs_preprocess(X)
     if reason is not None:
         raise ValueError(
@@ -277,6 +279,12 @@ def make_input(X, *, tokenizer=None, max_length=None, preprocess=None, validate_
                 "Got a list of strings but no tokenizer; pass tokenizer=... (e.g. "
                 "transformers.AutoTokenizer.from_pretrained(path)), or preprocess= "
                 "if the strings are file paths to load."
+            )
+        if hasattr(X, "iloc"):
+            raise TypeError(
+                "With a tokenizer, X must be a list of strings, a pandas Series of "
+                f"strings or a one-column DataFrame of strings; got {type(X).__name__} "
+                f"of shape {X.shape}."
             )
         texts = list(X)
         if not texts:

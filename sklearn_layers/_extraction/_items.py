@@ -80,9 +80,26 @@ class ItemInput:
 
 
 def as_items(X):
-    """``X`` as a list of items: a sequence as it is, an array by its rows."""
+    """``X`` as a list of items, read by position.
+
+    A sequence is taken as it is and an array by its rows. A pandas Series is
+    read by position, never by its index labels (after ``sample``,
+    ``train_test_split`` or with a string index, label ``i`` is not row ``i``),
+    and a one-column DataFrame, as ``ColumnTransformer`` passes a column, is
+    that column's items.
+    """
     if isinstance(X, (list, tuple)):
         return list(X)
+    if hasattr(X, "iloc"):  # pandas Series or DataFrame
+        if getattr(X, "ndim", 1) == 2:
+            if X.shape[1] != 1:
+                raise ValueError(
+                    f"With preprocess=, a DataFrame must hold one column of items; got "
+                    f"{X.shape[1]} columns {list(X.columns)}. Select the column of "
+                    "items (X['path'] or X[['path']])."
+                )
+            X = X.iloc[:, 0]
+        return X.tolist()
     if isinstance(X, (np.ndarray, torch.Tensor)):
         return [X[i] for i in range(len(X))]
     if hasattr(X, "__len__") and hasattr(X, "__getitem__"):
@@ -91,6 +108,26 @@ def as_items(X):
         f"With preprocess=, X must be a sequence of items (images, file paths, "
         f"arrays); got {type(X).__name__}."
     )
+
+
+def column_of_items(X):
+    """A pandas Series, or a one-column DataFrame, of objects as a list by position.
+
+    Strings, paths and images arrive in pandas as an ``object`` column; read
+    by position, they become the list the text and item adapters take. Numeric
+    pandas input is left to the array adapter (a tabular network's columns).
+    """
+    if not hasattr(X, "iloc") or getattr(X, "ndim", 0) not in (1, 2):
+        return X
+    if X.ndim == 2:
+        if X.shape[1] != 1:
+            return X
+        column = X.iloc[:, 0]
+    else:
+        column = X
+    if column.dtype != object and str(column.dtype) not in ("string", "str"):
+        return X
+    return column.tolist()
 
 
 def needs_preprocess(X):

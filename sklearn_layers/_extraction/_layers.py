@@ -4,7 +4,8 @@ A layer is named by its module path in ``model.named_modules()`` (``"layer3.1"``
 optionally with the suffix ``":input"`` to capture what a module receives rather
 than what it returns. Two further names are special: ``"output"`` (the model's own
 output) and the spec ``"penultimate"`` (the input of the model's last
-``nn.Linear``).
+``nn.Linear``, or the last hidden state of a model whose last module reduces a
+token sequence: see :func:`penultimate_of`).
 
 The *block list* is the network read as a sequence of stages: containers
 (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``) and single-child wrappers
@@ -127,6 +128,22 @@ def _last_linear(model):
     return last
 
 
+def penultimate_of(model, shapes, last=None):
+    """What ``"penultimate"`` resolves to, knowing one row's shapes if given.
+
+    The input of the last ``nn.Linear`` -- unless the module before it reduces
+    a token sequence to one vector (a BERT pooler on the first token, a
+    classification head on one token): then the last hidden state, the
+    reducer's input, which the chosen pooling reduces (a mean over the real
+    tokens by default) instead of the model's own choice of one token.
+    """
+    from ._shapes import sequence_reducer
+
+    last = last if last is not None else _last_linear(model)
+    reducer = None if shapes is None else sequence_reducer(shapes, last)
+    return (reducer if reducer is not None else last) + INPUT_SUFFIX
+
+
 def penultimate_layer(model):
     """The name ``"penultimate"`` resolves to (the last ``nn.Linear``'s input), or None."""
     last = _last_linear(model)
@@ -146,7 +163,7 @@ def _describe(model, limit=40):
     return f"Blocks (int index and 'all'): {blocks}. Modules: {shown}{more}."
 
 
-def resolve_layers(model, spec):
+def resolve_layers(model, spec, shapes=None):
     """Resolve a layer specification to a list of unique layer names.
 
     Parameters
@@ -155,6 +172,11 @@ def resolve_layers(model, spec):
         The network.
     spec : str, int or list/tuple of str and int
         See :class:`~sklearn_layers.LayerFeatureTransformer` ``layers``.
+    shapes : ModuleShapes, default=None
+        One row's module shapes (:class:`~._shapes.ModuleShapes`), read only
+        to resolve ``"penultimate"`` on a model whose last module reduces a
+        token sequence; without them, ``"penultimate"`` is the last
+        ``nn.Linear``'s input.
 
     Returns
     -------
@@ -173,6 +195,15 @@ def resolve_layers(model, spec):
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     if not items:
         raise ValueError("layers must name at least one layer; got an empty list.")
+    if is_traced(model):
+        inner = [item for item in items if item != OUTPUT]
+        if inner:
+            raise TypeError(
+                f"The model is a torch.jit.trace-d module ({type(model).__name__}): its "
+                "submodules run traced code that forward hooks cannot observe, so only "
+                f"layers='output' can be served; got {inner}. Pass the eager nn.Module it "
+                "was traced from to extract inner layers."
+            )
     modules = dict(model.named_modules())
     blocks = None
     names = []
@@ -186,7 +217,7 @@ def resolve_layers(model, spec):
                 )
             names.append(blocks[item])
         elif isinstance(item, str):
-            names.extend(_resolve_name(model, modules, item))
+            names.extend(_resolve_name(model, modules, item, shapes))
         else:
             raise TypeError(
                 f"A layer is given by a str or an int, got {type(item).__name__}: "
@@ -232,7 +263,34 @@ def stage_names(model):
     return stages
 
 
-def _resolve_name(model, modules, item):
+def is_traced(model):
+    """Whether ``model`` is a ``torch.jit.trace``-d module (hooks see only its output)."""
+    import torch
+
+    return isinstance(model, torch.jit.ScriptModule)
+
+
+_COMPILED_PREFIX = "_orig_mod"  # what torch.compile's wrapper calls the eager model
+
+
+def _eager_spelling(modules, item):
+    """``item`` without the ``torch.compile`` wrapper's prefix, when it names nothing.
+
+    ``torch.compile(net).named_modules()`` lists ``"_orig_mod.4"`` where the
+    eager ``net`` (whose layers are extracted) lists ``"4"``: both name the
+    same module, and resolve to the eager name, so they share cache entries.
+    """
+    path = item[: -len(INPUT_SUFFIX)] if item.endswith(INPUT_SUFFIX) else item
+    while path.split(".")[0] == _COMPILED_PREFIX and path not in modules:
+        if path == _COMPILED_PREFIX:
+            return OUTPUT if item == path else item
+        path = path[len(_COMPILED_PREFIX) + 1 :]
+        item = path + (INPUT_SUFFIX if item.endswith(INPUT_SUFFIX) else "")
+    return item
+
+
+def _resolve_name(model, modules, item, shapes=None):
+    item = _eager_spelling(modules, item)
     if item == "all":
         return block_names(model)
     if item == "stages":
@@ -246,7 +304,7 @@ def _resolve_name(model, modules, item):
                 "layers='penultimate' means the input of the model's last nn.Linear, "
                 "but the model has no nn.Linear. " + _describe(model)
             )
-        return [last + INPUT_SUFFIX]
+        return [penultimate_of(model, shapes, last)]
     path = item[: -len(INPUT_SUFFIX)] if item.endswith(INPUT_SUFFIX) else item
     if any(ch in path for ch in "*?["):
         matches = [n for n in modules if n and _glob_match(n, path)]

@@ -31,11 +31,27 @@ def _masked_token_max(a, mask):
     return a.masked_fill(~mask.bool().unsqueeze(-1), fill).amax(dim=1)
 
 
-def _last_token(a, mask):
+def _real_token_index(mask, last):
+    """Per row, the index of the first (``last=False``) or last real token.
+
+    Read from the mask, not from the row's length: a left-padded batch starts
+    its short rows with padding, a right-padded one ends them with it, and the
+    features of a row never depend on the other rows of its batch. A row
+    without a real token reads index 0.
+    """
+    real = mask.to(torch.bool)
+    positions = torch.arange(real.shape[1], device=real.device).expand_as(real)
+    if last:
+        return torch.where(real, positions, -1).amax(dim=1).clamp_min(0)
+    first = torch.where(real, positions, real.shape[1]).amin(dim=1)
+    return torch.where(first == real.shape[1], 0, first)
+
+
+def _token(a, mask, last):
     if mask is None:
-        return a[:, -1]
-    lengths = mask.to(torch.long).sum(dim=1).clamp_min(1) - 1
-    return a[torch.arange(a.shape[0], device=a.device), lengths]
+        return a[:, -1] if last else a[:, 0]
+    index = _real_token_index(mask.to(a.device), last)
+    return a[torch.arange(a.shape[0], device=a.device), index]
 
 
 def _needs_tokens(name, a):
@@ -90,10 +106,10 @@ def pool(a, pooling, mask=None):
             out = a
     elif pooling == "cls":
         _needs_tokens(pooling, a)
-        out = a[:, 0]
+        out = _token(a, mask, last=False)
     elif pooling == "last":
         _needs_tokens(pooling, a)
-        out = _last_token(a, mask)
+        out = _token(a, mask, last=True)
     elif pooling == "flatten":
         out = a
     else:  # validated by the transformer; kept as a guard for direct callers

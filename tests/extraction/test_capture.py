@@ -152,17 +152,90 @@ def test_requested_layer_of_the_wrong_row_count_names_the_shapes():
 
 def test_wrong_input_width_names_model_module_and_shape():
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    with pytest.raises(ValueError, match=r"Sequential.*'0' \(Linear\).*\(1, 5\)") as info:
+    with pytest.raises(ValueError, match=r"Sequential.*'0' \(Linear\).*\(1, 5\)"):
         LayerFeatureTransformer(net, layers="2", cache=None).fit(np.ones((3, 5)))
-    assert isinstance(info.value.__cause__, RuntimeError)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"'0' \(Conv2d\).*3 input channels.*\(1, 2, 5, 5\)"):
+        LayerFeatureTransformer(cnn, layers="1", cache=None).fit(np.ones((2, 2, 5, 5)))
 
 
-def test_scripted_and_traced_modules_get_a_clear_error():
+def test_lazy_layers_are_not_checked_against_a_width_they_do_not_have_yet():
+    net = nn.Sequential(nn.LazyLinear(5), nn.ReLU(), nn.Linear(5, 2))
+    X = np.random.default_rng(1).normal(size=(3, 7)).astype(np.float32)
+    assert LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X).shape == (3, 5)
+
+
+class Inner(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x[:, :1].T])  # widths 4 and 1: torch refuses, for any batch
+
+
+class Failing(nn.Module):
+    """A model whose own code fails inside a submodule, on any input."""
+
+    def __init__(self, error=None):
+        super().__init__()
+        self.embed = nn.Linear(4, 4)
+        self.block = nn.Sequential(nn.ReLU(), Inner())
+        self.error = error
+
+    def forward(self, x):
+        if self.error is not None:
+            raise self.error
+        return self.block(self.embed(x))
+
+
+@pytest.mark.parametrize("error", [None, KeyError("from the model"),
+                                   RuntimeError("raised by the model")])
+def test_the_model_s_own_exception_keeps_its_type_and_says_where(error):
+    net = Failing(error)
+    before = snapshot(net)
+    X = np.ones((3, 4), dtype=np.float32)
+    expected = RuntimeError if error is None else type(error)
+    with pytest.raises(expected) as info:
+        LayerFeatureTransformer(net, layers="output", cache=None).fit(X)
+    assert type(info.value) is expected  # never turned into a ValueError
+    where = "'block.1' (Inner)" if error is None else "'<the model itself>' (Failing)"
+    note = "\n".join(info.value.__notes__)
+    assert f"Failing while running module {where}" in note
+    assert "(1, 4) torch.float32" in note  # the input the model got (a one-row probe)
+    assert_unchanged(net, before)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())
+
+
+def test_scripted_modules_get_a_clear_error():
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     X = np.ones((3, 4), dtype=np.float32)
-    for compiled in (torch.jit.script(net), torch.jit.trace(net, torch.ones(1, 4))):
-        with pytest.raises(TypeError, match="eager nn.Module"):
-            LayerFeatureTransformer(compiled, layers="0", cache=None).fit(X)
+    with pytest.raises(TypeError, match="eager nn.Module"):
+        LayerFeatureTransformer(torch.jit.script(net), layers="output", cache=None).fit(X)
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_traced_module_serves_its_output_and_refuses_inner_layers(cache):
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    X = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
+    traced = torch.jit.trace(net, torch.ones(1, 4))
+    cache = MemoryCache() if cache else None
+    got = LayerFeatureTransformer(traced, layers="output", cache=cache).fit_transform(X)
+    expected = LayerFeatureTransformer(net, layers="output", cache=None).fit_transform(X)
+    same_features_of_any(net, X, ["output"], got, expected)
+    for inner in ("0", 1, "penultimate", ["output", "2:input"]):
+        with pytest.raises(TypeError, match="only layers='output'"):
+            LayerFeatureTransformer(traced, layers=inner, cache=None).fit(X)
+
+
+def test_compiled_model_takes_the_names_it_lists_and_the_eager_ones():
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    X = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
+    compiled = torch.compile(net, backend="eager")
+    listed = [name for name, _ in compiled.named_modules() if name]
+    assert listed == ["_orig_mod", "_orig_mod.0", "_orig_mod.1", "_orig_mod.2"]
+    for layers, eager in [("_orig_mod.0", "0"), (["_orig_mod.2:input", "1"], ["2:input", "1"]),
+                          ("_orig_mod.*", "*"), ("_orig_mod", "output")]:
+        got = LayerFeatureTransformer(compiled, layers=layers, cache=None).fit(X)
+        expected = LayerFeatureTransformer(net, layers=eager, cache=None).fit(X)
+        assert got.layer_names_ == expected.layer_names_
+        assert_array_equal(got.transform(X), expected.transform(X))
 
 
 class Trunk(nn.Module):
@@ -212,3 +285,13 @@ def test_shared_submodule_stays_in_eval_mode_until_every_thread_is_done():
     assert_unchanged(first, before[0])
     assert_unchanged(second, before[1])
     assert trunk.training
+
+
+def test_an_eager_model_holding_a_scripted_submodule_is_extracted():
+    inner = torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+    net = nn.Sequential(nn.Linear(4, 4), inner, nn.Linear(4, 2)).eval()
+    X = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    got = LayerFeatureTransformer(net, layers="2:input", cache=None).fit_transform(X)
+    with torch.no_grad():
+        expected = inner(net[0](torch.as_tensor(X))).numpy()
+    same_features_of_any(net, X, ["2:input"], got, expected)

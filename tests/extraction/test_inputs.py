@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers.utils.toy import make_mlp
 
-from _float32 import same_features, same_features_of_any
+from _float32 import gamma, same_features, same_features_of_any
 
 
 class Keyed(nn.Module):
@@ -153,3 +153,176 @@ def test_a_model_writing_its_input_in_place_leaves_x_unchanged(X, kind, cache):
     if kind.startswith("dict"):
         data, before = data["x"], before["x"]
     assert_array_equal(np.asarray(data), np.asarray(before))
+
+
+def test_data_loader_that_drops_its_last_batch_is_refused(X):
+    loader = DataLoader(TensorDataset(torch.as_tensor(X)), batch_size=3, drop_last=True)
+    with pytest.raises(ValueError, match="drop_last=False"):
+        LayerFeatureTransformer(make_mlp(), cache=None).fit(loader)
+
+
+# -- rows are positional whatever the container -------------------------------------
+
+
+def stack_items(rows):
+    """A module-level preprocess: items are (4,) arrays or paths of .npy files."""
+    return torch.as_tensor(np.stack([np.load(r) if isinstance(r, str) else r for r in rows]))
+
+
+def _positional_containers(items):
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    n = len(items)
+    series = pd.Series(items, dtype=object)
+    order = np.random.default_rng(1).permutation(n)
+    shuffled = series.sample(frac=1, random_state=2)  # index no longer 0..n-1
+    _, split = train_test_split(series, test_size=0.5, random_state=0)
+    return {
+        "shuffled Series": (shuffled, [items[i] for i in shuffled.index]),
+        "string index": (pd.Series(items, index=[f"r{i}" for i in order], dtype=object),
+                         items),
+        "after train_test_split": (split, [items[i] for i in split.index]),
+        "one-column DataFrame": (pd.DataFrame({"item": shuffled.to_numpy()},
+                                              index=shuffled.index),
+                                 [items[i] for i in shuffled.index]),
+    }
+
+
+@pytest.mark.parametrize("kind", ["arrays", "paths"])
+def test_pandas_items_are_read_by_position(X, kind, tmp_path):
+    if kind == "paths":
+        items = []
+        for i, row in enumerate(X):
+            np.save(tmp_path / f"{i}.npy", row)
+            items.append(str(tmp_path / f"{i}.npy"))
+    else:
+        items = list(X)
+    net = make_mlp()
+    for name, (container, as_list) in _positional_containers(items).items():
+        for cache in (None, MemoryCache()):
+            lft = LayerFeatureTransformer(net, layers="3", preprocess=stack_items,
+                                          cache=cache)
+            got = lft.fit_transform(container)
+            expected = LayerFeatureTransformer(
+                net, layers="3", preprocess=stack_items, cache=None
+            ).fit_transform(as_list)
+            rows = stack_items(as_list).numpy()
+            # a row is the same row; batches of other sizes may round differently
+            same_features(net, rows, ["3"], got, expected)
+            same_features(net, rows, ["3"], lft.transform(container), expected)
+
+
+def test_a_pipeline_on_a_shuffled_series_predicts_as_on_the_list(X):
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(18, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    series = pd.Series(list(X), dtype=object).sample(frac=1, random_state=3)
+    y_series = y[series.index]
+    pipe = make_pipeline(
+        LayerFeatureTransformer(make_mlp(), layers="1", preprocess=stack_items, cache=None),
+        LogisticRegression(),
+    )
+    got = cross_val_predict(pipe, series, y_series, cv=3)
+    expected = cross_val_predict(pipe, list(series), y_series, cv=3)
+    assert_array_equal(got, expected)
+
+
+def test_a_dataframe_of_several_columns_is_not_a_column_of_items(X):
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": list(X), "b": list(X)})
+    with pytest.raises(ValueError, match="one column of items"):
+        LayerFeatureTransformer(make_mlp(), preprocess=stack_items).fit(frame)
+
+
+class WordTokenizer:
+    """A Hugging Face-style tokenizer over a fixed vocabulary, padding either side."""
+
+    def __init__(self, padding_side="right"):
+        self.padding_side = padding_side
+
+    def __call__(self, texts, padding=True, truncation=True, max_length=None,
+                 return_tensors="pt"):
+        ids = [[1 + (sum(map(ord, w)) % 50) for w in t.split()] for t in texts]
+        width = max(map(len, ids))
+        input_ids = torch.zeros(len(ids), width, dtype=torch.long)
+        mask = torch.zeros(len(ids), width, dtype=torch.long)
+        for i, row in enumerate(ids):
+            part = slice(width - len(row), width) if self.padding_side == "left" else \
+                slice(0, len(row))
+            input_ids[i, part] = torch.tensor(row)
+            mask[i, part] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+
+class TokenWise(nn.Module):
+    """Embeddings and a per-token layer: a real token's activation ignores padding."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(51, 6)
+        self.mix = nn.Linear(6, 6)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.mix(self.embed(input_ids))
+
+
+TEXTS = ["a short one", "a considerably longer sentence with many more words", "hi",
+         "four words are here"]
+
+
+@pytest.mark.parametrize("pooling", ["cls", "last", "mean", "max"])
+def test_left_padded_rows_pool_as_when_alone(pooling):
+    net = TokenWise()
+    for side in ("left", "right"):
+        def features(batch_size):
+            return LayerFeatureTransformer(
+                net, layers="mix", pooling=pooling, tokenizer=WordTokenizer(side),
+                batch_size=batch_size, cache=None,
+            ).fit_transform(TEXTS)
+
+        # per token, a 6-term dot product and a bias, then a mean of at most 7
+        # tokens: float32 sums in another order differ by 2 gamma(6 + 1 + 7) |.|
+        with torch.no_grad():
+            magnitude = float((net.mix.weight.abs() @ net.embed.weight.abs().T).max()
+                              + net.mix.bias.abs().max())
+        np.testing.assert_allclose(features(4), features(1), rtol=0,
+                                   atol=2 * gamma(14) * magnitude, err_msg=side)
+
+
+def test_a_series_or_column_of_strings_is_read_by_position():
+    import pandas as pd
+
+    net = TokenWise()
+    lft = LayerFeatureTransformer(net, layers="mix", tokenizer=WordTokenizer(), cache=None)
+    series = pd.Series(TEXTS, index=[3, 0, 2, 1])
+    expected = lft.fit_transform(TEXTS)
+    assert_array_equal(lft.fit_transform(series), expected)
+    assert_array_equal(lft.fit_transform(series.to_frame("text")), expected)
+    with pytest.raises(ValueError, match="preprocess"):  # not a tokenizer's job
+        LayerFeatureTransformer(net, layers="mix").fit(series)
+
+
+def test_a_layer_selector_reads_a_shuffled_series_by_position():
+    import pandas as pd
+
+    from sklearn_layers import IntermediateLayerClassifier
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(18, 4)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    series = pd.Series(list(X), dtype=object).sample(frac=1, random_state=4)
+    y = y[series.index]
+    net = make_mlp()
+    as_series = IntermediateLayerClassifier(net, layers=["1", "3"], cv=3).fit(series, y)
+    as_list = IntermediateLayerClassifier(net, layers=["1", "3"], cv=3).fit(
+        np.stack(list(series)), y)
+    assert as_series.best_layer_ == as_list.best_layer_
+    assert_array_equal(as_series.predict(series), as_list.predict(np.stack(list(series))))

@@ -1,6 +1,11 @@
+import warnings
+
+import numpy as np
 import pytest
+import torch
 from torch import nn
 
+from sklearn_layers import LayerFeatureTransformer
 from sklearn_layers._extraction._layers import block_names, resolve_layers
 from sklearn_layers.utils.toy import (
     make_mlp,
@@ -8,6 +13,8 @@ from sklearn_layers.utils.toy import (
     make_small_cnn,
     make_transformer_encoder,
 )
+
+from _float32 import gamma
 
 
 def test_block_lists_of_common_architectures():
@@ -105,3 +112,104 @@ def test_stages_are_timm_feature_info_modules():
 def test_stages_without_feature_info_is_a_clear_error():
     with pytest.raises(ValueError, match="feature_info"):
         resolve_layers(nn.Sequential(nn.Linear(2, 2)), "stages")
+
+
+# -- "penultimate" on models whose last module reduces a token sequence -------------
+
+
+class FirstTokenHead(nn.Module):
+    """A classification head on the first token, as RoBERTa's: x[:, 0] -> dense -> out."""
+
+    def __init__(self, d, n_classes):
+        super().__init__()
+        self.dense = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, n_classes)
+
+    def forward(self, hidden):
+        return self.out_proj(self.dense(hidden[:, 0]).tanh())
+
+
+class Pooler(nn.Module):
+    """BERT's pooler: the first token through a dense layer."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.dense = nn.Linear(d, d)
+
+    def forward(self, hidden):
+        return self.dense(hidden[:, 0]).tanh()
+
+
+class TokenModel(nn.Module):
+    """Token embeddings, a per-token layer, then ``top`` on the sequence."""
+
+    def __init__(self, top, d=6):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(20, d)
+        self.mix = nn.Linear(d, d)
+        self.top = top
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.top(self.mix(self.embed(input_ids)).relu())
+
+
+class MeanThenLinear(nn.Module):
+    """A model that averages its tokens in its own forward: the linear input stays."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.embed = nn.Embedding(20, d)
+        self.head = nn.Linear(d, 2)
+
+    def forward(self, input_ids):
+        return self.head(self.embed(input_ids).mean(dim=1))
+
+
+IDS = {"input_ids": torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]]),
+       "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])}
+
+
+@pytest.mark.parametrize("top, expected", [
+    (FirstTokenHead(6, 3), "top:input"),
+    (Pooler(6), "top:input"),
+    (nn.Sequential(Pooler(6), nn.Dropout(), nn.Linear(6, 2)), "top.0:input"),
+])
+def test_penultimate_of_a_sequence_reducing_top_is_the_last_hidden_state(top, expected):
+    net = TokenModel(top).eval()
+    for pooling, reference in [
+        ("mean", lambda h, m: (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)),
+        ("cls", lambda h, m: h[:, 0]),
+    ]:
+        lft = LayerFeatureTransformer(net, pooling=pooling, cache=None).fit(IDS)
+        assert lft.layer_names_ == [expected]
+        with torch.no_grad():
+            hidden = net.mix(net.embed(IDS["input_ids"])).relu()
+        expected_features = reference(hidden, IDS["attention_mask"].float()).numpy()
+        np.testing.assert_allclose(lft.transform(IDS), expected_features,
+                                   rtol=4 * gamma(4), atol=0)
+
+
+@pytest.mark.parametrize("net, X, expected", [
+    (MeanThenLinear(), torch.tensor([[1, 2, 3]]), "head:input"),
+    (make_small_cnn(), np.zeros((2, 1, 28, 28), np.float32), "10:input"),
+    (make_transformer_encoder(n_layers=2), torch.randint(0, 100, (2, 7)), "head:input"),
+    (make_mlp(), np.zeros((2, 4), np.float32), "4:input"),
+])
+def test_penultimate_stays_the_last_linear_input_elsewhere(net, X, expected):
+    assert LayerFeatureTransformer(net, cache=None).fit(X).layer_names_ == [expected]
+
+
+def test_a_mean_over_an_already_reduced_layer_says_so():
+    net = TokenModel(Pooler(6)).eval()
+    for pooling in ("mean", "max", {"top.dense:input": "mean"}):
+        with pytest.warns(UserWarning, match=r"cannot apply to layer 'top.dense:input'"):
+            LayerFeatureTransformer(net, layers="top.dense:input", pooling=pooling,
+                                    cache=None).fit(IDS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # one pooling over layers that have tokens: vectors pass through, no warning
+        LayerFeatureTransformer(net, layers=["mix", "top.dense:input"], pooling="mean",
+                                cache=None).fit(IDS)
+        LayerFeatureTransformer(net, layers="top.dense:input", pooling="auto",
+                                cache=None).fit(IDS)

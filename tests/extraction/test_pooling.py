@@ -61,3 +61,23 @@ def test_callable_must_keep_the_batch():
 def test_bad_pooling_names_what_exists(bad, match):
     with pytest.raises(ValueError, match=match):
         check_pooling(bad, ["x"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=4),
+       left=st.booleans())
+def test_first_and_last_tokens_are_real_whatever_the_padding_side(lengths, left):
+    T, D = 6, 3
+    a = torch.randn(len(lengths), T, D)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        if left:
+            mask[i, T - n:] = 1
+        else:
+            mask[i, :n] = 1
+    for i, n in enumerate(lengths):
+        if n == 0:  # no real token: index 0, as without a mask
+            continue
+        first = T - n if left else 0
+        assert torch.equal(pool(a, "cls", mask)[i], a[i, first])
+        assert torch.equal(pool(a, "last", mask)[i], a[i, first + n - 1])
