@@ -47,7 +47,10 @@ X_shift, y_shift = X_test + 0.5, y_test
 SETUP = {
     "cache.rst": IMAGES + "net = make_staged_cnn(n_classes=2, width=4)",
     "combining_layers.rst": IMAGES + "net = make_resnet18(n_classes=2, width=4)",
-    "layer_selection.rst": IMAGES + "net = make_staged_cnn(n_classes=2, width=4)",
+    "layer_selection.rst": IMAGES + """
+net = make_staged_cnn(n_classes=2, width=4)
+y_continuous = y + 0.1 * rng.normal(size=len(y))
+""",
     "layers_and_pooling.rst": """
 images, _ = _images(6, channels=1)
 from sklearn_layers.models import load_minilm
@@ -82,6 +85,8 @@ paths = ["cat.jpg", "dog.png"]
 # runs here after all
 NOT_RUN = {
     ("gpu.rst", 'net = net.to("cuda")'):
+        ("needs a CUDA device", lambda: __import__("torch").cuda.is_available()),
+    ("gpu.rst", 'extractor = LayerFeatureTransformer(net.to("cuda"), device="cuda")'):
         ("needs a CUDA device", lambda: __import__("torch").cuda.is_available()),
     ("images.rst", "import timm"):
         ("timm is not a dependency, and the block downloads pretrained weights",
