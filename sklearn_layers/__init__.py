@@ -1,10 +1,11 @@
 """Intermediate layers of frozen PyTorch networks as scikit-learn features."""
 
-from ._display import LayerSweepDisplay, LayerWeightsDisplay
+from ._display import EarlyExitDisplay, LayerSweepDisplay, LayerWeightsDisplay
 from ._extraction._cache import DiskCache, MemoryCache
 from ._frozen import FrozenModel
 from ._selection import (
     ConcatFusion,
+    EarlyExitClassifier,
     IntermediateLayerClassifier,
     IntermediateLayerRegressor,
     LayerFusionClassifier,
@@ -28,6 +29,8 @@ from .metrics import layer_metrics_from_features
 __all__ = [
     "ConcatFusion",
     "DiskCache",
+    "EarlyExitClassifier",
+    "EarlyExitDisplay",
     "FrozenModel",
     "GrowNetClassifier",
     "GrowNetRegressor",

@@ -4,6 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_layers import (
     ConcatFusion,
+    EarlyExitClassifier,
     IntermediateLayerClassifier,
     IntermediateLayerRegressor,
     LayerFeatureTransformer,
@@ -33,6 +34,7 @@ def wide_mlp(n_features):
         IntermediateLayerClassifier(toy_mlp, cv=3),
         IntermediateLayerClassifier(LayerFeatureTransformer(toy_mlp, pooling="max"), cv=3),
         IntermediateLayerRegressor(wide_mlp, cv=3),
+        EarlyExitClassifier(toy_mlp, cv=3),
         LayerFusionClassifier(toy_mlp, fusion=WeightedFusion(random_state=0)),
         LayerFusionClassifier(toy_mlp, fusion=ConcatFusion()),
         LayerFusionClassifier(toy_mlp, fusion=StackingFusion(cv=3)),

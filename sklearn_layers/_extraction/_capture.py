@@ -101,8 +101,10 @@ def owned_features(activation, pooling, mask=None):
 class _Recorder:
     """Per-call state shared by the hooks of one :func:`capture`."""
 
-    def __init__(self, names, poolings, early_exit, optional=()):
+    def __init__(self, names, poolings, early_exit, optional=(), until=None):
         self.names = names
+        self.until = until
+        self.stopped = False
         self.optional = set(optional)
         self.poolings = poolings
         self.early_exit = early_exit and OUTPUT not in names
@@ -116,6 +118,7 @@ class _Recorder:
     def start(self, batch):
         self.results = {}
         self.fired = set()
+        self.stopped = False
         self.mask = batch.mask
         self.n_rows = batch.n
         self.shapes = {}  # requested layer -> activation shape, for the pooling check
@@ -150,6 +153,9 @@ class _Recorder:
                     "returns one row per sample."
                 )
             self.results[name] = features
+            if self.until is not None and self.until(name, features):
+                self.stopped = True
+                raise _StopForward
         if self.early_exit and all(n in self.results for n in self.names):
             raise _StopForward
 
@@ -366,7 +372,8 @@ class _Leave:
 
 
 @contextmanager
-def capture(model, names, poolings, *, early_exit=True, optional=(), observer=None):
+def capture(model, names, poolings, *, early_exit=True, optional=(), observer=None,
+            until=None):
     """Register hooks on ``names`` and yield a function running one batch.
 
     Parameters
@@ -386,6 +393,11 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
         Also watch every module (see :mod:`._aliases`); the forward then runs
         under ``torch.no_grad()``, whose tensors carry the version counters
         the observer reads, instead of ``torch.inference_mode()``.
+    until : callable, default=None
+        ``until(name, features) -> bool``, called as each requested layer is
+        captured (in the order the forward reaches them); True stops the
+        forward there, and the layers not reached yet are simply missing from
+        the results (early-exit prediction decides per batch how deep to go).
 
     Yields
     ------
@@ -393,7 +405,7 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
         ``run(batch) -> dict name -> torch.Tensor (batch, n_features)``: float32
         CPU tensors owning their memory.
     """
-    recorder = _Recorder(list(names), poolings, early_exit, optional)
+    recorder = _Recorder(list(names), poolings, early_exit, optional, until)
     running = _RunningModules(model, recorder.owner)
     handles = []
     try:
@@ -422,7 +434,7 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
             except Exception as exc:
                 running.annotate(exc)
                 raise
-            missing = [
+            missing = [] if recorder.stopped else [
                 n for n in recorder.names
                 if n not in recorder.results and n not in recorder.optional
             ]

@@ -5,6 +5,7 @@ its strategies, ``layer_sweep`` and ``layer_metrics``.
 """
 
 from ..heads import default_probe
+from ._early_exit import EarlyExitClassifier
 from ._fusion import LayerFusionClassifier
 from ._fusion_modes import ConcatFusion, StackingFusion, WeightedFusion
 from ._ilc import IntermediateLayerClassifier
@@ -14,6 +15,7 @@ from ._sweep import layer_sweep
 
 __all__ = [
     "ConcatFusion",
+    "EarlyExitClassifier",
     "IntermediateLayerClassifier",
     "IntermediateLayerRegressor",
     "LayerFusionClassifier",
