@@ -8,6 +8,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils.validation import check_is_fitted
 
 from .._extraction._progress import one_bar
+from .._transformer import first_row
 from ..utils._compat import HasMethods, Interval, _fit_context
 from ..utils._repr import ReprMixin
 from ._cost import forward_shares
@@ -15,7 +16,7 @@ from ._exit_forward import CascadeOutput, run_cascade, serve_cached
 from ._exit_schedule import plan_stages, simulated_cost
 from ._exit_thresholds import calibrate_thresholds, first_exits, operating_point
 from ._extractor import resolve_extractor
-from ._ilc import _check_targets
+from ._targets import check_class_targets
 
 
 class EarlyExitClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
@@ -185,7 +186,7 @@ class EarlyExitClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         """
         if (X_val is None) != (y_val is None):
             raise ValueError("Pass both X_val and y_val, or neither.")
-        y = _check_targets(y, type(self).__name__)
+        y = check_class_targets(y, type(self).__name__)
         extractor = resolve_extractor(self.extractor, "all" if self.exits is None
                                       else self.exits)
         with one_bar(extractor.verbose):
@@ -234,7 +235,7 @@ class EarlyExitClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
     def _order_exits(self, extractor, X):
         """The exits in forward order, and their costs (``exit_costs_``)."""
         names = list(extractor.feature_slices_)
-        shares, self.cost_unit_ = forward_shares(extractor.model_, extractor._one_row(X),
+        shares, self.cost_unit_ = forward_shares(extractor.model_, first_row(extractor, X),
                                                  names)
         skipped = [name for name in names if not np.isfinite(shares[name])]
         if skipped:

@@ -25,6 +25,7 @@ from sklearn_layers import (
     MemoryCache,
 )
 from sklearn_layers._selection._cost import forward_shares
+from sklearn_layers._transformer import first_row
 from sklearn_layers._selection._exit_schedule import plan_stages, simulated_cost
 from sklearn_layers._selection._exit_thresholds import (
     calibrate_thresholds,
@@ -174,7 +175,7 @@ def test_exits_are_ordered_by_forward_cost_and_costs_are_the_forward_shares():
     clf = EarlyExitClassifier(extractor, exits=["4", "1", "3"], cv=3).fit(X, y)
     assert clf.exit_layers_ == ["1", "3", "4"]
     fitted_extractor = clf.extractor_
-    shares, unit = forward_shares(fitted_extractor.model_, fitted_extractor._one_row(X),
+    shares, unit = forward_shares(fitted_extractor.model_, first_row(fitted_extractor, X),
                                   clf.exit_layers_)
     assert_allclose(clf.exit_costs_, [shares[n] for n in clf.exit_layers_])
     assert unit == clf.cost_unit_ == "flops"
