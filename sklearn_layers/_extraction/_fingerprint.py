@@ -38,7 +38,6 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ._identity import Unnameable, class_digest, code_name, config_repr, plain_repr
 
 _NN_INTERNALS = frozenset(vars(torch.nn.Module())) | {"forward"}
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks")
 _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks")
 
 
@@ -80,6 +79,8 @@ def count_rows(cache, n):
 
 
 def _hook_names(hooks):
+    if not hooks:
+        return b"[]"
     # the package's own hooks (capture, alias watch) are not part of a model
     names = [code_name(hook) for hook in hooks.values()
              if not getattr(hook, "_sklearn_layers_internal", False)]
@@ -120,48 +121,54 @@ def _tensor(h, name, tensor, memo):
     h.update(known[1])
 
 
-def _value(h, name, value, memo, depth=0):
+def _value(h, name, value, memo, seen, depth=0):
     """Hash an attribute: plain data by repr, tensors and arrays by bytes (inside
     tuples, lists and dicts too), anything else by :func:`config_repr`."""
+    kind = type(value)  # not isinstance: it reads __class__, slow on a HF config
+    if id(value) in seen:  # an object shared by many modules (a config): read once
+        h.update(f"{name}={seen[id(value)][1]}".encode())
+        return
     plain = plain_repr(value)
     if plain is not None:
         h.update(f"{name}={plain}".encode())
-    elif isinstance(value, torch.Tensor):
+    elif issubclass(kind, torch.Tensor):
         _tensor(h, name, value, memo)
-    elif isinstance(value, (np.ndarray, np.generic)):
+    elif issubclass(kind, (np.ndarray, np.generic)):
         a = np.asarray(value)
         h.update(f"{name}|ndarray|{a.dtype!r}|{a.shape}".encode())
         # object arrays hold addresses: name the objects instead
         h.update(config_repr(a.tolist()).encode() if a.dtype.hasobject
                  else np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-    elif isinstance(value, (tuple, list, dict)) and depth < 8:
+    elif issubclass(kind, (tuple, list, dict)) and depth < 8:
         h.update(f"{name}={type(value).__qualname__}[{len(value)}]".encode())
         items = (sorted(((config_repr(k), v) for k, v in value.items()), key=lambda kv: kv[0])
                  if isinstance(value, dict) else enumerate(value))
         for key, item in items:
-            _value(h, f"{name}[{key}]", item, memo, depth + 1)
+            _value(h, f"{name}[{key}]", item, memo, seen, depth + 1)
     else:
-        h.update(f"{name}={config_repr(value)}".encode())
+        seen[id(value)] = (value, config_repr(value))  # the value is kept alive: ids stay unique
+        h.update(f"{name}={seen[id(value)][1]}".encode())
 
 
-def _module(h, path, module, memo):
+def _module(h, path, module, memo, seen):
     cls = type(module)
-    h.update(f"<{path}:{cls.__module__}.{cls.__qualname__}:{class_digest(cls, memo.classes)}>".encode())
+    if cls not in seen:  # each class's code is checked once per call
+        seen[cls] = f"{cls.__module__}.{cls.__qualname__}:{class_digest(cls, memo.classes)}"
+    h.update(f"<{path}:{seen[cls]}>".encode())
     h.update(module.extra_repr().encode())
     if isinstance(module, torch.jit.ScriptModule):  # its code and attributes, no addresses
         h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", module._c.dump_to_str(True, True, False)).encode())
-    for attr, value in sorted(vars(module).items()):
-        if attr not in _NN_INTERNALS:
-            _value(h, attr, value, memo)
-    override = vars(module).get("forward")
+    attributes = vars(module)
+    for attr in sorted(attributes.keys() - _NN_INTERNALS):
+        _value(h, attr, attributes[attr], memo, seen)
+    override = attributes.get("forward")
     override = getattr(override, "sklearn_layers_wrapped", override)  # under the package's tap
     if override is not None:
         name = code_name(override)
         if name is None:
             raise Unnameable(f"instance forward {override!r}")
         h.update(f"forward={name}".encode())
-    for attribute in _HOOKS:
-        h.update(_hook_names(getattr(module, attribute)))
+    h.update(_hook_names(module._forward_hooks) + _hook_names(module._forward_pre_hooks))
     for kind, tensors in (("p", module._parameters), ("b", module._buffers)):
         for name, t in tensors.items():
             if t is not None:
@@ -192,8 +199,9 @@ def model_fingerprint(model, memo=None):
     try:
         for attribute in _GLOBAL_HOOKS:
             h.update(_hook_names(getattr(torch.nn.modules.module, attribute, {})))
+        seen = {}  # per call: id(object) -> (object kept alive, its name); class -> digest
         for path, module in model.named_modules(remove_duplicate=False):
-            _module(h, path, module, memo)
+            _module(h, path, module, memo, seen)
     except Unnameable:
         return None
     return h.hexdigest()
