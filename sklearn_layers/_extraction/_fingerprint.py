@@ -1,30 +1,17 @@
 """A digest of everything about a network that can change its outputs.
 
-It covers the module tree (paths and classes), each module's configuration
-(``extra_repr()``, plain attributes, ``to_dict()`` configs, tensors and arrays
-held as attributes, module-level functions held as attributes by their code), the
-code of every module class up to ``nn.Module`` (:func:`._identity.class_digest`)
-and of a ``forward`` set on an instance, a TorchScript module's code, the forward
-hooks and pre-hooks (by code: :func:`._identity.code_name`), every parameter and
-buffer (name, dtype, shape, device, bytes) and torch's version. A lambda,
-closure or partial held as an attribute, or a lazy module's uninitialised
-parameter, leaves the model without a key: nothing is cached.
-
-Reading every weight on every call would cost close to a forward, so a
-tensor's content is hashed once per *state* and kept in an :class:`IdentityMemo`
-that lives on the cache (weakly keyed by tensor). The state is the tensor's
-data pointer, version counter, dtype, shape, strides and device, and for a CPU
-tensor a strided sample of 16 of its values: in-place torch ops,
-``load_state_dict``, optimiser steps and a replaced ``.data`` change it. An edit
-that bypasses the version counter (through ``.data`` or numpy) is seen when it
-changes a sampled value; one that changes no sampled value is not.
-
-What the digest cannot see: functions a forward calls outside the module
-classes (beyond torch's kernels, covered by its version), global variables,
-class attributes that are not functions or plain data, and the state of
-arbitrary objects held as attributes beyond their type. The ambient numeric
-settings are added by :func:`._plan.cache_identity`.
+The module tree, each module's configuration (``extra_repr()``, plain
+attributes, ``to_dict()`` configs, tensors and arrays held as attributes,
+functions by their code), every module class's code
+(:func:`._identity.class_digest`), an instance ``forward``, a TorchScript
+module's code, the hooks (by code), every parameter and buffer and torch's
+version. Something without a stable name (a lambda attribute, a lazy
+parameter) leaves the model without a key. A tensor's bytes are hashed once per
+state (data pointer, version counter, dtype, shape, strides, device, and 16
+sampled values on the CPU), in an :class:`IdentityMemo` living on the cache.
+``docs/user_guide/cache.rst`` lists which edits are seen and what is not covered.
 """
+
 
 import re
 import threading
