@@ -1,30 +1,15 @@
 """Layer names that denote the very same tensor share one cache entry.
 
-Users name a stage in many ways: ``"layer1"`` (an ``nn.Sequential`` stage) is
-the very tensor its last child ``"layer1.1"`` returns; a Hugging Face
-``"bert"`` returns the output of ``"bert.encoder.layer.5"``; ``"fc:input"`` is
-what ``"flatten"`` returned. An :class:`AliasObserver` finds such names while
-one row goes through the network: it watches every module's input and output
-and groups the names that receive or return the same tensor *object* at the
-same *version* (an in-place operation in between, such as
-``ReLU(inplace=True)``, bumps the version, so a convolution and the in-place
-activation after it never share). Each group is cached under one canonical
-name, so whatever names a grid uses, each row goes through the network once.
-
-Only what a capture keeps is watched: a module's first input and output in a
-forward pass. A module called twice (one ``self.relu`` used twice, as
-torchvision's ``BasicBlock`` does) is captured at its first call, so its
-second output aliases nothing under its name.
-
-The map is observed on the first row a model meets (per model key) and kept
-on the cache object (and in a disk cache's database, for the next process);
-an extraction that prefetches nothing observes only up to its early exit, and
-a later one that prefetches observes the whole forward pass once.
-Whenever an extraction captures two names of one group, their features are
-compared on the traced row and on every batch that goes through the network
-before anything is stored under their shared key; a name that disagrees (a
-module that returns the same object only for some inputs) loses its alias.
+``"layer1"`` (an ``nn.Sequential`` stage) is the tensor its last child
+``"layer1.1"`` returns; ``"fc:input"`` is what ``"flatten"`` returned. An
+:class:`AliasObserver` watches every module's first input and output while one
+row goes through the network and groups names that see the same tensor object
+at the same version (an in-place op in between bumps it). The map is kept on
+the cache per model key (and in a disk cache's database, for the next process).
+Names sharing a key are compared on every batch that runs before anything is
+stored; one that disagrees loses its alias.
 """
+
 
 import threading
 import warnings

@@ -1,15 +1,11 @@
-"""Row digests: what the activation cache keys an input row on.
+"""Row digests (xxh3-128): what the activation cache keys an input row on.
 
-A row's digest covers its bytes and everything needed to read them back the
-same way: the dtype and per-row shape of each array, and the key under which
-each array reaches the model (``model(x=..., offset=...)`` and
-``model(x=..., scale=...)`` never share an entry). Text rows are keyed by the
-string and the tokenizer's full name (:func:`._identity.tokenizer_name`).
-
-xxh3-128 reads several GB/s, so hashing every row costs a few percent of a
-forward pass. It is not a cryptographic hash: collisions are a concern only
-against someone who can already write to the cache.
+A row's bytes, the dtype and per-row shape of each array and the keyword under
+which each array reaches the model; a string under the tokenizer's full name;
+a raw item (image, file, array) by :func:`item_digest`. Not a cryptographic
+hash: collisions matter only against someone who can already write the cache.
 """
+
 
 import os
 import stat

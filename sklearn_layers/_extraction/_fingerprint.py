@@ -1,30 +1,17 @@
 """A digest of everything about a network that can change its outputs.
 
-It covers the module tree (paths and classes), each module's configuration
-(``extra_repr()``, plain attributes, ``to_dict()`` configs, tensors and arrays
-held as attributes, module-level functions held as attributes by their code), the
-code of every module class up to ``nn.Module`` (:func:`._identity.class_digest`)
-and of a ``forward`` set on an instance, a TorchScript module's code, the forward
-hooks and pre-hooks (by code: :func:`._identity.code_name`), every parameter and
-buffer (name, dtype, shape, device, bytes) and torch's version. A lambda,
-closure or partial held as an attribute, or a lazy module's uninitialised
-parameter, leaves the model without a key: nothing is cached.
-
-Reading every weight on every call would cost close to a forward, so a
-tensor's content is hashed once per *state* and kept in an :class:`IdentityMemo`
-that lives on the cache (weakly keyed by tensor). The state is the tensor's
-data pointer, version counter, dtype, shape, strides and device, and for a CPU
-tensor a strided sample of 16 of its values: in-place torch ops,
-``load_state_dict``, optimiser steps and a replaced ``.data`` change it. An edit
-that bypasses the version counter (through ``.data`` or numpy) is seen when it
-changes a sampled value; one that changes no sampled value is not.
-
-What the digest cannot see: functions a forward calls outside the module
-classes (beyond torch's kernels, covered by its version), global variables,
-class attributes that are not functions or plain data, and the state of
-arbitrary objects held as attributes beyond their type. The ambient numeric
-settings are added by :func:`._plan.cache_identity`.
+The module tree, each module's configuration (``extra_repr()``, plain
+attributes, ``to_dict()`` configs, tensors and arrays held as attributes,
+functions by their code), every module class's code
+(:func:`._identity.class_digest`), an instance ``forward``, a TorchScript
+module's code, the hooks (by code), every parameter and buffer and torch's
+version. Something without a stable name (a lambda attribute, a lazy
+parameter) leaves the model without a key. A tensor's bytes are hashed once per
+state (data pointer, version counter, dtype, shape, strides, device, and 16
+sampled values on the CPU), in an :class:`IdentityMemo` living on the cache.
+``docs/user_guide/cache.rst`` lists which edits are seen and what is not covered.
 """
+
 
 import re
 import threading
@@ -38,7 +25,6 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ._identity import Unnameable, class_digest, code_name, config_repr, plain_repr
 
 _NN_INTERNALS = frozenset(vars(torch.nn.Module())) | {"forward"}
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks")
 _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks")
 
 
@@ -80,6 +66,8 @@ def count_rows(cache, n):
 
 
 def _hook_names(hooks):
+    if not hooks:
+        return b"[]"
     # the package's own hooks (capture, alias watch) are not part of a model
     names = [code_name(hook) for hook in hooks.values()
              if not getattr(hook, "_sklearn_layers_internal", False)]
@@ -110,7 +98,11 @@ def _tensor(h, name, tensor, memo):
     state = (t.data_ptr(), version, t.dtype, t.shape, t.stride(), t.device)
     if t.device.type == "cpu" and t.is_contiguous():
         flat = t.view(-1)
-        state += (flat[:: max(1, flat.numel() // 16)].tolist(),)
+        sample = flat[:: max(1, flat.numel() // 16)]
+        try:  # as bytes: a NaN equals itself
+            state += (sample.numpy().tobytes(),)
+        except TypeError:  # numpy has no bfloat16
+            state += (sample.contiguous().view(torch.uint8).numpy().tobytes(),)
     with memo.lock:
         known = memo.tensors.get(tensor)
     if known is None or known[0] != state:
@@ -120,48 +112,54 @@ def _tensor(h, name, tensor, memo):
     h.update(known[1])
 
 
-def _value(h, name, value, memo, depth=0):
+def _value(h, name, value, memo, seen, depth=0):
     """Hash an attribute: plain data by repr, tensors and arrays by bytes (inside
     tuples, lists and dicts too), anything else by :func:`config_repr`."""
+    kind = type(value)  # not isinstance: it reads __class__, slow on a HF config
+    if id(value) in seen:  # an object shared by many modules (a config): read once
+        h.update(f"{name}={seen[id(value)][1]}".encode())
+        return
     plain = plain_repr(value)
     if plain is not None:
         h.update(f"{name}={plain}".encode())
-    elif isinstance(value, torch.Tensor):
+    elif issubclass(kind, torch.Tensor):
         _tensor(h, name, value, memo)
-    elif isinstance(value, (np.ndarray, np.generic)):
+    elif issubclass(kind, (np.ndarray, np.generic)):
         a = np.asarray(value)
         h.update(f"{name}|ndarray|{a.dtype!r}|{a.shape}".encode())
         # object arrays hold addresses: name the objects instead
         h.update(config_repr(a.tolist()).encode() if a.dtype.hasobject
                  else np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-    elif isinstance(value, (tuple, list, dict)) and depth < 8:
+    elif issubclass(kind, (tuple, list, dict)) and depth < 8:
         h.update(f"{name}={type(value).__qualname__}[{len(value)}]".encode())
         items = (sorted(((config_repr(k), v) for k, v in value.items()), key=lambda kv: kv[0])
                  if isinstance(value, dict) else enumerate(value))
         for key, item in items:
-            _value(h, f"{name}[{key}]", item, memo, depth + 1)
+            _value(h, f"{name}[{key}]", item, memo, seen, depth + 1)
     else:
-        h.update(f"{name}={config_repr(value)}".encode())
+        seen[id(value)] = (value, config_repr(value))  # the value is kept alive: ids stay unique
+        h.update(f"{name}={seen[id(value)][1]}".encode())
 
 
-def _module(h, path, module, memo):
+def _module(h, path, module, memo, seen):
     cls = type(module)
-    h.update(f"<{path}:{cls.__module__}.{cls.__qualname__}:{class_digest(cls, memo.classes)}>".encode())
+    if cls not in seen:  # each class's code is checked once per call
+        seen[cls] = f"{cls.__module__}.{cls.__qualname__}:{class_digest(cls, memo.classes)}"
+    h.update(f"<{path}:{seen[cls]}>".encode())
     h.update(module.extra_repr().encode())
     if isinstance(module, torch.jit.ScriptModule):  # its code and attributes, no addresses
         h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", module._c.dump_to_str(True, True, False)).encode())
-    for attr, value in sorted(vars(module).items()):
-        if attr not in _NN_INTERNALS:
-            _value(h, attr, value, memo)
-    override = vars(module).get("forward")
+    attributes = vars(module)
+    for attr in sorted(attributes.keys() - _NN_INTERNALS):
+        _value(h, attr, attributes[attr], memo, seen)
+    override = attributes.get("forward")
     override = getattr(override, "sklearn_layers_wrapped", override)  # under the package's tap
     if override is not None:
         name = code_name(override)
         if name is None:
             raise Unnameable(f"instance forward {override!r}")
         h.update(f"forward={name}".encode())
-    for attribute in _HOOKS:
-        h.update(_hook_names(getattr(module, attribute)))
+    h.update(_hook_names(module._forward_hooks) + _hook_names(module._forward_pre_hooks))
     for kind, tensors in (("p", module._parameters), ("b", module._buffers)):
         for name, t in tensors.items():
             if t is not None:
@@ -192,8 +190,9 @@ def model_fingerprint(model, memo=None):
     try:
         for attribute in _GLOBAL_HOOKS:
             h.update(_hook_names(getattr(torch.nn.modules.module, attribute, {})))
+        seen = {}  # per call: id(object) -> (object kept alive, its name); class -> digest
         for path, module in model.named_modules(remove_duplicate=False):
-            _module(h, path, module, memo)
+            _module(h, path, module, memo, seen)
     except Unnameable:
         return None
     return h.hexdigest()

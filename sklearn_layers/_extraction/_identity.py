@@ -153,17 +153,18 @@ _PLAIN = (int, float, complex, bool, str, bytes, type(None), torch.dtype, torch.
 def plain_repr(value, depth=0):
     """A repr of plain data (numbers, strings, bytes, ``None``, dtypes, devices,
     enums and tuples, lists, sets and dicts of those), else ``None``."""
-    if isinstance(value, _PLAIN) or isinstance(value, enum.Enum):
+    kind = type(value)  # not isinstance: it reads __class__, slow on some objects
+    if issubclass(kind, _PLAIN) or issubclass(kind, enum.Enum):
         return repr(value)
     if depth > 8:
         return None
-    if isinstance(value, (tuple, list, frozenset, set)):
+    if issubclass(kind, (tuple, list, frozenset, set)):
         items = [plain_repr(v, depth + 1) for v in value]
         if None in items:
             return None
-        items = sorted(items) if isinstance(value, (set, frozenset)) else items
-        return f"{type(value).__name__}({', '.join(items)})"
-    if isinstance(value, dict):
+        items = sorted(items) if issubclass(kind, (set, frozenset)) else items
+        return f"{kind.__name__}({', '.join(items)})"
+    if issubclass(kind, dict):
         items = [(plain_repr(k, depth + 1), plain_repr(v, depth + 1)) for k, v in value.items()]
         if any(k is None or v is None for k, v in items):
             return None

@@ -200,10 +200,18 @@ def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype, ad
     return f"{fingerprint}-{float_dtype}-{device.type}-{numeric_settings(device)}"
 
 
+def _short_name(found):
+    name = getattr(found, "__qualname__", None)
+    if isinstance(name, str):
+        return f"{getattr(found, '__module__', None) or ''}.{name}"
+    text = repr(found)
+    return text if len(text) <= 100 else f"{text[:97]}..."
+
+
 def _warn_unkeyable(memo, what, found):
     label = (f"{type(found).__name__} (it holds a lambda, a closure or a partial as an "
              "attribute, a hook or its forward, or a lazy parameter)" if what == "model"
-             else repr(found))
+             else _short_name(found))
     with memo.lock:
         if (what, label) in memo.warned:
             return
