@@ -133,12 +133,12 @@ def serve_cached(extractor, names, adapter, heads, thresholds, output):
     poolings = {name: extractor.poolings_[name] for name in names}
     fingerprint = cache_identity(
         model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
-        device=extractor._device(), float_dtype=model_float_dtype(model),
+        device=extractor._device(), float_dtype=model_float_dtype(model), adapter=adapter,
     )
     if fingerprint is None:
         return todo
     # a partial alias map only makes lookups miss, never serve another layer
-    aliases = known_aliases(model, fingerprint, complete=False) or {}
+    aliases = known_aliases(cache, fingerprint, complete=False) or {}
     plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, aliases=aliases)
     keys = [plan.keys[name] for name in names]
     widths = [extractor.n_features_per_layer_[name] for name in names]
