@@ -1,6 +1,11 @@
 """Intermediate layers of frozen PyTorch networks as scikit-learn features."""
 
-from ._display import EarlyExitDisplay, LayerSweepDisplay, LayerWeightsDisplay
+from ._display import (
+    EarlyExitDisplay,
+    LayerCurveDisplay,
+    LayerSweepDisplay,
+    LayerWeightsDisplay,
+)
 from ._extraction._cache import DiskCache, MemoryCache
 from ._frozen import FrozenModel
 from ._selection import (
@@ -39,6 +44,7 @@ __all__ = [
     "KNNInterpolatedClassifier",
     "LayerFeatureTransformer",
     "LayerFusionClassifier",
+    "LayerCurveDisplay",
     "LayerSweepDisplay",
     "LayerWeightsDisplay",
     "LinearProbeClassifier",

@@ -11,6 +11,12 @@ from ._pareto import pareto_front
 _KINDS = ("layer", "cost")
 _INTERVAL_STYLES = ("errorbar", "fill_between", None)
 _COSTS = ("forward_share", "seconds_per_row")
+# each plottable column with the ends of its interval
+_SCORE_COLUMNS = {
+    "score": ("score_low", "score_high"),
+    "selectivity": ("selectivity_low", "selectivity_high"),
+    "control_score": ("control_low", "control_high"),
+}
 _REQUIRED = ("layer", "layer_index", "head", "split", "score")
 _GREY = "0.3"
 
@@ -445,6 +451,8 @@ default=None
         cost="forward_share",
         chance_level=None,
         score_name="score",
+        score="score",
+        train_size=None,
         ax=None,
         **plot_kw,
     ):
@@ -467,6 +475,14 @@ default=None
         score_name : str, default="score"
             Label of the score axis (the table does not say which scorer made
             it).
+        score : {"score", "selectivity", "control_score"}, default="score"
+            The column to draw, with its interval: the task score, or, from
+            a sweep with ``control=True``, the selectivity (score minus
+            control score) or the control score itself.
+        train_size : int, default=None
+            From a sweep with ``train_sizes``: the training size to draw.
+            ``None`` draws the largest. (:class:`LayerCurveDisplay` draws the
+            score against the size.)
         ax : matplotlib Axes, default=None
             Axes to draw on.
         **plot_kw
@@ -478,13 +494,16 @@ default=None
         """
         if cost not in _COSTS:
             raise ValueError(f"cost must be one of {_COSTS}; got {cost!r}.")
-        records = _records(table)
+        if score not in _SCORE_COLUMNS:
+            raise ValueError(f"score must be one of {tuple(_SCORE_COLUMNS)}; got {score!r}.")
+        records = _at_train_size(_records(table), train_size)
         if not records:
             raise ValueError("The table is empty: there is nothing to plot.")
-        missing = [c for c in _REQUIRED if c not in records[0]]
+        missing = [c for c in (*_REQUIRED, score) if c not in records[0]]
         if missing:
+            how = " with control=True" if score != "score" else ""
             raise ValueError(
-                f"The table lacks the columns {missing}; pass what layer_sweep "
+                f"The table lacks the columns {missing}; pass what layer_sweep{how} "
                 "returned."
             )
         order = sorted({(r["layer_index"], r["layer"]) for r in records})
@@ -502,8 +521,8 @@ default=None
                     "split."
                 )
             seen.add((key, i))
-            for store, column in ((scores, "score"), (low, "score_low"),
-                                  (high, "score_high")):
+            for store, column in ((scores, score), (low, _SCORE_COLUMNS[score][0]),
+                                  (high, _SCORE_COLUMNS[score][1])):
                 row = store.setdefault(key, np.full(len(layers), np.nan))
                 row[i] = r.get(column, np.nan)
         costs, cost_name = None, "cost"
@@ -560,6 +579,8 @@ default=None
         default_score = "r2" if is_regressor(estimator) else "accuracy"
         score_name = scoring if isinstance(scoring, str) else (
             default_score if scoring is None else "score")
+        if getattr(estimator, "control", False):  # layer_scores_ hold the selectivity
+            score_name = f"selectivity ({score_name})"
         costs = np.array([estimator.layer_costs_.get(n, np.nan) for n in layers],
                          dtype=float)
         display = cls(
@@ -570,6 +591,19 @@ default=None
             chosen_layers={key: estimator.best_layer_}, score_name=score_name,
         )
         return display.plot(ax=ax, **plot_kw)
+
+
+def _at_train_size(records, train_size):
+    """The rows of one training size (the largest by default) of a curves table."""
+    if not records or "train_size" not in records[0]:
+        if train_size is not None:
+            raise ValueError("train_size is given but the table has no train_size column.")
+        return records
+    sizes = sorted({r["train_size"] for r in records})
+    chosen = sizes[-1] if train_size is None else train_size
+    if chosen not in sizes:
+        raise ValueError(f"train_size={train_size!r} is not in the table's sizes {sizes}.")
+    return [r for r in records if r["train_size"] == chosen]
 
 
 def _fold_half_width(estimator, layers):
@@ -599,7 +633,7 @@ def _estimator_chance(estimator, chance_level):
             "chance_level='uniform' is 1 / n_classes; a regressor has no classes. Pass "
             "the chance level of its score as a number (0 for r2: predicting the mean)."
         )
-    if estimator.selection_ == "metric" or not (
+    if estimator.selection_ == "metric" or getattr(estimator, "control", False) or not (
         estimator.scoring is None or estimator.scoring in accuracy_like
     ):
         raise ValueError(

@@ -15,11 +15,13 @@ from ..metrics._validation import stratified_rows
 from ..utils._compat import HasMethods, Interval, _fit_context
 from ..utils._repr import ReprMixin
 from ._choice import choose_layer
+from ._control import input_identities
 from ._cost import forward_shares
 from ._extractor import clone_selector, resolve_extractor
 from ._intervals import LayerScorer
+from ._probing import planned_fits, sweep_rows
 from ._progress import fit_progress
-from ._scoring import Splits, score_layers
+from ._scoring import Splits
 
 _METRIC_SAMPLES = 2000  # rows a label-free metric reads (stratified, seed 0)
 
@@ -115,11 +117,25 @@ class BaseIntermediateLayer(ReprMixin, TransformerMixin, BaseEstimator):
             model, first_row(candidates, rows), list(slices)
         )
         metric = _layer_metric(self.scoring)
+        control = getattr(self, "control", False)  # the classifier's option
+        if metric is not None and control:
+            raise ValueError(
+                f"control=True scores a fitted estimator against its control task; "
+                f"scoring={self.scoring!r} is a layer metric, which fits none."
+            )
+        vars(self).pop("layer_control_scores_", None)  # not left over from another fit
+        identities = None
+        if control:
+            identities = (input_identities(X, preprocess=candidates.preprocess),
+                          {} if X_val is None else
+                          {"validation": input_identities(X_val,
+                                                          preprocess=candidates.preprocess)})
         if metric is not None:
             scores, stds, greater = self._score_by_metric(metric, features, slices, y)
             self.selection_ = "metric"
         else:
-            scores, stds = self._score_by_fitting(features, slices, y, validation, y_val)
+            scores, stds = self._score_by_fitting(features, slices, y, validation, y_val,
+                                                  identities)
             greater = True
             self.selection_ = "cv" if X_val is None else "validation"
         self.layer_scores_, self.layer_score_std_ = scores, stds
@@ -137,7 +153,7 @@ class BaseIntermediateLayer(ReprMixin, TransformerMixin, BaseEstimator):
         self._set_targets(y)
         return self
 
-    def _score_by_fitting(self, features, slices, y, validation, y_val):
+    def _score_by_fitting(self, features, slices, y, validation, y_val, identities=None):
         estimator = self._estimator()
         scorer = LayerScorer(estimator, self.scoring)
         if validation is None:
@@ -145,12 +161,19 @@ class BaseIntermediateLayer(ReprMixin, TransformerMixin, BaseEstimator):
             splits = Splits(cv=list(cv.split(features, y)))
         else:
             splits = Splits(tests={"validation": (validation, np.asarray(y_val))})
-        with fit_progress(self.verbose, len(slices) * splits.count()) as progress:
-            rows = score_layers(features, slices, y, {"estimator": estimator},
-                                {"estimator": scorer}, splits, n_jobs=self.n_jobs,
-                                progress=progress)
-        return ({r["layer"]: r["score"] for r in rows},
-                {r["layer"]: r["score_std"] for r in rows})
+        total = planned_fits(len(slices), 1, splits, y, control=identities is not None)
+        with fit_progress(self.verbose, total) as progress:
+            rows = sweep_rows(features, slices, y, {"estimator": estimator},
+                              {"estimator": scorer}, splits, identities=identities,
+                              n_jobs=self.n_jobs,
+                              random_state=getattr(self, "random_state", None),
+                              progress=progress)
+        if identities is None:
+            return ({r["layer"]: r["score"] for r in rows},
+                    {r["layer"]: r["score_std"] for r in rows})
+        self.layer_control_scores_ = {r["layer"]: r["control_score"] for r in rows}
+        return ({r["layer"]: r["selectivity"] for r in rows},
+                {r["layer"]: r["selectivity_std"] for r in rows})
 
     def _score_by_metric(self, metric, features, slices, y):
         if metric.needs_y and not is_classifier(self):

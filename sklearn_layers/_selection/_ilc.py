@@ -63,6 +63,17 @@ class IntermediateLayerClassifier(ClassifierMixin, BaseIntermediateLayer):
         Choose the cheapest layer (the smallest share of a full forward pass,
         ``layer_costs_``) whose score is at least the best score minus this.
         0 chooses the best-scoring layer.
+    control : bool, default=False
+        Score each layer by its *selectivity*: the estimator's score minus its
+        score on a control task (labels drawn at random per input identity
+        with the training labels' class frequencies, identical inputs sharing
+        a label; Hewitt & Liang), on the same folds or validation rows. A
+        layer then wins by what the estimator reads from it, not by what it
+        can memorise -- which matters where inputs recur; on inputs never seen
+        in training the control score is chance on every layer. Not with a
+        layer metric as ``scoring``.
+    random_state : int, RandomState or None, default=None
+        Draws the control task (``control=True``); unused otherwise.
     refit : bool, default=True
         Refit the estimator on the chosen layer over all of ``X``.
     n_jobs : int, default=None
@@ -77,6 +88,9 @@ class IntermediateLayerClassifier(ClassifierMixin, BaseIntermediateLayer):
         Layer name -> mean score (or metric value).
     layer_score_std_ : dict
         Layer name -> standard deviation over folds (0 otherwise).
+    layer_control_scores_ : dict
+        With ``control=True``: layer name -> the estimator's control score
+        (``layer_scores_`` then holds the selectivity).
     layer_costs_ : dict
         Layer name -> share of a full forward pass spent to reach it.
     cost_unit_ : {"flops", "time"}
@@ -128,6 +142,35 @@ class IntermediateLayerClassifier(ClassifierMixin, BaseIntermediateLayer):
     >>> ilc.predict(X[:3]).shape
     (3,)
     """
+
+    _parameter_constraints: dict = {
+        **BaseIntermediateLayer._parameter_constraints,
+        "control": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        extractor,
+        *,
+        layers="all",
+        estimator=None,
+        cv=5,
+        scoring=None,
+        selection_tolerance=0.0,
+        control=False,
+        random_state=None,
+        refit=True,
+        n_jobs=None,
+        verbose=0,
+    ):
+        super().__init__(
+            extractor, layers=layers, estimator=estimator, cv=cv, scoring=scoring,
+            selection_tolerance=selection_tolerance, refit=refit, n_jobs=n_jobs,
+            verbose=verbose,
+        )
+        self.control = control
+        self.random_state = random_state
 
     def _default_estimator(self):
         return default_probe()

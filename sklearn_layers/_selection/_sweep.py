@@ -11,12 +11,14 @@ from .._transformer import adapt_input, first_row
 from ..heads import default_probe
 from ..utils._compat import Interval, validate_params
 from ..utils._optional import import_optional
+from ._control import CONTROL_COLUMNS, input_identities
 from ._cost import forward_shares, seconds_per_row
 from ._extractor import resolve_extractor
 from ._ilr import default_regression_probe
 from ._intervals import LayerScorer
+from ._probing import planned_fits, sweep_rows
 from ._progress import fit_progress
-from ._scoring import Splits, score_layers
+from ._scoring import Splits
 
 COLUMNS = [
     "layer", "layer_index", "head", "split", "score", "score_std", "score_low",
@@ -70,6 +72,8 @@ def _first_rows(X, n):
         "cv": [None, "cv_object"],
         "test_sets": [None, dict],
         "scoring": [None, str, callable],
+        "control": ["boolean"],
+        "train_sizes": [None, "array-like"],
         "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
         "cost_sample": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
@@ -88,6 +92,8 @@ def layer_sweep(
     cv=None,
     test_sets=None,
     scoring=None,
+    control=False,
+    train_sizes=None,
     n_bootstrap=200,
     cost_sample=64,
     random_state=0,
@@ -129,6 +135,21 @@ def layer_sweep(
     scoring : str or callable, default=None
         ``None`` uses the estimator's ``score`` (accuracy for a classifier,
         ``r2`` for a regressor), for the score and its bootstrap interval alike.
+    control : bool, default=False
+        Also score each estimator on a control task (Hewitt & Liang): the same
+        rows with labels drawn at random per input identity (identical inputs
+        share a label) with the training labels' class frequencies, seeded by
+        ``random_state``; and the *selectivity*, score minus control score,
+        the part of the score an estimator cannot get by memorising its
+        inputs. Classification only. On held-out inputs that never occur in
+        ``X`` the control score stays at chance; it tells layers apart where
+        inputs recur.
+    train_sizes : array-like of float or int, default=None
+        Learning curves: fit each estimator on nested, stratified subsets of
+        the training rows of these sizes (floats in (0, 1] are fractions of
+        the smallest training set, integers row counts, as in
+        :func:`sklearn.model_selection.learning_curve`), from the same
+        extracted features, and score each on the same rows.
     n_bootstrap : int, default=200
         Bootstrap resamples of each test set for the 95% interval
         (``score_low``, ``score_high``); 0 skips them. Cross-validation
@@ -154,7 +175,13 @@ def layer_sweep(
         (share of a full forward pass spent to reach the layer), ``cost_unit``
         (``"flops"`` or ``"time"``: what the share counts) and
         ``seconds_per_row`` (measured extraction time of the layer alone; NaN
-        with ``cost_sample=0``).
+        with ``cost_sample=0``). With ``train_sizes``, ``train_size`` (the
+        rows each fit saw) follows ``split``, one row per size. With
+        ``control=True``, ``control_score``, ``control_low``,
+        ``control_high``, ``selectivity``, ``selectivity_low`` and
+        ``selectivity_high`` follow (the selectivity interval from the paired
+        fold differences on ``"cv"``, from the two intervals, taken as
+        independent, on a test set).
 
     See Also
     --------
@@ -193,11 +220,18 @@ def layer_sweep(
         tests=tests,
     )
     scorers = {name: LayerScorer(estimator, scoring) for name, estimator in named.items()}
-    total = len(slices) * len(named) * splits.count()
+    identities = None
+    if control:
+        identities = (input_identities(X, preprocess=candidates.preprocess),
+                      {name: input_identities(Xt, preprocess=candidates.preprocess)
+                       for name, (Xt, _) in test_sets.items()})
+    total = planned_fits(len(slices), len(named), splits, y, train_sizes=train_sizes,
+                         control=control)
     with fit_progress(verbose, total) as progress:
-        table = score_layers(features, slices, y, named, scorers, splits, n_jobs=n_jobs,
-                             n_bootstrap=n_bootstrap, random_state=random_state,
-                             progress=progress)
+        table = sweep_rows(features, slices, y, named, scorers, splits,
+                           identities=identities, train_sizes=train_sizes, n_jobs=n_jobs,
+                           n_bootstrap=n_bootstrap, random_state=random_state,
+                           progress=progress)
     model = candidates.model_  # one network, even from a factory
     shares, unit = forward_shares(model, first_row(candidates, rows), list(slices))
     timing = {}
@@ -213,4 +247,9 @@ def layer_sweep(
         row["forward_share"] = shares[row["layer"]]
         row["cost_unit"] = unit
         row["seconds_per_row"] = timing.get(row["layer"], np.nan)
-    return pd.DataFrame(table, columns=COLUMNS)
+    columns = list(COLUMNS)
+    if train_sizes is not None:
+        columns.insert(columns.index("split") + 1, "train_size")
+    if control:
+        columns += CONTROL_COLUMNS
+    return pd.DataFrame(table, columns=columns)
