@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import (  # noqa: F401
     Interval,
     RealNotInt,
     StrOptions,
+    validate_parameter_constraints,
 )
 from sklearn_compat.base import _fit_context  # noqa: F401
 from sklearn_compat.utils.validation import validate_data  # noqa: F401
@@ -28,4 +29,5 @@ __all__ = [
     "StrOptions",
     "_fit_context",
     "validate_data",
+    "validate_parameter_constraints",
 ]

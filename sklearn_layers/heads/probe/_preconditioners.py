@@ -11,7 +11,6 @@ solver works on ``G``; the minimiser in ``W`` does not depend on the map.
 """
 
 import numpy as np
-import scipy.linalg
 import scipy.linalg.lapack
 
 
@@ -32,11 +31,14 @@ class Diagonal:
         return _Scaling(1.0 / np.sqrt(scale))
 
 
-class CholeskyWhitening:
+class Whitening:
     """Whitening by a Cholesky factor of ``c * Sigma + eps * I`` per problem.
 
-    The cheap choice for a single fit: ``n_features**3 / 3`` per problem and
-    call to :meth:`at`, against about 9 times that for an eigendecomposition.
+    The one whitening of the probe, for a single fit and for a path alike:
+    ``n_features**3 / 3`` per problem and call to :meth:`at` (an
+    eigendecomposition, shared by all problems, costs about 9 times one
+    factor, more than the handful of problems a fit or a fold's values of C
+    bring).
 
     Parameters
     ----------
@@ -66,28 +68,6 @@ class CholeskyWhitening:
             jitter = max(10.0 * jitter, 1e-7 * float(matrix.diagonal().mean()))
             matrix.flat[:: d + 1] += jitter
         raise FloatingPointError("could not factor the whitening matrix")
-
-
-class EigenWhitening:
-    """Whitening by the eigenvectors of ``Sigma``, decomposed once.
-
-    Every problem and call to :meth:`at` then costs ``n_features``: the
-    choice when many problems (folds, values of ``C``) share one covariance.
-
-    Parameters
-    ----------
-    covariance : ndarray of shape (n_features, n_features)
-    """
-
-    def __init__(self, covariance):
-        eigenvalues, self.eigenvectors = scipy.linalg.eigh(
-            covariance, check_finite=False
-        )
-        self.eigenvalues = np.maximum(eigenvalues, 0.0)
-
-    def at(self, curvatures, penalties):
-        scale = curvatures[:, None] * self.eigenvalues + penalties[:, None]
-        return _Rotation(self.eigenvectors, 1.0 / np.sqrt(scale))
 
 
 class _Scaling:
@@ -127,23 +107,3 @@ class _Triangular:
 
     def gradient(self, grad_W):
         return grad_W @ np.swapaxes(self.L_inv, 1, 2)
-
-
-class _Rotation:
-    """``W = (G * scale) @ V.T``: one shared ``V``, one ``scale`` per problem."""
-
-    def __init__(self, V, scale):
-        self.V = V
-        self.scale = scale[:, None, :]
-
-    def select(self, index):
-        return _Rotation(self.V, self.scale[index, 0])
-
-    def to_model(self, G):
-        return (G * self.scale) @ self.V.T
-
-    def to_solver(self, W):
-        return (W @ self.V) / self.scale
-
-    def gradient(self, grad_W):
-        return (grad_W @ self.V) * self.scale

@@ -20,7 +20,7 @@ import scipy.special
 import torch
 
 from ._lbfgs import minimize_lbfgs
-from .._validation import chunk_n_rows
+from ...utils._chunks import chunk_n_rows
 
 # Bytes per feature of a row chunk's float64 temporaries.
 _ROW_CHUNK_FACTOR = 2 * 8
@@ -85,7 +85,7 @@ def standardize(X, mean, scale_):
     return Z
 
 
-class Rows:
+class StandardisedRows:
     """Standardised training rows where the products with them run.
 
     On the CPU the rows stay a numpy array and the products go through
@@ -164,7 +164,7 @@ class Problems:
 
     Parameters
     ----------
-    rows : Rows
+    rows : StandardisedRows
         The rows, standardised with `base_mean` and `base_scale`.
     y : ndarray of shape (n_samples,), int
         Class indices in ``range(n_classes)``.
@@ -267,7 +267,7 @@ def solve(problems, W0, b0, *, preconditioner, tol, max_iter):
     problems : Problems
     W0 : ndarray of shape (n_problems, n_outputs, n_features), float64
     b0 : ndarray of shape (n_problems, n_outputs), float64
-    preconditioner : Diagonal, CholeskyWhitening or EigenWhitening
+    preconditioner : Diagonal or Whitening
         The family of changes of variables (see ``_preconditioners``); each
         problem's map is chosen for its curvature at its starting point.
     tol : float
