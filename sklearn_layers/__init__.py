@@ -16,6 +16,7 @@ from .heads import (
     GrowNetRegressor,
     KNNInterpolatedClassifier,
     LinearProbeClassifier,
+    LinearProbeRegressor,
     PrototypeClassifier,
     default_probe,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "LayerSweepDisplay",
     "LayerWeightsDisplay",
     "LinearProbeClassifier",
+    "LinearProbeRegressor",
     "MemoryCache",
     "PrototypeClassifier",
     "__version__",

@@ -17,7 +17,7 @@ from ...utils._compat import (
     validate_data,
 )
 from ...utils._repr import ReprMixin
-from ..probe._linear_probe import default_probe
+from ..probe._default import default_probe
 from ...utils._chunks import chunk_n_rows
 from .._rowwise import l2_normalize
 from .._validation import check_at_least_two_classes

@@ -1,4 +1,4 @@
-"""A fast L2-penalised logistic regression probe, and the package's default probe."""
+"""A fast L2-penalised logistic regression probe."""
 
 # SPDX-License-Identifier: BSD-3-Clause
 
@@ -341,26 +341,3 @@ def set_solution(probe, fit, dtype):
     warn_if_not_converged(fit, name=type(probe).__name__, max_iter=probe.max_iter,
                           tol=probe.tol, dtype=dtype)
     return probe
-
-
-def default_probe():
-    """The default linear probe: :class:`LinearProbeClassifier` with defaults.
-
-    A standardised multinomial logistic regression, the model of
-    ``make_pipeline(StandardScaler(), LogisticRegression())``. Pooled
-    activations can have tiny variance; standardising first is what lets a
-    linear probe read them (on a small CNN's mean-pooled blocks an unscaled
-    logistic regression scored 0.15 where the scaled one scored 0.98).
-
-    Returns
-    -------
-    probe : LinearProbeClassifier
-        A new, unfitted estimator.
-
-    Examples
-    --------
-    >>> from sklearn_layers import default_probe
-    >>> default_probe()
-    LinearProbeClassifier()
-    """
-    return LinearProbeClassifier()
