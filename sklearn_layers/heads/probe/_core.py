@@ -32,22 +32,35 @@ from ._solver import standardize as standardized_copy
 # n_samples * n_features**2 and its factorisation n_features**3, against
 # n_samples * n_features * n_classes per solver iteration.
 AUTO_WHITEN_MAX_FEATURES = 2048
-# "auto" whitens only when the rows outnumber the features by this factor.
-# With fewer rows the features' covariance is rank-deficient (it preconditions
-# no better than their variances) and its n_features**2 cost is not repaid:
-# on 200 tweets x 384 MiniLM features whitening was 2.4-6x slower than
-# scikit-learn, the diagonal preconditioner as fast (benchmarks/bench_probe.py).
+# The rest of "auto"'s rule is read off benchmarks/bench_probe.py (one thread,
+# tol=1e-4), where the diagonal preconditioner takes as many iterations as
+# scikit-learn's L-BFGS on the standardised features and whitening cuts them
+# or not depending on the data:
+# - fewer than 2 rows per feature: the covariance is rank-deficient and costs
+#   more than it saves (200 x 384 tweets: whitening 0.4-0.65x scikit-learn's
+#   time, diagonal 1.5x);
+# - many outputs on few rows per feature (the digits CNN's 256 features on
+#   1,797 or 899 rows, 10 classes): whitening saved no iterations (26 against
+#   24) and its covariance and factor cost 0.76-0.78x scikit-learn's time;
+#   it keeps its gain with few variables (32-128 features x 10 classes,
+#   1.0-1.6x; 384 x 1 for two classes, 2x) or many rows (20,000 x 512 x 10).
 AUTO_WHITEN_MIN_ROWS_PER_FEATURE = 2
+AUTO_WHITEN_MAX_VARIABLES = 1024
+AUTO_WHITEN_MANY_ROWS_PER_FEATURE = 16
 
 
-def uses_whitening(preconditioner, n_samples, n_features):
+def uses_whitening(preconditioner, n_samples, n_features, n_classes):
     """Whether `preconditioner` ("auto", "whiten" or "diagonal") whitens this shape."""
-    if preconditioner == "auto":
-        return (
-            n_features <= AUTO_WHITEN_MAX_FEATURES
-            and n_samples >= AUTO_WHITEN_MIN_ROWS_PER_FEATURE * n_features
-        )
-    return preconditioner == "whiten"
+    if preconditioner != "auto":
+        return preconditioner == "whiten"
+    n_outputs = 1 if n_classes <= 2 else n_classes
+    rows_per_feature = n_samples / n_features
+    return (
+        n_features <= AUTO_WHITEN_MAX_FEATURES
+        and rows_per_feature >= AUTO_WHITEN_MIN_ROWS_PER_FEATURE
+        and (n_outputs * n_features <= AUTO_WHITEN_MAX_VARIABLES
+             or rows_per_feature >= AUTO_WHITEN_MANY_ROWS_PER_FEATURE)
+    )
 
 
 def encode_targets(y, weights, class_weight, name):
@@ -141,7 +154,8 @@ def fit_path(X, y, train_sets, Cs, *, sample_weight, class_weight, standardize,
     else:
         base_mean, base_scale, variances = moments(X, counts, scale=standardize)
     rows = StandardisedRows(standardized_copy(X, base_mean, base_scale), device)
-    if uses_whitening(preconditioner, n_samples, n_features):
+    n_classes = max(len(split["classes"]) for split in splits)
+    if uses_whitening(preconditioner, n_samples, n_features, n_classes):
         if covariance is None or covariance.shape != (n_features, n_features):
             covariance = rows.covariance(counts)
         family = Whitening(covariance)

@@ -146,8 +146,10 @@ class LinearProbeClassifier(DecisionClassifierMixin, ReprMixin, ClassifierMixin,
     **Precision.** The products with `X` run in its dtype; sums that make
     the objective, the gradients and the solver's state are float64. With
     float32 `X` a `tol` below about ``1e-6`` may not be reachable; the fit
-    then stops, with a :class:`~sklearn.exceptions.ConvergenceWarning`,
-    when no step decreases the objective any more.
+    then stops when the objective stops decreasing (scikit-learn's
+    relative-decrease rule, silently, as scikit-learn does) or, with a
+    :class:`~sklearn.exceptions.ConvergenceWarning`, when no step decreases
+    it any more.
 
     **Warm starts and sweeps.** A layer sweep fits the same features on
     several folds and values of `C`. With ``warm_start=True`` each fit

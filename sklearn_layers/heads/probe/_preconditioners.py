@@ -31,8 +31,19 @@ class Diagonal:
         return _Scaling(1.0 / np.sqrt(scale))
 
 
+# Whitening uses (1 - s) Sigma + s diag(Sigma): with s = 0.3 the iterations
+# to tol=1e-4 fell on every benchmarked layer against s = 0 (200 x 384 tweets:
+# 24 -> 14; 2,729 x 384: 29 -> 23; digits CNN 1,797 x 256: 33 -> 26) but one
+# (correlated 8,000 x 512: 31 -> 33). Full whitening fits the curvature at the
+# start; as the fit separates the classes the curvature moves away from it,
+# and a partly whitened map stays closer to the later Hessians.
+SHRINKAGE = 0.3
+
+
 class Whitening:
-    """Whitening by a Cholesky factor of ``c * Sigma + eps * I`` per problem.
+    """Whitening by a Cholesky factor of ``c * Sigma_s + eps * I`` per problem.
+
+    ``Sigma_s = (1 - SHRINKAGE) * Sigma + SHRINKAGE * diag(Sigma)``.
 
     The one whitening of the probe, for a single fit and for a path alike:
     ``n_features**3 / 3`` per problem and call to :meth:`at` (an
@@ -47,6 +58,8 @@ class Whitening:
 
     def __init__(self, covariance):
         self.covariance = covariance
+        self._shrunk = (1.0 - SHRINKAGE) * covariance
+        self._shrunk.flat[:: covariance.shape[0] + 1] += SHRINKAGE * np.diag(covariance)
 
     def at(self, curvatures, penalties):
         factors = [self._factor(c, eps) for c, eps in zip(curvatures, penalties)]
@@ -55,7 +68,7 @@ class Whitening:
 
     def _factor(self, curvature, penalty):
         d = self.covariance.shape[0]
-        matrix = curvature * self.covariance
+        matrix = curvature * self._shrunk
         matrix.flat[:: d + 1] += penalty
         jitter = 0.0
         # A covariance accumulated in float32 can have slightly negative

@@ -198,7 +198,7 @@ def test_whitening_needs_fewer_iterations_on_correlated_features():
     rng = np.random.default_rng(0)
     factors = rng.normal(size=(2000, 8))
     y = (factors[:, 0] + 0.5 * rng.normal(size=2000) > 0).astype(int)
-    X = factors @ rng.normal(size=(8, 60)) + 0.05 * rng.normal(size=(2000, 60))
+    X = factors @ rng.normal(size=(8, 60)) + 0.01 * rng.normal(size=(2000, 60))
     whitened = LinearProbeClassifier(preconditioner="whiten").fit(X, y)
     diagonal = LinearProbeClassifier(preconditioner="diagonal").fit(X, y)
     assert 2 * whitened.n_iter_ < diagonal.n_iter_
@@ -453,11 +453,17 @@ def test_max_iter_reached_warns():
     assert probe.n_iter_ == 2
 
 
-def test_unreachable_tol_in_float32_stops_with_a_warning():
+def test_unreachable_tol_in_float32_stops_early():
     X, y = load_iris(return_X_y=True)
-    with pytest.warns(ConvergenceWarning, match="float32"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         probe = LinearProbeClassifier(tol=1e-12).fit(X.astype(np.float32), y)
+    # it stops when the float32 objective stops decreasing (scikit-learn's
+    # relative-decrease rule, silent) or when no step decreases it (a warning
+    # naming the precision), never by running out of iterations
     assert probe.n_iter_ < 1000
+    messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert all("float32" in message for message in messages), messages
 
 
 def test_n_threads_is_restored_and_does_not_change_the_result():
@@ -646,3 +652,30 @@ def test_scoring_uses_fit_splits_by_duck_typing_and_clones_otherwise():
         np.testing.assert_array_equal(
             model.predict(X), clone(pipe).fit(X[train], y[train]).predict(X)
         )
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_features, n_classes, expected",
+    [
+        (200, 384, 2, "diagonal"),  # fewer rows than features: rank-deficient
+        (800, 384, 2, "whiten"),  # two outputs' worth of variables, 2+ rows each
+        (900, 256, 10, "diagonal"),  # 2,560 variables on 3.5 rows per feature
+        (1800, 32, 10, "whiten"),
+        (1800, 4096, 2, "diagonal"),  # above 2048 features
+    ],
+)
+def test_auto_preconditioner_is_chosen_by_shape(n_samples, n_features, n_classes,
+                                                expected):
+    from sklearn_layers.heads.probe._core import uses_whitening
+
+    assert uses_whitening("auto", n_samples, n_features, n_classes) == (
+        expected == "whiten"
+    )
+    if n_samples * n_features > 400_000:
+        return
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_samples, n_features)) @ rng.normal(size=(n_features,) * 2)
+    y = np.arange(n_samples) % n_classes
+    auto = LinearProbeClassifier(max_iter=30).fit(X, y)
+    chosen = LinearProbeClassifier(preconditioner=expected, max_iter=30).fit(X, y)
+    np.testing.assert_array_equal(auto.coef_, chosen.coef_)

@@ -6,7 +6,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_layers.heads.probe._lbfgs import minimize_lbfgs
-from sklearn_layers.heads.probe._preconditioners import Diagonal, Whitening
+from sklearn_layers.heads.probe._preconditioners import SHRINKAGE, Diagonal, Whitening
 from sklearn_layers.heads.probe._solver import StandardisedRows, moments, standardize
 
 
@@ -96,10 +96,11 @@ def test_preconditioners_are_invertible_and_transposed(name):
         np.einsum("pkd,pkd->p", maps.gradient(grad_W), G),
         rtol=1e-10,
     )
-    if name != "diagonal":  # whitening: c Sigma + eps I becomes the identity
+    if name != "diagonal":  # whitening: c Sigma_s + eps I becomes the identity
         for p, (c, eps) in enumerate([(0.25, 1e-3), (0.1, 1e-1)]):
             M = maps.to_model(np.eye(6)[None].repeat(2, axis=0))[p]
-            H = c * covariance + eps * np.eye(6)
+            shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * np.diag(np.diag(covariance))
+            H = c * shrunk + eps * np.eye(6)
             np.testing.assert_allclose(M @ H @ M.T, np.eye(6), atol=1e-9)
 
 
