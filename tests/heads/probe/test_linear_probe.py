@@ -654,6 +654,7 @@ def test_scoring_uses_fit_splits_by_duck_typing_and_clones_otherwise():
         )
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     "n_samples, n_features, n_classes, expected",
     [
