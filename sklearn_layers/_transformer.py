@@ -111,9 +111,11 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         maps resolved layer names to any of these (others use ``"auto"``).
     batch_size : int, default=256
         Rows per forward pass.
-    device : str, torch.device or None, default="cpu"
-        Where input batches are sent; must be where the model's weights are
-        (the model is never moved). ``None``: wherever the weights are.
+    device : str, torch.device or None, default=None
+        Where input batches are sent: ``None`` means wherever the model's
+        weights are (the CPU for a model without weights), as skorch's
+        ``device=None``; a device named here must be where the weights are
+        (the model is never moved).
     cache : "memory", path, cache object or None, default="memory"
         Row-keyed activation cache shared by clones. ``"memory"``: the
         process-wide :class:`MemoryCache`; a directory path: a
@@ -215,7 +217,7 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         layers="penultimate",
         pooling="auto",
         batch_size=256,
-        device="cpu",
+        device=None,
         cache="memory",
         prefetch=True,
         tokenizer=None,
