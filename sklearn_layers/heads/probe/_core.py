@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from ...utils._threads import torch_threads
 from .._validation import check_at_least_two_classes
 from ._preconditioners import Diagonal, Whitening
-from ._solver import Problems, StandardisedRows, moments, solve
+from ._solver import Problems, StandardisedRows, moments, moments_of_each, solve
 from ._solver import standardize as standardized_copy
 
 # Above this many features "auto" skips whitening: its covariance costs
@@ -145,14 +145,19 @@ def fit_path(X, y, train_sets, Cs, *, sample_weight, class_weight, standardize,
         The whitening covariance used (None with the diagonal preconditioner).
     """
     n_samples, n_features = X.shape
-    splits = [_split(y, train, sample_weight, class_weight, standardize, name, X)
-              for train in train_sets]
+    splits = [_split(y, train, sample_weight, class_weight, name) for train in train_sets]
+    # the rows are stored standardised by the moments of all splits together
     counts = sum(split["weights"] for split in splits)
-    if len(splits) == 1:  # its own moments are the base ones: no second pass
-        base_mean, base_scale = splits[0]["mean"], splits[0]["scale"]
-        variances = splits[0]["variances"]
+    base_mean, base_scale, variances = moments(X, counts, scale=standardize)
+    if len(splits) == 1:  # its own moments are the base ones
+        splits[0].update(mean=base_mean, scale=base_scale)
     else:
-        base_mean, base_scale, variances = moments(X, counts, scale=standardize)
+        means, scales, _ = moments_of_each(
+            X, np.stack([split["weights"] for split in splits], axis=1),
+            scale=standardize,
+        )
+        for split, mean, scale in zip(splits, means, scales):
+            split.update(mean=mean, scale=scale)
     rows = StandardisedRows(standardized_copy(X, base_mean, base_scale), device)
     n_classes = max(len(split["classes"]) for split in splits)
     if uses_whitening(preconditioner, n_samples, n_features, n_classes):
@@ -175,8 +180,8 @@ def fit_path(X, y, train_sets, Cs, *, sample_weight, class_weight, standardize,
     return fits, covariance
 
 
-def _split(y, train, sample_weight, class_weight, scale, name, X):
-    """One training set: its classes, per-row weights (with repeats) and moments."""
+def _split(y, train, sample_weight, class_weight, name):
+    """One training set: its classes and per-row weights (with repeats)."""
     train = np.asarray(train)
     if train.dtype == bool:
         train = np.flatnonzero(train)
@@ -187,9 +192,7 @@ def _split(y, train, sample_weight, class_weight, scale, name, X):
     )
     # a row repeated in `train` (a bootstrap) counts as often as it occurs
     row_weights = np.bincount(train, weights=weights, minlength=len(y))
-    mean, scale_, variances = moments(X, row_weights, scale=scale)
-    return {"classes": classes, "weights": row_weights, "mean": mean,
-            "scale": scale_, "variances": variances}
+    return {"classes": classes, "weights": row_weights}
 
 
 def _batches(splits, Cs, n_samples):

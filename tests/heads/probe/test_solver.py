@@ -7,7 +7,12 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_layers.heads.probe._lbfgs import minimize_lbfgs
 from sklearn_layers.heads.probe._preconditioners import SHRINKAGE, Diagonal, Whitening
-from sklearn_layers.heads.probe._solver import StandardisedRows, moments, standardize
+from sklearn_layers.heads.probe._solver import (
+    StandardisedRows,
+    moments,
+    moments_of_each,
+    standardize,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -32,6 +37,36 @@ def test_moments_are_standard_scalers(dtype, weighted):
     Z = standardize(X, mean, scale)
     assert Z.dtype == dtype
     assert np.abs(Z[:, 3]).max() <= 2 * 7.25 * eps  # rounding of the weighted mean
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_moments_of_each_column_are_standard_scalers(dtype):
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(300, 6)) * [1, 10, 1e-3, 1, 5, 1] + 50).astype(dtype)
+    X[:, 3] = 7.25  # constant
+    folds = np.zeros((300, 3))
+    folds[:200, 0] = 1  # a fold's training rows
+    folds[100:, 1] = 1
+    folds[:, 2] = np.bincount(rng.integers(0, 300, 300), minlength=300)  # a bootstrap
+    means, scales, variances = moments_of_each(X, folds, scale=True)
+    X64 = X.astype(np.float64)
+    for k in range(folds.shape[1]):
+        w = folds[:, k]
+        mean = w @ X64 / w.sum()  # the two-pass float64 formula, by hand
+        var = w @ np.square(X64 - mean) / w.sum()
+        np.testing.assert_allclose(means[k], mean, rtol=1e-12)
+        # recentred second moments: float64 rounding of squares around the
+        # average mean, relative to the variance: eps * (offset / spread)^2
+        # is 2e-16 * (50 / 1e-3)^2 ~ 5e-7 for the third column, 1e-12 for the rest
+        spread = np.sqrt(var)
+        np.testing.assert_allclose(scales[k, [0, 1, 4, 5]], spread[[0, 1, 4, 5]],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(scales[k, 2], spread[2], rtol=1e-6)
+        assert scales[k, 3] == 1.0 and variances[k, 3] == 0.0
+        alone = moments(X, w, scale=True)  # centres float32 rows in float32
+        rtol = 1e-12 if dtype == np.float64 else 300 * np.finfo(np.float32).eps
+        np.testing.assert_allclose(scales[k, [0, 1, 4, 5]], alone[1][[0, 1, 4, 5]],
+                                   rtol=rtol)
 
 
 def test_products_on_a_torch_device_equal_numpys(monkeypatch):
