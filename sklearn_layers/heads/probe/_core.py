@@ -154,7 +154,7 @@ def fit_path(X, y, train_sets, Cs, *, sample_weight, class_weight, standardize,
     else:
         means, scales, _ = moments_of_each(
             X, np.stack([split["weights"] for split in splits], axis=1),
-            scale=standardize,
+            centre=base_mean, scale=standardize,
         )
         for split, mean, scale in zip(splits, means, scales):
             split.update(mean=mean, scale=scale)

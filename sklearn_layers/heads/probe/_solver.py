@@ -80,21 +80,23 @@ def moments(X, weights, *, scale, working_memory=None):
     return mean, scale_, var / scale_**2
 
 
-def moments_of_each(X, weights, *, scale, working_memory=None):
-    """:func:`moments` under each column of `weights`, in two passes over X in all.
+def moments_of_each(X, weights, *, centre, scale, working_memory=None):
+    """:func:`moments` under each column of `weights`, in one pass over X.
 
     For the folds of a path: one float64 conversion of each row chunk serves
-    every column (one product with the weights' columns), where a call to
+    every column (two products with the weights' columns), where a call to
     :func:`moments` per column converts every row once per column and pass.
-    The second moments are taken around the columns' average mean and
+    The moments are taken around `centre` (the mean of all rows) and
     recentred (``E[(x - c)^2] - (m - c)^2``): exact for the constant features
-    (their deviations are 0 exactly), and for the others within rounding of
-    :func:`moments` since every column's mean is close to that average.
+    (their deviations from their own mean are 0 exactly), and for the others
+    within rounding of :func:`moments` since every column's mean is close to
+    the centre.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float32 or float64
     weights : ndarray of shape (n_samples, n_columns), float64, non-negative
+    centre : ndarray of shape (n_features,), float64
     scale : bool
     working_memory : float or None
 
@@ -107,14 +109,15 @@ def moments_of_each(X, weights, *, scale, working_memory=None):
     totals = weights.sum(axis=0)
     rows = chunk_n_rows(_ROW_CHUNK_FACTOR * d, working_memory)
     chunks = [slice(start, start + rows) for start in range(0, n, rows)]
-    sums = sum(weights[part].T @ X[part].astype(np.float64) for part in chunks)
-    means = sums / totals[:, None]
-    centre = means.mean(axis=0)
-    squares = np.zeros_like(means)
+    sums = np.zeros((weights.shape[1], d))
+    squares = np.zeros_like(sums)
     for part in chunks:
         deviations = X[part].astype(np.float64) - centre
+        sums += weights[part].T @ deviations
         squares += weights[part].T @ np.square(deviations)
-    var = np.maximum(squares / totals[:, None] - np.square(means - centre), 0.0)
+    shifts = sums / totals[:, None]
+    means = centre + shifts
+    var = np.maximum(squares / totals[:, None] - np.square(shifts), 0.0)
     if not scale:
         return means, np.ones_like(means), var
     eps = np.finfo(np.float64).eps

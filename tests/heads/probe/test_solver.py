@@ -48,7 +48,8 @@ def test_moments_of_each_column_are_standard_scalers(dtype):
     folds[:200, 0] = 1  # a fold's training rows
     folds[100:, 1] = 1
     folds[:, 2] = np.bincount(rng.integers(0, 300, 300), minlength=300)  # a bootstrap
-    means, scales, variances = moments_of_each(X, folds, scale=True)
+    centre = X.astype(np.float64).mean(axis=0)
+    means, scales, variances = moments_of_each(X, folds, centre=centre, scale=True)
     X64 = X.astype(np.float64)
     for k in range(folds.shape[1]):
         w = folds[:, k]
