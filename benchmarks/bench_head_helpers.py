@@ -2,7 +2,7 @@
 
     python benchmarks/bench_head_helpers.py
 
-``sklearn_layers.heads._validation`` keeps its own softmax and row
+``sklearn_layers.heads._rowwise`` keeps its own softmax and row
 normalisation only where the library function is slower or computes
 something else; the log-softmax and the row chunking are scipy's and
 scikit-learn's, which were as fast as the hand-written code they replaced
@@ -19,7 +19,9 @@ from sklearn.preprocessing import normalize
 from sklearn.utils import gen_batches
 from threadpoolctl import threadpool_limits
 
-from sklearn_layers.heads._validation import CHUNK_VALUES, l2_normalize, softmax
+from sklearn_layers.heads._rowwise import l2_normalize, softmax
+
+CHUNK_VALUES = 1 << 20  # the prototype head's chunks: 8 MiB of float64
 
 
 def _hand_log_softmax(scores, temperature):

@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn_layers import (
     GrowNetClassifier,
     LayerFeatureTransformer,
+    LinearProbeClassifier,
     MemoryCache,
     layer_sweep,
 )
@@ -104,7 +105,18 @@ def main():
                         test_sets={"rest": (X[300:], np.arange(300, 512) % 2)})
     check("layer_sweep with a cuda model", len(table) == 2)
 
+    default = LayerFeatureTransformer(gpu_net, layers="fc", cache=None).fit_transform(X)
+    named = LayerFeatureTransformer(gpu_net, layers="fc", device="cuda",
+                                    cache=None).fit_transform(X)
+    check("device=None (the default) runs where the weights are",
+          np.array_equal(default, named))
+
     Xb, yb = load_breast_cancer(return_X_y=True)
+    probe_cpu = LinearProbeClassifier(tol=1e-6).fit(Xb[:400], yb[:400])
+    probe_gpu = LinearProbeClassifier(tol=1e-6, device="cuda").fit(Xb[:400], yb[:400])
+    gap = np.abs(probe_gpu.predict_proba(Xb) - probe_cpu.predict_proba(Xb)).max()
+    check("LinearProbeClassifier on cuda matches the CPU", gap < 1e-4, f"max gap {gap:.1e}")
+
     Xtr, Xte, ytr, yte = train_test_split(Xb, yb, random_state=0, stratify=yb)
     cpu_gn = GrowNetClassifier(random_state=0).fit(Xtr, ytr)
     gpu_gn = GrowNetClassifier(random_state=0, device="cuda").fit(Xtr, ytr)

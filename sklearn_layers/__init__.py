@@ -26,6 +26,7 @@ from .heads import (
     GrowNetRegressor,
     KNNInterpolatedClassifier,
     LinearProbeClassifier,
+    LinearProbeRegressor,
     PrototypeClassifier,
     default_probe,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "LayerSweepDisplay",
     "LayerWeightsDisplay",
     "LinearProbeClassifier",
+    "LinearProbeRegressor",
     "MemoryCache",
     "PrototypeClassifier",
     "StackingFusion",

@@ -18,6 +18,7 @@ from ._extraction._models import resolve_module
 from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._pooling import POOLING_NAMES, check_pooling
 from ._extraction._shapes import ModuleShapes
+from .utils._device import resolve_device
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
 from .utils._repr import ReprMixin
 from .utils._threads import torch_threads
@@ -100,8 +101,11 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         maps resolved layer names to any of these (others use ``"auto"``).
     batch_size : int, default=256
         Rows per forward pass.
-    device : str or torch.device, default="cpu"
-        Where input batches are sent; must be where the model's weights are.
+    device : str, torch.device or None, default=None
+        Where input batches are sent: ``None`` means wherever the model's
+        weights are (the CPU for a model without weights), as skorch's
+        ``device=None``; a device named here must be where the weights are
+        (the model is never moved).
     cache : "memory", path, cache object or None, default="memory"
         Row-keyed activation cache shared by clones. ``"memory"``: the
         process-wide :class:`MemoryCache`; a directory path: a
@@ -202,7 +206,7 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
             dict,
         ],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
+        "device": [str, torch.device, None],
         "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
         "prefetch": ["boolean"],
         "tokenizer": [None, callable],
@@ -219,7 +223,7 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         layers="penultimate",
         pooling="auto",
         batch_size=256,
-        device="cpu",
+        device=None,
         cache="memory",
         prefetch=True,
         tokenizer=None,
@@ -287,18 +291,7 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
             )
 
     def _device(self):
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device={self.device!r} is not a torch device.") from exc
-        weights = next(iter(self.model_.parameters()), None)
-        if weights is not None and weights.device.type != device.type:
-            raise ValueError(
-                f"The model's weights are on {weights.device} but device={self.device!r}. "
-                "Move the model yourself (the transformer never moves it) or set device "
-                f"to {str(weights.device)!r}."
-            )
-        return device
+        return resolve_device(self.device, self.model_)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

@@ -14,7 +14,6 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from ..heads import LinearProbeClassifier, linear_probe_path
 from ._intervals import bootstrap_interval, fold_interval
 
 
@@ -39,12 +38,21 @@ class Splits:
 
 
 def _fit_folds(estimator, F, y, folds):
-    """``(fitted, fit_time)`` per fold; a linear probe solves its folds together."""
-    if isinstance(estimator, LinearProbeClassifier):
-        # one standardised copy, one whitening, one product per iteration for
-        # every fold; each fit still converges to its own training rows' optimum
-        fits = linear_probe_path(estimator, F, y, splits=folds)
-        return [(fit["estimator"], fit["fit_time"]) for fit in fits]
+    """``(fitted, fit_time)`` per fold.
+
+    An estimator with a ``fit_splits(X, y, splits)`` method (the linear
+    probe's: one standardised copy, one whitening, one product per iteration
+    for every fold) fits its folds together; it promises the fits of
+    ``clone(estimator).fit(X[train], y[train])``. Any other estimator is
+    cloned and fitted per fold. No type is looked at: a probe inside a
+    ``Pipeline`` is cloned and fitted as any pipeline is.
+    """
+    fit_splits = getattr(estimator, "fit_splits", None)
+    if callable(fit_splits):
+        start = time.perf_counter()
+        fitted = fit_splits(F, y, folds)
+        each = (time.perf_counter() - start) / max(len(fitted), 1)
+        return [(model, each) for model in fitted]
     fitted = []
     for train, _ in folds:
         start = time.perf_counter()

@@ -6,13 +6,19 @@ output or on plain tabular data.
 
 from .boosting import GrowNetClassifier, GrowNetRegressor
 from .neighbours import KNNInterpolatedClassifier, PrototypeClassifier
-from .probe import LinearProbeClassifier, default_probe, linear_probe_path
+from .probe import (
+    LinearProbeClassifier,
+    LinearProbeRegressor,
+    default_probe,
+    linear_probe_path,
+)
 
 __all__ = [
     "GrowNetClassifier",
     "GrowNetRegressor",
     "KNNInterpolatedClassifier",
     "LinearProbeClassifier",
+    "LinearProbeRegressor",
     "PrototypeClassifier",
     "default_probe",
     "linear_probe_path",

@@ -3,7 +3,8 @@
 import numpy as np
 from sklearn.utils import gen_batches
 
-from ._validation import check_features, check_labels, chunk_rows
+from ..utils._chunks import chunk_n_rows
+from ._validation import check_features, check_labels
 
 
 def nc1(F, y, *, working_memory=None):
@@ -71,7 +72,7 @@ def nc1(F, y, *, working_memory=None):
     n_classes = len(classes)
     counts = np.bincount(codes, minlength=n_classes)
     means = np.zeros((n_classes, d))
-    for rows in gen_batches(n, chunk_rows(8 * d, n, working_memory)):
+    for rows in gen_batches(n, chunk_n_rows(8 * d, working_memory, max_rows=n)):
         np.add.at(means, codes[rows], np.asarray(F[rows], dtype=np.float64))
     global_mean = means.sum(axis=0) / n
     means /= counts[:, None]
@@ -83,7 +84,7 @@ def nc1(F, y, *, working_memory=None):
     directions = directions[kept]
     within = np.zeros(len(directions))
     spread = 0.0
-    for rows in gen_batches(n, chunk_rows(8 * d, n, working_memory)):
+    for rows in gen_batches(n, chunk_n_rows(8 * d, working_memory, max_rows=n)):
         centred = np.asarray(F[rows], dtype=np.float64) - means[codes[rows]]
         within += ((centred @ directions.T) ** 2).sum(axis=0)
         spread += float((centred**2).sum())

@@ -3,7 +3,8 @@
 import numpy as np
 from sklearn.utils import gen_batches
 
-from ._validation import check_features, chunk_rows
+from ..utils._chunks import chunk_n_rows
+from ._validation import check_features
 
 
 def gram_spectrum(F, *, working_memory=None):
@@ -28,12 +29,12 @@ def gram_spectrum(F, *, working_memory=None):
     n, d = F.shape
     if n <= d:
         gram = np.zeros((n, n))
-        for cols in gen_batches(d, chunk_rows(8 * n, d, working_memory)):
+        for cols in gen_batches(d, chunk_n_rows(8 * n, working_memory, max_rows=d)):
             block = np.asarray(F[:, cols], dtype=np.float64)
             gram += block @ block.T
     else:
         gram = np.zeros((d, d))
-        for rows in gen_batches(n, chunk_rows(8 * d, n, working_memory)):
+        for rows in gen_batches(n, chunk_n_rows(8 * d, working_memory, max_rows=n)):
             block = np.asarray(F[rows], dtype=np.float64)
             gram += block.T @ block
     eigenvalues = np.linalg.eigvalsh(gram)[::-1]

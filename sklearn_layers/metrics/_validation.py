@@ -1,9 +1,8 @@
-"""Input checks and chunk sizes shared by the layer metrics."""
+"""Input checks shared by the layer metrics."""
 
 from numbers import Integral
 
 import numpy as np
-from sklearn import get_config
 from sklearn.utils import check_random_state, resample
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
@@ -28,18 +27,6 @@ def check_positive_int(value, name, *, minimum=1):
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
     return int(value)
-
-
-def chunk_rows(row_bytes, n_rows, working_memory):
-    """Rows per chunk so that one chunk takes about ``working_memory`` MiB."""
-    if working_memory is None:
-        working_memory = get_config()["working_memory"]
-    if not working_memory > 0:
-        raise ValueError(f"working_memory must be a positive number of MiB; got "
-                         f"{working_memory!r}.")
-    return int(max(1, min(n_rows, working_memory * 2**20 // max(row_bytes, 1))))
-
-
 def stratified_rows(n_samples, y, max_samples, random_state):
     """Sorted row indices: all rows, or ``max_samples`` of them (stratified by ``y``).
 

@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import (  # noqa: F401
     RealNotInt,
     StrOptions,
     validate_params,
+    validate_parameter_constraints,
 )
 from sklearn_compat.base import _fit_context  # noqa: F401
 from sklearn_compat.utils.validation import validate_data  # noqa: F401
@@ -26,4 +27,5 @@ __all__ = [
     "validate_params",
     "_fit_context",
     "validate_data",
+    "validate_parameter_constraints",
 ]

@@ -34,6 +34,7 @@ from ...utils._compat import (
     _fit_context,
     validate_data,
 )
+from ...utils._device import resolve_device
 from ...utils._repr import ReprMixin
 from ...utils._threads import cpu_settings
 from ._core import Ensemble, build_ensemble
@@ -181,8 +182,9 @@ default='from_dtype'
         * np.bincount(y))``, as in
         :class:`~sklearn.ensemble.HistGradientBoostingClassifier`.""",
     "device": """
-    device : str or torch.device, default='cpu'
-        Torch device to train and predict on, e.g. ``'cuda'``. The fitted
+    device : str, torch.device or None, default='cpu'
+        Torch device to train and predict on, e.g. ``'cuda'``; ``None``
+        means the CPU (the data's numpy arrays are there). The fitted
         state is kept on the CPU, so a fitted estimator pickles and
         predicts anywhere.
 
@@ -235,13 +237,7 @@ def _with_docs(cls):
 
 
 def _device(name):
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"Unknown device={name!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available.")
-    return device
+    return resolve_device(name)
 
 
 def _tensor(array, device):
@@ -274,7 +270,7 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
-        "device": [str, torch.device],
+        "device": [str, torch.device, None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 

@@ -17,8 +17,10 @@ from ...utils._compat import (
     validate_data,
 )
 from ...utils._repr import ReprMixin
-from ..probe._linear_probe import default_probe
-from .._validation import check_at_least_two_classes, chunk_n_rows, l2_normalize
+from ..probe._default import default_probe
+from ...utils._chunks import chunk_n_rows
+from .._rowwise import l2_normalize
+from .._validation import check_at_least_two_classes
 
 # Blocks of at most this many query x training rows: on 15,000 x 512 float32
 # training rows and 5,000 queries, 2048 x 2048 blocks took 0.73x the time of

@@ -5,17 +5,22 @@
 from numbers import Real
 
 import numpy as np
-import scipy.special
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ...utils._compat import Interval, StrOptions, _fit_context, validate_data
 from ...utils._repr import ReprMixin
-from .._validation import check_at_least_two_classes, l2_normalize, row_chunks, softmax
+from ...utils._chunks import row_chunks
+from .._decision import DecisionClassifierMixin
+from .._rowwise import l2_normalize, softmax
+from .._validation import check_at_least_two_classes
+
+# Rows of X per chunk of the scores: about 8 MiB of float64 temporaries.
+_CHUNK_MIB = 8
 
 
-class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
+class PrototypeClassifier(DecisionClassifierMixin, ReprMixin, ClassifierMixin, BaseEstimator):
     """Prototype classifier: one mean vector per class, softmax over similarities.
 
     Each class is represented by its prototype, the mean of its training
@@ -308,7 +313,7 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         scores = np.empty((X.shape[0], len(self.classes_)))
         if self.metric == "cosine":
             unit = l2_normalize(prototypes)
-            for rows in row_chunks(*X.shape):
+            for rows in row_chunks(X.shape[0], 8 * X.shape[1], _CHUNK_MIB):
                 chunk = l2_normalize(X[rows].astype(np.float64))
                 np.matmul(chunk, unit.T, out=scores[rows])
         else:
@@ -316,7 +321,7 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
             # invariant, and far less cancellation in |x|^2 - 2 x.p + |p|^2.
             centred = prototypes - self.global_mean_
             sq_norms = np.einsum("ij,ij->i", centred, centred)
-            for rows in row_chunks(*X.shape):
+            for rows in row_chunks(X.shape[0], 8 * X.shape[1], _CHUNK_MIB):
                 chunk = X[rows] - self.global_mean_
                 sq = np.matmul(chunk, centred.T, out=scores[rows])
                 sq *= -2.0
@@ -355,52 +360,10 @@ class PrototypeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
             return scores[:, 1] - scores[:, 0]
         return scores
 
-    def predict(self, X):
-        """Class of the most similar prototype.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Predicted class labels.
-        """
-        scores = self._validated_scores(X)
-        return self.classes_[np.argmax(scores, axis=1)]
-
-    def predict_proba(self, X):
-        """Softmax of the similarities divided by `temperature`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Class probabilities, columns in the order of `classes_`.
-        """
-        return softmax(self._validated_scores(X), self.temperature)
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed without rounding to ``log(0)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            Log class probabilities, columns in the order of `classes_`.
-        """
-        scores = self._validated_scores(X)
-        return scipy.special.log_softmax(scores / self.temperature, axis=1)
+    @property
+    def _proba_temperature(self):
+        """`temperature`: :meth:`predict_proba` is the softmax of the scores over it."""
+        return self.temperature
 
 
 def _class_sums(X, y_ind, n_classes):

@@ -1,6 +1,13 @@
-"""The linear probe: a whitened logistic regression and its many-split path."""
+"""The linear probes: a whitened logistic regression and its many-split path, a ridge."""
 
-from ._linear_probe import LinearProbeClassifier, default_probe
+from ._default import default_probe
+from ._linear_probe import LinearProbeClassifier
 from ._path import linear_probe_path
+from ._regressor import LinearProbeRegressor
 
-__all__ = ["LinearProbeClassifier", "default_probe", "linear_probe_path"]
+__all__ = [
+    "LinearProbeClassifier",
+    "LinearProbeRegressor",
+    "default_probe",
+    "linear_probe_path",
+]

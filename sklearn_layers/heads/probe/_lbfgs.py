@@ -180,3 +180,57 @@ def _line_search(fun, x, f, slope, direction, index, max_backtracks):
         proposal = np.nan_to_num(proposal, nan=0.0, posinf=0.0, neginf=0.0)
         step[pending] = np.minimum(np.maximum(proposal, 0.1 * t), 0.5 * t)
     return accepted, x_new, f_new, g_new, m_new
+
+
+def minimize_one(fun, x0, *, tol, max_iter, first=None, history=10):
+    """:func:`minimize_lbfgs` for a batch of one problem, with scipy's L-BFGS-B.
+
+    One problem shares no products, so the lockstep bookkeeping of
+    :func:`minimize_lbfgs` (a few dozen numpy calls per iteration) is pure
+    overhead, and scipy's compiled L-BFGS-B with its Wolfe line search
+    needs fewer iterations than the Armijo backtracking there: on 200 x 384
+    features that overhead was most of a fit's time. The stopping rules are
+    the same: the caller's measure at most `tol` (checked after every
+    iteration), a relative decrease below ``64 * eps`` (scipy's ``ftol``, as
+    scikit-learn sets it) or `max_iter`.
+
+    Parameters and returns are those of :func:`minimize_lbfgs` (arrays with
+    one row).
+    """
+    import scipy.optimize
+
+    everyone = np.arange(1)
+    f, g, measure = fun(x0, everyone) if first is None else first
+    if measure[0] <= tol:
+        return x0.copy(), measure, np.zeros(1, dtype=int), _STATUS_NAMES[[_CONVERGED]]
+    last = {"x": x0[0].copy(), "measure": measure[0]}
+
+    def objective(x):
+        values, gradients, measures = fun(x[None], everyone)
+        last["x"], last["measure"] = x.copy(), measures[0]
+        return values[0], gradients[0]
+
+    def stop_at_tol(intermediate_result):
+        if not np.array_equal(intermediate_result.x, last["x"]):
+            objective(intermediate_result.x)
+        if last["measure"] <= tol:
+            raise StopIteration
+
+    result = scipy.optimize.minimize(
+        objective, x0[0], jac=True, method="L-BFGS-B", callback=stop_at_tol,
+        options={"maxiter": max_iter, "maxcor": history, "gtol": 0.0,
+                 "ftol": _FTOL, "maxfun": 50 * max_iter},
+    )
+    x = result.x
+    if not np.array_equal(x, last["x"]):
+        objective(x)
+    if last["measure"] <= tol:
+        status = _CONVERGED
+    elif result.nit >= max_iter:
+        status = _RUNNING  # reads "max_iter"
+    elif result.status == 0:  # scipy's relative reduction of f: ftol
+        status = _STALLED
+    else:  # the line search found no decrease
+        status = _NO_PROGRESS
+    return (x[None], np.array([last["measure"]]), np.array([int(result.nit)]),
+            _STATUS_NAMES[[status]])

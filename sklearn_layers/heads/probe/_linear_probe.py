@@ -1,35 +1,23 @@
-"""A fast L2-penalised logistic regression probe, and the package's default probe."""
+"""A fast L2-penalised logistic regression probe."""
 
 # SPDX-License-Identifier: BSD-3-Clause
 
-import warnings
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.special
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from ...utils._compat import Interval, StrOptions, _fit_context, validate_data
+from ...utils._device import resolve_device
 from ...utils._repr import ReprMixin
-from ...utils._threads import torch_threads
-from ._preconditioners import CholeskyWhitening, Diagonal
-from ._solver import Problems, Rows, moments, solve, standardize
-from .._validation import check_at_least_two_classes, check_sample_weight
-
-# Above this many features "auto" skips whitening: its covariance costs
-# n_samples * n_features**2 and its factorisation n_features**3, against
-# n_samples * n_features * n_classes per solver iteration.
-_AUTO_WHITEN_MAX_FEATURES = 2048
+from .._decision import DecisionClassifierMixin
+from .._validation import check_sample_weight
+from ._core import fit_path, product_threads, warn_if_not_converged
 
 
-class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
+class LinearProbeClassifier(DecisionClassifierMixin, ReprMixin, ClassifierMixin, BaseEstimator):
     """Logistic regression on standardised features, with a whitened solver.
 
     Without sample or class weights, the model of
@@ -68,8 +56,11 @@ class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         never the optimum. ``"whiten"``: coordinates in which the Hessian is
         close to the identity, from a Cholesky factor of the features'
         weighted covariance (``n_samples * n_features**2`` to compute).
-        ``"diagonal"``: the features' own scale only. ``"auto"`` whitens up
-        to 2048 features.
+        ``"diagonal"``: the features' own scale only. ``"auto"`` chooses by
+        shape: it whitens with at least 2 rows per feature and at most 2048
+        features, unless more than 1,024 coefficients (outputs x features)
+        meet fewer than 16 rows per feature -- shapes on which whitening
+        saved no iterations in ``benchmarks/bench_probe.py``.
 
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into `sample_weight`; ``"balanced"``
@@ -94,9 +85,10 @@ class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         decreases that objective by less than ``64 * eps`` relatively: the
         stopping rules of ``LogisticRegression(solver="lbfgs", tol=tol)``.
 
-    device : str or torch.device, default="cpu"
+    device : str, torch.device or None, default="cpu"
         Where the solver's products with `X` run: on the CPU through numpy,
-        on another device (for example ``"cuda"``) through torch. The fitted
+        on another device (for example ``"cuda"``) through torch. ``None``
+        means the CPU, where `X` is. The fitted
         attributes are numpy arrays; prediction runs in numpy.
 
     n_threads : int or None, default=None
@@ -155,8 +147,10 @@ class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
     **Precision.** The products with `X` run in its dtype; sums that make
     the objective, the gradients and the solver's state are float64. With
     float32 `X` a `tol` below about ``1e-6`` may not be reachable; the fit
-    then stops, with a :class:`~sklearn.exceptions.ConvergenceWarning`,
-    when no step decreases the objective any more.
+    then stops when the objective stops decreasing (scikit-learn's
+    relative-decrease rule, silently, as scikit-learn does) or, with a
+    :class:`~sklearn.exceptions.ConvergenceWarning`, when no step decreases
+    it any more.
 
     **Warm starts and sweeps.** A layer sweep fits the same features on
     several folds and values of `C`. With ``warm_start=True`` each fit
@@ -194,7 +188,7 @@ class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "device": [str, torch.device],
+        "device": [str, torch.device, None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
@@ -243,97 +237,65 @@ class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
             Fitted estimator.
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
-        weights = check_sample_weight(sample_weight, X.shape[0])
-        classes, y_ind, weights = self._labels_and_weights(y, weights)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        warm = self.warm_start and hasattr(self, "coef_")
         with product_threads(self.n_threads):
-            mean, scale, variances = moments(X, weights, scale=self.standardize)
-            rows = Rows(standardize(X, mean, scale), self._device())
-            problems = Problems(
-                rows, y_ind, len(classes), weights[:, None], [self.C],
-                mean[None], scale[None], mean, scale,
+            fits, covariance = fit_path(
+                X, y, [np.arange(X.shape[0])], [self.C],
+                sample_weight=sample_weight, starts=(
+                    [(self.classes_, self.coef_, self.intercept_)] if warm else None
+                ),
+                covariance=getattr(self, "_covariance", None) if warm else None,
+                device=resolve_device(self.device), name=type(self).__name__,
+                **_solver_settings(self),
             )
-            family = self._preconditioner_family(rows, weights, variances)
-            previous = self if self.warm_start and hasattr(self, "coef_") else None
-            W0, b0 = _initial_point(previous, classes, mean, scale)
-            W, b, n_iter, status, max_gradient = solve(
-                problems, W0[None], b0[None], preconditioner=family,
-                tol=self.tol, max_iter=self.max_iter,
-            )
-        self._set_solution(classes, W[0], b[0], mean, scale)
-        self._set_convergence(n_iter[0], status[0], max_gradient[0], X.dtype)
-        self._covariance = (
-            family.covariance
-            if self.warm_start and isinstance(family, CholeskyWhitening)
-            else None
-        )
+        set_solution(self, fits[0], X.dtype)
+        # kept for the next warm-started fit only (keyed by the width alone)
+        self._covariance = covariance if self.warm_start else None
         return self
 
-    def _labels_and_weights(self, y, weights):
-        """Sorted classes, class indices and weights with class weights applied."""
-        check_classification_targets(y)
-        classes, y_ind = np.unique(y, return_inverse=True)
-        check_at_least_two_classes(classes, type(self).__name__)
-        if self.class_weight == "balanced":
-            # the weighted counts, as LogisticRegression counts them
-            counts = np.bincount(y_ind, weights=weights, minlength=len(classes))
-            with np.errstate(divide="ignore"):
-                per_class = np.where(
-                    counts > 0, counts.sum() / (len(classes) * counts), 0.0
-                )
-            weights = weights * per_class[y_ind]
-        elif self.class_weight is not None:
-            per_class = compute_class_weight(self.class_weight, classes=classes, y=y)
-            weights = weights * per_class[y_ind]
-        return classes, y_ind, weights
+    def fit_splits(self, X, y, splits, sample_weight=None):
+        """Fit a clone on the training rows of each split, sharing the work.
 
-    def _whitens(self, n_features):
-        if self.preconditioner == "auto":
-            return n_features <= _AUTO_WHITEN_MAX_FEATURES
-        return self.preconditioner == "whiten"
+        Returns what ``[clone(self).fit(X[train], y[train]) for train, _ in
+        splits]`` returns, up to the solver's `tol`, in a fraction of its time:
+        :func:`linear_probe_path` with this estimator's `C`. Cross-validation
+        code in this package (:func:`~sklearn_layers.layer_sweep`,
+        :class:`~sklearn_layers.IntermediateLayerClassifier`) calls this
+        method on any estimator that has it, and clones and fits the others.
 
-    def _preconditioner_family(self, rows, weights, variances):
-        """Whitening of these rows (or the previous fit's), or per-feature scaling."""
-        n_features = rows.shape[1]
-        if not self._whitens(n_features):
-            return Diagonal(variances)
-        covariance = getattr(self, "_covariance", None) if self.warm_start else None
-        if covariance is None or covariance.shape[0] != n_features:
-            covariance = rows.covariance(weights)
-        return CholeskyWhitening(covariance)
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features of all rows.
+        y : array-like of shape (n_samples,)
+            Target labels.
+        splits : iterable of (train, test) pairs
+            Index arrays; only the training indices are used (a repeated
+            index counts as a repeated row).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
 
-    def _device(self):
-        try:
-            return torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device={self.device!r} is not a torch device.") from exc
+        Returns
+        -------
+        estimators : list of LinearProbeClassifier
+            One fitted clone per split, in the order of `splits`.
 
-    def _set_solution(self, classes, W, b, mean, scale):
-        """Fitted attributes from the standardised solution ``(W, b)``."""
-        self.classes_ = classes
-        self.coef_ = W / scale
-        self.intercept_ = b - self.coef_ @ mean
-        self.mean_ = mean
-        self.scale_ = scale
-        return self
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.model_selection import KFold
+        >>> from sklearn_layers.heads import LinearProbeClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+        >>> fitted = LinearProbeClassifier().fit_splits(X, y, splits)
+        >>> [round(m.score(X[test], y[test]), 2) for m, (_, test) in zip(fitted, splits)]
+        [0.94, 0.96, 0.96]
+        """
+        from ._path import linear_probe_path  # the path builds on this class
 
-    def _set_convergence(self, n_iter, status, max_gradient, dtype):
-        self.n_iter_ = int(n_iter)
-        if status in ("converged", "stalled"):
-            return
-        if status == "max_iter":
-            advice = f"Increase max_iter (now {self.max_iter})"
-        else:
-            advice = (
-                "No step decreased the objective any further at "
-                f"{np.dtype(dtype)} precision; use a larger tol"
-                + (" or pass float64 X" if np.dtype(dtype) != np.float64 else "")
-            )
-        warnings.warn(
-            f"{type(self).__name__} stopped after {n_iter} iterations with a "
-            f"largest gradient entry of {max_gradient:.3g} > tol={self.tol}. "
-            f"{advice}.",
-            ConvergenceWarning,
-        )
+        fits = linear_probe_path(self, X, y, splits=splits, sample_weight=sample_weight)
+        return [fit["estimator"] for fit in fits]
 
     def _check_X(self, X):
         check_is_fitted(self)
@@ -361,107 +323,24 @@ class LinearProbeClassifier(ReprMixin, ClassifierMixin, BaseEstimator):
         scores += self.intercept_ + self.mean_ @ self.coef_.T
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
-    def predict(self, X):
-        """Class of highest score.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Predicted class labels.
-        """
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            return self.classes_[(scores > 0).astype(int)]
-        return self.classes_[np.argmax(scores, axis=1)]
-
-    def predict_proba(self, X):
-        """Class probabilities: softmax of the scores (sigmoid for two classes).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Class probabilities, columns in the order of `classes_`.
-        """
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            return scipy.special.expit(np.column_stack([-scores, scores]))
-        return scipy.special.softmax(scores, axis=1)
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed without rounding to ``log(0)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-            Log class probabilities, columns in the order of `classes_`.
-        """
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            return -np.logaddexp(0.0, np.column_stack([scores, -scores]))
-        return scipy.special.log_softmax(scores, axis=1)
+def _solver_settings(probe):
+    """The settings of `probe` that the core's ``fit_path`` takes as they are."""
+    return {name: getattr(probe, name) for name in
+            ("class_weight", "standardize", "preconditioner", "tol", "max_iter")}
 
 
-@contextmanager
-def product_threads(n_threads):
-    """BLAS and torch intra-op threads set to `n_threads` for the body (None: as is)."""
-    if n_threads is None:
-        yield
-        return
-    with threadpool_limits(limits=n_threads, user_api="blas"), torch_threads(n_threads):
-        yield
+def set_solution(probe, fit, dtype):
+    """Set `probe`'s fitted attributes from one solution of ``fit_path``.
 
-
-def _initial_point(previous, classes, mean, scale):
-    """Standardised ``(W, b)`` to start from: `previous`'s solution or zeros."""
-    n_outputs = 1 if len(classes) == 2 else len(classes)
-    d = mean.shape[0]
-    if (
-        previous is None
-        or previous.coef_.shape != (n_outputs, d)
-        or not np.array_equal(previous.classes_, classes)
-    ):
-        return np.zeros((n_outputs, d)), np.zeros(n_outputs)
-    W = previous.coef_ * scale
-    b = previous.intercept_ + previous.coef_ @ mean
-    if n_outputs > 1:  # the multinomial optimum sums to zero over the classes
-        W = W - W.mean(axis=0)
-        b = b - b.mean()
-    return W, b
-
-
-def default_probe():
-    """The default linear probe: :class:`LinearProbeClassifier` with defaults.
-
-    A standardised multinomial logistic regression, the model of
-    ``make_pipeline(StandardScaler(), LogisticRegression())``. Pooled
-    activations can have tiny variance; standardising first is what lets a
-    linear probe read them (on a small CNN's mean-pooled blocks an unscaled
-    logistic regression scored 0.15 where the scaled one scored 0.98).
-
-    Returns
-    -------
-    probe : LinearProbeClassifier
-        A new, unfitted estimator.
-
-    Examples
-    --------
-    >>> from sklearn_layers import default_probe
-    >>> default_probe()
-    LinearProbeClassifier()
+    Warns, as the fit would, when that solution did not converge.
     """
-    return LinearProbeClassifier()
+    probe.classes_ = fit["classes"]
+    probe.coef_ = fit["coef"]
+    probe.intercept_ = fit["intercept"]
+    probe.mean_ = fit["mean"]
+    probe.scale_ = fit["scale"]
+    probe.n_iter_ = fit["n_iter"]
+    warn_if_not_converged(fit, name=type(probe).__name__, max_iter=probe.max_iter,
+                          tol=probe.tol, dtype=dtype)
+    return probe

@@ -5,14 +5,14 @@
 import time
 
 import numpy as np
-from sklearn import get_config
 from sklearn.base import clone
+from sklearn.utils.validation import check_array
 
-from ...utils._compat import validate_data
-from ._linear_probe import LinearProbeClassifier, _initial_point, product_threads
-from ._preconditioners import Diagonal, EigenWhitening
-from ._solver import Problems, Rows, moments, solve, standardize
+from ...utils._compat import validate_parameter_constraints, validate_data
+from ...utils._device import resolve_device
 from .._validation import check_sample_weight
+from ._core import check_Cs, fit_path, product_threads
+from ._linear_probe import LinearProbeClassifier, _solver_settings, set_solution
 
 
 def linear_probe_path(estimator, X, y, *, splits, Cs=None, sample_weight=None):
@@ -21,20 +21,23 @@ def linear_probe_path(estimator, X, y, *, splits, Cs=None, sample_weight=None):
     The fits of a layer sweep or of a search over `C` all see the same
     features. This function stores one standardised copy of `X` for all of
     them (each fit's own standardisation, by its training rows' statistics,
-    is folded into its coefficients), decomposes one whitening (of the
-    covariance of all rows of `X`) for all of them, solves the splits of one
-    `C` together (one matrix product per iteration serves them all), and
-    starts each split's fit at the next `C` from its solution at the
-    previous one (values of `C` in increasing order). Each fit converges to
-    the optimum it would reach alone, by its own training rows: the shared
-    whitening and the warm starts only shape the solver's path (see the
-    Notes of :class:`LinearProbeClassifier`).
+    is folded into its coefficients), factors one whitening covariance (of
+    the rows, weighted by how many training sets hold them) for all of them,
+    solves the splits of one `C` together (one matrix product per iteration
+    serves them all), and starts each split's fit at the next `C` from its
+    solution at the previous one (values of `C` in increasing order). Each
+    fit converges to the optimum it would reach alone on ``X[train],
+    y[train]``: the shared whitening and the warm starts only shape the
+    solver's path (see the Notes of :class:`LinearProbeClassifier`).
+    ``LinearProbeClassifier.fit`` is this function with one split and one
+    `C`.
 
     Parameters
     ----------
     estimator : LinearProbeClassifier
         Its parameters (other than `C` when `Cs` is given) are used for
-        every fit; it is not modified.
+        every fit; it is not modified. A subclass that overrides ``fit``
+        gets its own ``fit`` on every (split, C), as a clone each.
 
     X : array-like of shape (n_samples, n_features)
         Features.
@@ -44,8 +47,9 @@ def linear_probe_path(estimator, X, y, *, splits, Cs=None, sample_weight=None):
 
     splits : iterable of (train, test) pairs
         Index arrays, as yielded by a cross-validator's ``split``; only the
-        training indices are used. ``[(np.arange(n_samples), [])]`` fits on
-        all rows.
+        training indices are used, and a repeated index counts as a repeated
+        row (a bootstrap sample is fitted as ``X[train], y[train]``).
+        ``[(np.arange(n_samples), [])]`` fits on all rows.
 
     Cs : array-like of float, default=None
         Values of `C`; ``None`` means ``[estimator.C]``.
@@ -86,116 +90,57 @@ def linear_probe_path(estimator, X, y, *, splits, Cs=None, sample_weight=None):
             "linear_probe_path fits a LinearProbeClassifier; got "
             f"{type(estimator).__name__}."
         )
+    Cs = check_Cs(estimator.C if Cs is None else Cs)
+    train_sets = [check_array(np.asarray(train), ensure_2d=False, ensure_min_samples=0,
+                              dtype=None, input_name="train indices")
+                  for train, _ in splits]
+    if type(estimator).fit is not LinearProbeClassifier.fit:
+        return _fit_each(estimator, X, y, train_sets, Cs, sample_weight)
+    validate_parameter_constraints(
+        LinearProbeClassifier._parameter_constraints,
+        estimator.get_params(deep=False),
+        caller_name=type(estimator).__name__,
+    )
     template = clone(estimator)
-    template._validate_params()
     X, y = validate_data(template, X, y, dtype=[np.float64, np.float32], order="C")
-    Cs = _check_Cs(estimator.C if Cs is None else Cs)
     sample_weight = check_sample_weight(sample_weight, X.shape[0])
     start = time.perf_counter()
     with product_threads(estimator.n_threads):
-        problems = _split_problems(template, X, y, splits, sample_weight, Cs)
-        base_mean, base_scale, variances = moments(
-            X, np.ones(X.shape[0]), scale=template.standardize
+        solutions, _ = fit_path(
+            X, y, train_sets, Cs, sample_weight=sample_weight,
+            device=resolve_device(estimator.device), name=type(estimator).__name__,
+            **_solver_settings(estimator),
         )
-        rows = Rows(standardize(X, base_mean, base_scale), template._device())
-        family = (
-            EigenWhitening(rows.covariance(np.ones(X.shape[0])))
-            if template._whitens(X.shape[1])
-            else Diagonal(variances)
-        )
-        fits, latest = [], {}
-        for group in _batches(problems, X.shape[0]):
-            group_fits = _solve_batch(
-                template, rows, y, family, group, base_mean, base_scale, latest
-            )
-            latest.update((fit["split"], fit["estimator"]) for fit in group_fits)
-            fits += group_fits
     elapsed = time.perf_counter() - start
-    for fit in fits:
-        fit["fit_time"] = elapsed / len(fits)
-    fits.sort(key=lambda fit: (fit["split"], fit["C"]))
-    return fits
-
-
-def _split_problems(template, X, y, splits, sample_weight, Cs):
-    """One problem per (split, C): classes, row weights and standardisation."""
-    problems = []
-    for position, (train, _) in enumerate(splits):
-        train = np.asarray(train)
-        classes, _, train_weights = template._labels_and_weights(
-            y[train], sample_weight[train]
-        )
-        weights = np.zeros(X.shape[0])
-        weights[train] = train_weights
-        mean, scale, _ = moments(X[train], train_weights, scale=template.standardize)
-        for C in Cs:
-            problems.append(
-                {"split": position, "C": C, "classes": classes, "weights": weights,
-                 "mean": mean, "scale": scale}
-            )
-    return problems
-
-
-def _batches(problems, n_samples):
-    """Problems with the same classes, in batches whose scores fit in memory."""
-    groups = {}
-    for problem in problems:
-        key = (problem["C"], tuple(problem["classes"].tolist()))
-        groups.setdefault(key, []).append(problem)
-    for group in groups.values():
-        n_outputs = 1 if len(group[0]["classes"]) == 2 else len(group[0]["classes"])
-        # scores, residuals and a few temporaries of shape (n_samples, n_outputs)
-        per_problem = 6 * n_samples * n_outputs * 8
-        size = max(1, int(get_config()["working_memory"] * 2**20 // per_problem))
-        for start in range(0, len(group), size):
-            yield group[start : start + size]
-
-
-def _solve_batch(template, rows, y, family, group, base_mean, base_scale, latest):
-    """Solve one batch of problems together; one fitted clone per problem."""
-    classes = group[0]["classes"]
-    # rows of a class outside `classes` have weight 0 in every problem here
-    y_ind = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
-    problems = Problems(
-        rows,
-        y_ind,
-        len(classes),
-        np.stack([problem["weights"] for problem in group], axis=1),
-        np.array([problem["C"] for problem in group]),
-        np.stack([problem["mean"] for problem in group]),
-        np.stack([problem["scale"] for problem in group]),
-        base_mean,
-        base_scale,
-    )
-    starts = [
-        _initial_point(latest.get(problem["split"]), classes, problem["mean"],
-                       problem["scale"])
-        for problem in group
-    ]
-    W, b, n_iter, status, max_gradient = solve(
-        problems,
-        np.stack([W0 for W0, _ in starts]),
-        np.stack([b0 for _, b0 in starts]),
-        preconditioner=family,
-        tol=template.tol,
-        max_iter=template.max_iter,
-    )
     fits = []
-    for k, problem in enumerate(group):
-        probe = clone(template).set_params(C=problem["C"])
-        probe._set_solution(classes, W[k], b[k], problem["mean"], problem["scale"])
-        probe._set_convergence(n_iter[k], status[k], max_gradient[k], rows.dtype)
+    for solution in solutions:
+        probe = clone(template).set_params(C=solution["C"])
+        set_solution(probe, solution, X.dtype)
         probe.n_features_in_ = template.n_features_in_
         if hasattr(template, "feature_names_in_"):
             probe.feature_names_in_ = template.feature_names_in_
-        fits.append({"split": problem["split"], "C": problem["C"], "estimator": probe})
+        fits.append({"split": solution["split"], "C": solution["C"],
+                     "estimator": probe, "fit_time": elapsed / len(solutions)})
     return fits
 
 
-def _check_Cs(Cs):
-    values = np.atleast_1d(np.asarray(Cs, dtype=float))
-    if values.ndim != 1 or values.size == 0 or not (values > 0).all():
-        raise ValueError(
-            f"Cs must be one or more positive numbers; got {Cs!r}."
-        )
-    return [float(C) for C in np.unique(values)]
+def _fit_each(estimator, X, y, train_sets, Cs, sample_weight):
+    """A clone fitted by its own ``fit`` per (split, C), for subclasses that override it."""
+    fits = []
+    for position, train in enumerate(train_sets):
+        for C in Cs:
+            start = time.perf_counter()
+            params = {} if sample_weight is None else {
+                "sample_weight": np.asarray(sample_weight)[train]
+            }
+            probe = clone(estimator).set_params(C=C).fit(
+                _rows(X, train), _rows(y, train), **params
+            )
+            fits.append({"split": position, "C": C, "estimator": probe,
+                         "fit_time": time.perf_counter() - start})
+    return fits
+
+
+def _rows(data, index):
+    """Rows `index` of an array or a DataFrame, by position."""
+    return data.iloc[index] if hasattr(data, "iloc") else np.asarray(data)[index]
