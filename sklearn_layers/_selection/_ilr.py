@@ -2,26 +2,10 @@
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, column_or_1d
 
+from ..heads import default_probe
 from ._base_layer import BaseIntermediateLayer
-
-
-def default_regression_probe():
-    """The default probe of continuous targets: a standardised ``RidgeCV``.
-
-    Its penalty is chosen among 13 values from 1e-3 to 1e3 by efficient
-    leave-one-out cross-validation on the training rows.
-
-    Returns
-    -------
-    probe : Pipeline
-        A new, unfitted ``make_pipeline(StandardScaler(), RidgeCV(...))``.
-    """
-    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
 
 
 class IntermediateLayerRegressor(RegressorMixin, BaseIntermediateLayer):
@@ -53,9 +37,9 @@ class IntermediateLayerRegressor(RegressorMixin, BaseIntermediateLayer):
         the extractor's own ``layers``.
     estimator : regressor, default=None
         Fitted on each layer's features. ``None`` means
-        ``make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))``:
-        a ridge regression on standardised features whose penalty is chosen by
-        efficient leave-one-out cross-validation.
+        ``default_probe("regression")``, a :class:`LinearProbeRegressor`: a
+        ridge regression on standardised features whose penalty is chosen by
+        exact leave-one-out cross-validation, as ``RidgeCV`` chooses it.
     cv : int, cross-validation generator or iterable, default=5
         Splits used to score each layer when no validation set is given
         (an int is that many unshuffled ``KFold`` folds).
@@ -129,7 +113,7 @@ class IntermediateLayerRegressor(RegressorMixin, BaseIntermediateLayer):
     """
 
     def _default_estimator(self):
-        return default_regression_probe()
+        return default_probe("regression")
 
     def _check_targets(self, y):
         if y is None:

@@ -14,7 +14,6 @@ from ..utils._optional import import_optional
 from ._control import CONTROL_COLUMNS, input_identities
 from ._cost import forward_shares, seconds_per_row
 from ._extractor import resolve_extractor
-from ._ilr import default_regression_probe
 from ._intervals import LayerScorer
 from ._probing import planned_fits, sweep_rows
 from ._progress import fit_progress
@@ -30,7 +29,7 @@ def _named_estimators(estimators, y):
     """``estimators`` as a dict of name -> estimator, checked."""
     if estimators is None:
         if type_of_target(y, input_name="y") == "continuous":
-            return {"ridge": default_regression_probe()}
+            return {"ridge": default_probe("regression")}
         return {"logistic": default_probe()}
     named = {}
     for pair in estimators:

@@ -17,7 +17,7 @@ from sklearn_layers import (  # noqa: E402
     LayerSweepDisplay,
     layer_sweep,
 )
-from sklearn_layers._selection._ilr import default_regression_probe  # noqa: E402
+from sklearn_layers.heads import default_probe  # noqa: E402
 from sklearn_layers.utils.toy import make_mlp  # noqa: E402
 
 
@@ -36,12 +36,12 @@ def test_layer_scores_are_cross_validated_r2_of_the_ridge_probe():
     assert ilr.selection_ == "cv"
     for layer, score in ilr.layer_scores_.items():
         F = LayerFeatureTransformer(net, layers=layer, cache=None).fit_transform(X)
-        expected = cross_val_score(default_regression_probe(), F, y, cv=KFold(3),
+        expected = cross_val_score(default_probe("regression"), F, y, cv=KFold(3),
                                    scoring="r2").mean()
         # the same features and folds: only the order of three float64 sums differs
         assert score == pytest.approx(expected, rel=3 * np.finfo(float).eps)
     F = LayerFeatureTransformer(net, layers=ilr.best_layer_, cache=None).fit_transform(X)
-    reference = default_regression_probe().fit(F, y)
+    reference = default_probe("regression").fit(F, y)
     assert_allclose(ilr.predict(X), reference.predict(F), rtol=1e-6, atol=1e-9)
     assert ilr.score(X, y) == pytest.approx(reference.score(F, y), rel=1e-9)
 
@@ -76,7 +76,7 @@ def test_layer_sweep_defaults_to_the_ridge_probe_for_continuous_targets():
     for row in table.itertuples():
         lft = LayerFeatureTransformer(net, layers=row.layer, cache=None)
         F, F_test = lft.fit_transform(X[:80]), lft.transform(X[80:])
-        expected = default_regression_probe().fit(F, y[:80]).score(F_test, y[80:])
+        expected = default_probe("regression").fit(F, y[:80]).score(F_test, y[80:])
         assert row.score == pytest.approx(expected, rel=1e-12)
         assert row.score_low <= row.score <= row.score_high
 
