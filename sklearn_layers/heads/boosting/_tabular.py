@@ -7,8 +7,6 @@ categorical block; :class:`TabularEncoder`, fitted on the training rows only,
 turns both into one float32 matrix for the networks.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils import _safe_indexing, check_array
@@ -89,43 +87,75 @@ def split_columns(X, mask, estimator_name):
     as given (a DataFrame stays a DataFrame), or is ``None``.
     """
     numeric_idx = np.flatnonzero(~mask)
+    check_numeric_columns(X, numeric_idx, estimator_name)
     numeric = _safe_indexing(X, numeric_idx, axis=1)
-    try:
-        if len(numeric_idx):
-            numeric = check_array(
-                numeric, dtype=np.float64, ensure_all_finite="allow-nan",
-                ensure_min_samples=1, input_name="X",
-            )
-        else:
-            numeric = np.empty((X.shape[0], 0))
-    except ValueError as exc:
-        better = unreadable_columns(X, numeric_idx, estimator_name, exc)
-        if better is exc:
-            raise
-        raise better from exc
+    if len(numeric_idx):
+        numeric = check_array(
+            numeric, dtype=np.float64, ensure_all_finite="allow-nan",
+            ensure_min_samples=1, input_name="X",
+        )
+    else:
+        numeric = np.empty((X.shape[0], 0))
     categorical = _safe_indexing(X, np.flatnonzero(mask), axis=1)
     return numeric, categorical
 
 
-def unreadable_columns(X, columns, estimator_name, error):
-    """``error``, or a ValueError naming the ``columns`` of ``X`` that are not numbers."""
+# dtype kinds read as numbers without looking at the values: bool, integers, floats.
+_NUMERIC_KINDS = frozenset("biuf")
+
+
+def check_numeric_columns(X, columns, estimator_name):
+    """Refuse, naming them, the ``columns`` of ``X`` whose values are not numbers.
+
+    ``columns`` holds column indices, or is ``None`` for all columns.
+
+    The dtypes are read first, as HistGradientBoosting reads them to find
+    categorical columns: a column of a numeric or boolean dtype passes without
+    a look at its values; a column of another dtype (object, string,
+    category, datetime) passes only if its values convert to float64. Input
+    that is not a 2-D table or array is left to the validation that follows.
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and not hasattr(dtypes, "kind"):  # a dataframe
+        dtypes = list(dtypes)
+        columns = range(len(dtypes)) if columns is None else columns
+        suspects = [i for i in columns if getattr(dtypes[i], "kind", "O") not in _NUMERIC_KINDS]
+    elif getattr(X, "ndim", None) == 2 and X.dtype.kind not in _NUMERIC_KINDS:
+        suspects = list(range(X.shape[1]) if columns is None else columns)
+    else:
+        return
     names = getattr(X, "columns", None)
-    if "could not convert" not in str(error) or names is None:
-        return error
-    bad = [str(names[i]) for i in columns if not _convertible(_safe_indexing(X, [i], axis=1))]
-    return ValueError(
+    bad = [i for i in suspects if not _convertible(X, i, names)]
+    if not bad:
+        return
+    if names is not None:
+        bad = [str(names[i]) for i in bad]
+        how = (
+            "give them a pandas 'category' dtype (categorical_features="
+            "'from_dtype') or list them in categorical_features"
+        )
+    else:
+        bad = [int(i) for i in bad]
+        how = "list their indices in categorical_features"
+    raise ValueError(
         f"{estimator_name} could not read the columns {bad} as numbers. Mark "
-        "them categorical: give them a pandas 'category' dtype "
-        "(categorical_features='from_dtype') or list them in "
-        "categorical_features."
+        f"them categorical: {how}."
     )
 
 
-def _convertible(column):
+def _convertible(X, index, names):
+    """Whether column ``index`` converts to float64 (strings that are not numbers do not).
+
+    Values that are neither strings nor numbers (a dict, an object) raise
+    numpy's TypeError, with a note naming the column.
+    """
     try:
-        np.asarray(column, dtype=np.float64)
-    except (TypeError, ValueError):
+        np.asarray(_safe_indexing(X, [index], axis=1), dtype=np.float64)
+    except ValueError:
         return False
+    except TypeError as exc:
+        exc.add_note(f"In column {index if names is None else str(names[index])!r} of X.")
+        raise
     return True
 
 
@@ -170,8 +200,7 @@ class TabularEncoder:
         scaled = np.where(missing, 0.0, (numeric - self.mean_) / self.scale_)
         blocks = [scaled.astype(np.float32), missing[:, self.flagged_].astype(np.float32)]
         if self.onehot_ is not None:
-            with warnings.catch_warnings():
-                # Unknown categories encode as zeros, as documented.
-                warnings.filterwarnings("ignore", "Found unknown categories")
-                blocks.append(self.onehot_.transform(categorical))
+            # handle_unknown="ignore" without `drop`: unknown categories encode
+            # as zeros, without a warning.
+            blocks.append(self.onehot_.transform(categorical))
         return np.hstack(blocks)
