@@ -5,7 +5,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 
 from ...utils._compat import StrOptions
@@ -34,6 +34,7 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
     %(max_iter)s
     %(network)s
     %(l2_regularization)s
+    %(max_features)s
     %(categorical_features)s
     %(control)s
     %(class_weight)s
@@ -47,6 +48,10 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
     n_iter_ : int
         Number of stages (networks) in the ensemble: the best validation
         stage with early stopping, else ``max_iter``.
+
+    n_trees_per_iteration_ : int
+        Number of outputs of each stage's network, HistGradientBoosting's
+        number of trees per iteration: 1 for two classes, the number of classes for more.
 
     do_early_stopping_ : bool
         Whether early stopping was used.
@@ -117,6 +122,7 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
         corrective_window=3,
         batch_size="auto",
         l2_regularization=0.0,
+        max_features=1.0,
         categorical_features="from_dtype",
         warm_start=False,
         early_stopping=True,
@@ -140,6 +146,7 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
         self.corrective_window = corrective_window
         self.batch_size = batch_size
         self.l2_regularization = l2_regularization
+        self.max_features = max_features
         self.categorical_features = categorical_features
         self.warm_start = warm_start
         self.early_stopping = early_stopping
@@ -153,14 +160,19 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
         self.device = device
         self.n_threads = n_threads
 
-    def _class_weights(self, y):
-        check_classification_targets(y)
+    def _class_weights(self, y, *, reset):
+        """Each row's class weight; those of ``'balanced'`` come from the training rows."""
         if self.class_weight is None:
             return 1.0
-        return compute_sample_weight(self.class_weight, y)
+        if reset:
+            self._class_weight_values = compute_class_weight(
+                self.class_weight, classes=self.classes_, y=y
+            )
+        return self._class_weight_values[self._label_encoder.transform(y)]
 
     def _encode_y(self, y, weights, *, reset):
         """One-hot (or 0/1) targets and the class codes to stratify on."""
+        check_classification_targets(y)
         if reset:
             self._label_encoder = LabelEncoder().fit(y)
             self.classes_ = self._label_encoder.classes_

@@ -11,6 +11,7 @@ in ``_tabular.py``.
 """
 
 import contextlib
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -56,6 +57,22 @@ from .._validation import check_sample_weight
 # the training rows scored by a scorer other than the loss.
 _AUTO_EARLY_STOPPING_ROWS = 10_000
 _MAX_SCORED_TRAIN_ROWS = 10_000
+
+# HistGradientBoosting's parameters that only trees have, and what plays
+# their role in GrowNet (see _BaseGrowNet.set_params).
+_TREE_PARAMETERS = {
+    "max_depth": "hidden_units sets the size of each stage's network",
+    "max_leaf_nodes": "hidden_units sets the size of each stage's network",
+    "min_samples_leaf": (
+        "l2_regularization and early stopping regularise the networks"
+    ),
+    "max_bins": "no parameter does: the networks read the numbers, not bins",
+    "interaction_cst": (
+        "no parameter does: every network sees every feature it is given "
+        "(max_features draws them per stage)"
+    ),
+    "monotonic_cst": "no parameter does: GrowNet has no monotonic constraints",
+}
 
 _DOCS = {
     "learning_rate": """
@@ -108,6 +125,14 @@ _DOCS = {
         L2 penalty on the networks' weights and biases: ``l2_regularization
         / 2`` times their squared norm is added to the mean loss (Adam's
         weight decay).""",
+    "max_features": """
+    max_features : float, default=1.0
+        Share of the features each stage's network sees, drawn anew for
+        every stage (HistGradientBoosting's feature subsampling, which draws
+        per split): ``ceil(max_features * n_features)`` features, a numeric
+        feature with its missingness indicator and a categorical feature
+        with all its one-hot columns. A network always sees the previous
+        network's middle features.""",
     "categorical_features": """
     categorical_features : array-like of {bool, int, str} or 'from_dtype' or None, \
 default='from_dtype'
@@ -252,6 +277,7 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
         "corrective_window": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "l2_regularization": [Interval(Real, 0, None, closed="left")],
+        "max_features": [Interval(RealNotInt, 0, 1, closed="right")],
         "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
         "warm_start": ["boolean"],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
@@ -268,6 +294,38 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
         "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
+
+    def set_params(self, **params):
+        """Set the parameters of this estimator.
+
+        HistGradientBoosting's tree parameters (``max_depth``,
+        ``max_leaf_nodes``, ``min_samples_leaf``, ``max_bins``,
+        ``interaction_cst``, ``monotonic_cst``) get a ValueError that says
+        GrowNet has no trees and which parameter plays their role, here
+        rather than at ``fit``: a grid search sets a candidate's parameters
+        before its ``try``, so the search stops at once with this message
+        instead of recording every fit as failed.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : estimator instance
+            Estimator instance.
+        """
+        tree = [name for name in params if name in _TREE_PARAMETERS]
+        if tree:
+            roles = "; ".join(f"{name}: {_TREE_PARAMETERS[name]}" for name in tree)
+            raise ValueError(
+                f"{type(self).__name__} has no trees, so HistGradientBoosting's "
+                f"tree parameters {tree} have no meaning here ({roles}). Remove "
+                "them from the grid; see the user guide's 'From a "
+                "HistGradientBoosting grid' for the parameters that carry over."
+            )
+        return super().set_params(**params)
 
     # ----------------------------------------------------------------- input
 
@@ -293,7 +351,7 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
     # ------------------------------------------------------------------- fit
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the boosted networks.
 
         Parameters
@@ -311,6 +369,21 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
             every statistic learned from the data. ``None`` gives every
             sample weight 1.
 
+        X_val : {array-like, DataFrame} of shape (n_val, n_features), default=None
+            Validation rows for early stopping, instead of holding out
+            ``validation_fraction`` of ``X`` (as in
+            :class:`~sklearn.ensemble.HistGradientBoostingClassifier`). Nothing
+            is learned from them but the validation score. Needs ``y_val``,
+            and early stopping on (``early_stopping=True``, or ``'auto'`` with
+            more than 10,000 training rows).
+
+        y_val : array-like of shape (n_val,), default=None
+            Targets of ``X_val``.
+
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows (``class_weight`` multiplies into
+            them as into ``sample_weight``).
+
         Returns
         -------
         self : object
@@ -322,70 +395,86 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
                 f"max_iter={self.max_iter} must be larger than or equal to "
                 f"n_iter_={self.n_iter_} when warm_start==True."
             )
-        numeric, categorical = self._validate_X(X, reset=not warm)
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(numeric, y)
-        weights = check_sample_weight(sample_weight, len(y))
-        weights = weights * self._class_weights(y)
-        # Rows of weight zero are dropped first, so that they change nothing.
-        kept = np.flatnonzero(weights > 0)
-        if len(kept) < len(y):
-            numeric, y, weights = numeric[kept], y[kept], weights[kept]
-            categorical = _safe_indexing(categorical, kept) if categorical is not None else None
-        device = _device(self.device)
+        if (X_val is None) != (y_val is None):
+            given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
+            raise ValueError(f"{given} is provided, but {missing} was not provided.")
+        if X_val is None and sample_weight_val is not None:
+            raise ValueError("sample_weight_val is provided, but X_val and y_val were not.")
+        data = self._table(X, y, sample_weight, reset=not warm)
         if not warm:
             rng = check_random_state(self.random_state)
-            self._split_seed, self._torch_seed = (int(s) for s in rng.randint(2**31 - 1, size=2))
+            self._split_seed, self._torch_seed, self._feature_seed = (
+                int(s) for s in rng.randint(2**31 - 1, size=3)
+            )
             self.do_early_stopping_ = (
-                len(y) > _AUTO_EARLY_STOPPING_ROWS
+                len(data.y) > _AUTO_EARLY_STOPPING_ROWS
                 if self.early_stopping == "auto"
                 else bool(self.early_stopping)
             )
-        Y, stratify = self._encode_y(y, weights, reset=not warm)
-        train, val = self._split(len(y), stratify)
+        if X_val is not None:
+            if self.early_stopping is False:
+                raise ValueError(
+                    "X_val and y_val are passed to fit while early_stopping=False; "
+                    "set early_stopping=True (or 'auto') to use them."
+                )
+            given_val = self._table(X_val, y_val, sample_weight_val, reset=False)
+        # Rows of weight zero are dropped after the classes are read from
+        # every row, so that they change nothing but classes_.
+        data = data.positive()
+        if X_val is None:
+            train, val = self._split(data)
+        elif self.do_early_stopping_:
+            train, val = data, given_val.positive()
+        else:  # early_stopping="auto" on few rows, as HistGradientBoosting
+            train, val = data, None
         if not warm:
-            self._encoder = TabularEncoder().fit(
-                numeric[train], _take(categorical, train), weights[train]
-            )
-            self._fit_target(Y[train], weights[train])
-
-        def rows(index):
-            w = weights[index]
-            return Rows(
-                X=_tensor(self._encoder.transform(numeric[index], _take(categorical, index)), device),
-                Y=_tensor(self._scale_target(Y[index]), device),
-                w=_tensor(w / w.mean(), device),
-            )
-
-        source = X if hasattr(X, "iloc") else np.asarray(X)
-
-        def raw(index):  # the rows as the user passed them, for a scorer
-            return _safe_indexing(source, kept[index]), y[index], weights[index]
-
+            self._encoder = TabularEncoder().fit(train.numeric, train.categorical, train.w)
+            self._fit_target(train.Y, train.w)
+        device = _device(self.device)
         with cpu_settings(self.n_threads):
-            train_rows = rows(train)
+            train_rows = self._rows(train, device)
             val_rows = None
             if val is not None:
-                val_rows = train_rows if val is train else rows(val)
-            self._boost(train_rows, val_rows, raw, train, val, warm, device)
+                val_rows = train_rows if val is train else self._rows(val, device)
+            self._boost(train_rows, val_rows, train, val, warm, device)
         return self
 
-    def _split(self, n, stratify):
-        """Training and validation row indices (``val`` is ``None`` without early stopping)."""
-        every = np.arange(n)
+    def _table(self, X, y, sample_weight, *, reset):
+        """Validated rows of ``X``, their targets and weights (class weights included)."""
+        numeric, categorical = self._validate_X(X, reset=reset)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(numeric, y)
+        weights = check_sample_weight(sample_weight, len(y))
+        Y, stratify = self._encode_y(y, weights, reset=reset)
+        weights = weights * self._class_weights(y, reset=reset)
+        source = X if hasattr(X, "iloc") else np.asarray(X)
+        return _Table(numeric, categorical, y, Y, weights, stratify, source, np.arange(len(y)))
+
+    def _rows(self, table, device):
+        """The tensors the fit loop trains or validates on."""
+        return Rows(
+            X=_tensor(self._encoder.transform(table.numeric, table.categorical), device),
+            Y=_tensor(self._scale_target(table.Y), device),
+            w=_tensor(table.w / table.w.mean(), device),
+        )
+
+    def _split(self, data):
+        """Training and validation rows (``val`` is ``None`` without early stopping)."""
         if not self.do_early_stopping_:
-            return every, None
+            return data, None
         if self.validation_fraction is None:
-            return every, every
+            return data, data
+        n, stratify = len(data.y), data.stratify
         if stratify is not None:
             size = self.validation_fraction
             n_val = size if isinstance(size, Integral) else int(np.ceil(size * n))
             counts = np.bincount(stratify)
+            counts = counts[counts > 0]  # classes whose rows all have weight 0
             if counts.min() < 2 or n_val < len(counts) or n - n_val < len(counts):
                 stratify = None  # too few rows per class to stratify
         try:
             train, val = train_test_split(
-                every, test_size=self.validation_fraction, stratify=stratify,
+                np.arange(n), test_size=self.validation_fraction, stratify=stratify,
                 random_state=self._split_seed,
             )
         except ValueError as exc:
@@ -394,14 +483,10 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
                 f"of {n} samples for early stopping ({exc}); set "
                 "early_stopping=False or change validation_fraction."
             ) from None
-        return np.sort(train), np.sort(val)
+        return data.take(np.sort(train)), data.take(np.sort(val))
 
-    def _boost(self, train, val, raw, train_index, val_index, warm, device):
-        """Build or resume the ensemble and run the fit loop on prepared rows.
-
-        ``raw(index)`` returns ``(X, y, sample_weight)`` of rows as passed to
-        ``fit``, for a scorer.
-        """
+    def _boost(self, train, val, train_table, val_table, warm, device):
+        """Build or resume the ensemble and run the fit loop on prepared rows."""
         schedule = self._schedule(len(train.X))
         if warm:
             ensemble = build_ensemble(self._state, device=device, dtype=torch.float32)
@@ -410,6 +495,7 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
             ensemble = Ensemble(self._loss.init(train.Y, train.w), self.learning_rate)
             ensemble = ensemble.to(device)
             states = []
+        self.n_trees_per_iteration_ = int(ensemble.c0.shape[0])
         window = schedule.corrective_window
         n_frozen = 0 if window is None else max(0, len(states) - window)
         for rows in (train,) if val is None or val is train else (train, val):
@@ -421,25 +507,58 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
         stopping = None
         if val is not None:
             n_kept = len(states)
-            history = (
-                (self.train_score_[:n_kept], self.validation_score_[:n_kept])
-                if warm and len(self.validation_score_) > n_kept
-                else ((), ())
-            )
+            # Early stopping compares scores in the units the networks are
+            # trained in (a standardised target), which cannot overflow.
+            history = ((), ())
+            if warm and len(self._score_history[1]) > n_kept:
+                history = tuple(scores[:n_kept] for scores in self._score_history)
             stopping = EarlyStopping(
-                self._scorer(train, val, raw, train_index, val_index),
+                self._scorer(train, val, train_table, val_table),
                 self.n_iter_no_change, self.tol,
                 *history,
             )
         generator = torch.Generator().manual_seed(self._torch_seed + len(states))
         log = print if self.verbose else None
         self._state = fit_loop(
-            ensemble, train, val, self._loss, schedule, generator, stopping, snapshots, log
+            ensemble, train, val, self._loss, schedule, generator, stopping, snapshots, log,
+            feature_mask=self._feature_mask(train.X.shape[1], device),
         )
         self.n_iter_ = len(self._state["learners"])
         empty = np.empty(0)
-        self.train_score_ = np.asarray(stopping.train_scores) if stopping else empty
-        self.validation_score_ = np.asarray(stopping.val_scores) if stopping else empty
+        self._score_history = (
+            (np.asarray(stopping.train_scores), np.asarray(stopping.val_scores))
+            if stopping else (empty, empty)
+        )
+        unit = self._loss_unit if self.scoring == "loss" else 1.0
+        with np.errstate(over="ignore"):  # a loss in the target's units may overflow
+            self.train_score_, self.validation_score_ = (
+                unit * scores for scores in self._score_history
+            )
+
+    def _feature_mask(self, n_inputs, device):
+        """``mask(stage)``: the encoded columns stage ``stage`` sees, or ``None`` for all.
+
+        ``max_features`` draws a share of the features (a numeric column with
+        its missingness indicator, a categorical column with its one-hot
+        columns) for every stage, from a generator seeded by the estimator's
+        seed and the stage's index, so a warm start draws what a single fit
+        would.
+        """
+        if self.max_features == 1.0:
+            return None
+        groups = self._encoder.column_groups()
+        n_draw = max(1, int(np.ceil(self.max_features * len(groups))))
+        if n_draw >= len(groups):
+            return None
+
+        def mask(stage):
+            rng = np.random.default_rng([self._feature_seed, stage])
+            chosen = rng.choice(len(groups), size=n_draw, replace=False)
+            keep = torch.zeros(n_inputs, dtype=torch.bool)
+            keep[np.concatenate([groups[g] for g in chosen])] = True
+            return keep.to(device)
+
+        return mask
 
     def _schedule(self, n_train):
         batch_size = self.batch_size
@@ -456,24 +575,24 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
             l2_regularization=self.l2_regularization,
         )
 
-    def _scorer(self, train, val, raw, train_index, val_index):
+    def _scorer(self, train, val, train_table, val_table):
         """``score(F_train, F_val)`` for early stopping (higher is better)."""
-        loss, unit = self._loss, self._loss_unit
+        loss = self._loss
         if self.scoring == "loss":
 
             def score(F_train, F_val):
                 return (
-                    -unit * float(loss.loss(F_train, train.Y, train.w)),
-                    -unit * float(loss.loss(F_val, val.Y, val.w)),
+                    -float(loss.loss(F_train, train.Y, train.w)),
+                    -float(loss.loss(F_val, val.Y, val.w)),
                 )
 
             return score
         scorer = check_scoring(self, self.scoring)
         # Training rows are scored on a fixed subset, as HistGradientBoosting does.
-        subset = np.random.RandomState(self._split_seed).permutation(len(train_index))
+        subset = np.random.RandomState(self._split_seed).permutation(len(train_table.y))
         subset = np.sort(subset[:_MAX_SCORED_TRAIN_ROWS])
-        X_train, y_train, w_train = raw(train_index[subset])
-        X_val, y_val, w_val = raw(val_index)
+        X_train, y_train, w_train = train_table.take(subset).raw()
+        X_val, y_val, w_val = val_table.raw()
         subset = torch.as_tensor(subset, device=train.X.device)
 
         def score(F_train, F_val):
@@ -534,3 +653,40 @@ class _BaseGrowNet(ReprMixin, BaseEstimator):
 
 def _take(block, index):
     return None if block is None else _safe_indexing(block, index)
+
+
+@dataclass
+class _Table:
+    """Rows as ``fit`` reads them, and as the user passed them (for a scorer).
+
+    ``numeric`` and ``categorical`` come from :func:`split_columns`, ``y`` is
+    the target as passed, ``Y`` its encoding, ``w`` the weights (class weights
+    included), ``stratify`` the class codes (``None`` for regression), and
+    ``source[positions]`` the rows as passed.
+    """
+
+    numeric: np.ndarray
+    categorical: object
+    y: np.ndarray
+    Y: np.ndarray
+    w: np.ndarray
+    stratify: object
+    source: object
+    positions: np.ndarray
+
+    def take(self, index):
+        return _Table(
+            self.numeric[index], _take(self.categorical, index), self.y[index],
+            self.Y[index], self.w[index],
+            None if self.stratify is None else self.stratify[index],
+            self.source, self.positions[index],
+        )
+
+    def positive(self):
+        """The rows of positive weight."""
+        kept = np.flatnonzero(self.w > 0)
+        return self if len(kept) == len(self.w) else self.take(kept)
+
+    def raw(self):
+        """``(X, y, sample_weight)`` as passed to ``fit``."""
+        return _safe_indexing(self.source, self.positions), self.y, self.w

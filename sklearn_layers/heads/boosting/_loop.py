@@ -208,7 +208,9 @@ class StateSnapshots:
         }
 
 
-def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshots, log):
+def fit_loop(
+    ensemble, train, val, loss, schedule, generator, stopping, snapshots, log, feature_mask=None
+):
     """Grow ``ensemble`` up to ``schedule.max_iter`` learners; return the state kept.
 
     ``train`` and ``val`` are :class:`Rows` whose caches match ``ensemble``,
@@ -216,6 +218,8 @@ def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshot
     ``stopping`` (an :class:`EarlyStopping`) are ``None`` without early
     stopping, and then every stage is kept. ``snapshots`` is a
     :class:`StateSnapshots`; ``log`` takes one line per stage, or is ``None``.
+    ``feature_mask(stage)`` gives the encoded columns a stage's learner sees
+    (a boolean tensor), or is ``None`` for all of them.
     """
     all_rows = (train,) if val is None or val is train else (train, val)
 
@@ -234,6 +238,8 @@ def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshot
             train.X.shape[1], schedule.hidden_units, train.Y.shape[1], train.middle,
             train.w, generator,
         )
+        if feature_mask is not None:
+            restrict_inputs(learner, feature_mask(stage))
         stage_optimizer = fit_stage(learner, train, loss, schedule, generator)
         ensemble.learners.append(learner)
         start = _window_start(len(ensemble.learners), schedule.corrective_window)
@@ -263,6 +269,21 @@ def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshot
         if stop:
             break
     return snapshots(ensemble) if stopping is None else stopping.best[2]
+
+
+def restrict_inputs(learner, keep):
+    """Make ``learner`` blind to the encoded columns where ``keep`` is false.
+
+    Their input weights are set to zero and their gradients masked, so they
+    stay exactly zero through the stage fit and the corrective steps (Adam
+    and weight decay leave a zero weight with zero gradients at zero). The
+    previous learner's middle features are always seen.
+    """
+    n_previous = learner.previous_shift.shape[0]
+    full = torch.cat([keep, keep.new_ones(n_previous)]).to(learner.hidden.weight.dtype)
+    with torch.no_grad():
+        learner.hidden.weight.mul_(full)
+    learner.hidden.weight.register_hook(lambda grad: grad * full)
 
 
 def _window_start(n_learners, window):

@@ -9,6 +9,7 @@ from sklearn.utils import check_array
 
 from ...utils._compat import Interval, StrOptions
 from ._grownet import _BaseGrowNet, _with_docs
+from ._tabular import weighted_mean_std
 from ._losses import (
     HalfPoissonLoss,
     HalfSquaredError,
@@ -44,6 +45,7 @@ default='squared_error'
     %(max_iter)s
     %(network)s
     %(l2_regularization)s
+    %(max_features)s
     %(categorical_features)s
     %(control)s
     %(device)s
@@ -53,6 +55,10 @@ default='squared_error'
     n_iter_ : int
         Number of stages (networks) in the ensemble: the best validation
         stage with early stopping, else ``max_iter``.
+
+    n_trees_per_iteration_ : int
+        Number of outputs of each stage's network, HistGradientBoosting's
+        number of trees per iteration: always 1.
 
     do_early_stopping_ : bool
         Whether early stopping was used.
@@ -120,6 +126,7 @@ default='squared_error'
         corrective_window=3,
         batch_size="auto",
         l2_regularization=0.0,
+        max_features=1.0,
         categorical_features="from_dtype",
         warm_start=False,
         early_stopping=True,
@@ -143,6 +150,7 @@ default='squared_error'
         self.corrective_window = corrective_window
         self.batch_size = batch_size
         self.l2_regularization = l2_regularization
+        self.max_features = max_features
         self.categorical_features = categorical_features
         self.warm_start = warm_start
         self.early_stopping = early_stopping
@@ -155,7 +163,7 @@ default='squared_error'
         self.device = device
         self.n_threads = n_threads
 
-    def _class_weights(self, y):
+    def _class_weights(self, y, *, reset):
         return 1.0
 
     def _encode_y(self, y, weights, *, reset):
@@ -184,13 +192,14 @@ default='squared_error'
         if self.loss == "poisson":
             self._y_center, self._y_scale = 0.0, 1.0
         else:
-            p = weights / weights.sum()
-            center = float(p @ Y[:, 0])
-            scale = float(np.sqrt(p @ (Y[:, 0] - center) ** 2))
-            self._y_center = center
-            self._y_scale = scale if scale > 1e-12 * max(1.0, abs(center)) else 1.0
+            # Scale-invariant, as the features' (targets of 1e160 do not
+            # overflow when squared, nor 1e-200 underflow).
+            (center,), (scale,) = weighted_mean_std(Y[:, :1], weights)
+            self._y_center, self._y_scale = float(center), float(scale)
         # Losses are reported in the target's units.
-        self._loss_unit = self._y_scale**2 if self.loss == "squared_error" else self._y_scale
+        scale = np.float64(self._y_scale)
+        with np.errstate(over="ignore"):  # inf for targets beyond 1e154
+            self._loss_unit = scale**2 if self.loss == "squared_error" else scale
 
     def _scale_target(self, Y):
         return (Y - self._y_center) / self._y_scale

@@ -100,8 +100,9 @@ def split_columns(X, mask, estimator_name):
     return numeric, categorical
 
 
-# dtype kinds read as numbers without looking at the values: bool, integers, floats.
-_NUMERIC_KINDS = frozenset("biuf")
+# dtype kinds read as numbers without looking at the values: bool, integers,
+# floats, complex (which check_array refuses with its own message).
+_NUMERIC_KINDS = frozenset("biufc")
 
 
 def check_numeric_columns(X, columns, estimator_name):
@@ -159,17 +160,27 @@ def _convertible(X, index, names):
     return True
 
 
-def _weighted_mean_std(values, weights):
-    """Column means and standard deviations over the non-missing entries."""
+def weighted_mean_std(values, weights):
+    """Column means and standard deviations over the non-missing entries.
+
+    Scale-invariant: each column is divided by its largest absolute value
+    before the squares are taken, so columns of 1e-200 or 1e200 neither
+    underflow nor overflow. A column is constant (scale 1) when its spread is
+    within float64 rounding of its magnitude.
+    """
     present = ~np.isnan(values)
     w = present * weights[:, None]
     total = w.sum(axis=0)
     safe_total = np.where(total > 0, total, 1.0)
     filled = np.where(present, values, 0.0)
-    mean = (w * filled).sum(axis=0) / safe_total
-    var = (w * (filled - mean) ** 2).sum(axis=0) / safe_total
-    std = np.sqrt(var)
-    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    magnitude = np.abs(filled).max(axis=0, initial=0.0)
+    magnitude = np.where(magnitude > 0, magnitude, 1.0)
+    unit = filled / magnitude
+    mean = (w * unit).sum(axis=0) / safe_total
+    std = np.sqrt((w * (unit - mean) ** 2).sum(axis=0) / safe_total)
+    constant = std <= 1e-12 * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)
+    constant |= std == 0
+    return mean * magnitude, np.where(constant, 1.0, std * magnitude)
 
 
 class TabularEncoder:
@@ -186,7 +197,7 @@ class TabularEncoder:
     """
 
     def fit(self, numeric, categorical, weights):
-        self.mean_, self.scale_ = _weighted_mean_std(numeric, weights)
+        self.mean_, self.scale_ = weighted_mean_std(numeric, weights)
         self.flagged_ = np.flatnonzero(np.isnan(numeric).any(axis=0))
         self.onehot_ = None
         if categorical is not None and categorical.shape[1] > 0:
@@ -194,6 +205,22 @@ class TabularEncoder:
                 handle_unknown="ignore", sparse_output=False, dtype=np.float32
             ).fit(categorical)
         return self
+
+    def column_groups(self):
+        """The encoded columns of each input feature, a list of index arrays.
+
+        A numeric column with its missingness indicator, a categorical column
+        with its one-hot columns.
+        """
+        n_numeric = len(self.mean_)
+        groups = [[j] for j in range(n_numeric)]
+        for k, j in enumerate(self.flagged_):
+            groups[j].append(n_numeric + k)
+        start = n_numeric + len(self.flagged_)
+        for categories in [] if self.onehot_ is None else self.onehot_.categories_:
+            groups.append(list(range(start, start + len(categories))))
+            start += len(categories)
+        return [np.asarray(g) for g in groups]
 
     def transform(self, numeric, categorical):
         missing = np.isnan(numeric)

@@ -380,7 +380,7 @@ def test_nothing_is_learned_from_the_validation_rows():
     w = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
     params = {"max_iter": 4, "random_state": 0, "validation_fraction": 0.25}
     a = GrowNetClassifier(**params).fit(X, y, sample_weight=w)
-    _, val = a._split(len(y), y)
+    val = a._split(a._table(X, y, w, reset=False))[1].positions
     X_changed = X.copy()
     X_changed.loc[X.index[val], "size"] = 1e6
     X_changed["colour"] = X_changed["colour"].cat.add_categories(["violet"])
