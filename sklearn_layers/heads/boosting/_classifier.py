@@ -128,7 +128,7 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
         early_stopping=True,
         scoring="loss",
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=5,
         tol=1e-7,
         verbose=0,
         random_state=None,

@@ -175,9 +175,14 @@ default='from_dtype'
         training rows themselves. The rows are split off before anything is
         learned from the data (scaling, categories, target scaling).
 
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=5
         Stop when the validation score has not beaten its best by more than
-        ``tol`` for this many stages.
+        ``tol`` for this many stages. The default is half
+        HistGradientBoosting's 10 because the stages after the best one are
+        trained and then cut away, and a network stage costs more than a
+        tree: on the benchmark's data sets 5 gave the same wins and ties
+        against HistGradientBoosting at 0.75 of the fit time (2.35 instead of
+        3.13 times HistGradientBoosting's on 50,000 x 30 rows).
 
     tol : float, default=1e-7
         Minimum improvement of the validation score that counts as one.
