@@ -19,12 +19,14 @@ Usage::
     python benchmarks/bench_grownet.py                     # everything (long)
     python benchmarks/bench_grownet.py --sets fair,wine --seeds 2
     python benchmarks/bench_grownet.py --list              # the data sets
+    python benchmarks/bench_grownet.py --grownet n_iter_no_change=5   # other parameters
 
 The ``pydataset`` sets unpack that package's data into ``$HOME/.pydataset``
 on first import; the script points ``HOME`` at a temporary folder for that.
 """
 
 import argparse
+import ast
 import os
 import tempfile
 import time
@@ -143,7 +145,7 @@ DATASETS = {
 }
 
 
-def models(is_classification, seed):
+def models(is_classification, seed, grownet_params=None):
     linear = make_pipeline(
         make_column_transformer(
             (
@@ -156,12 +158,12 @@ def models(is_classification, seed):
     )
     if is_classification:
         return {
-            "GrowNet": GrowNetClassifier(random_state=seed, n_threads=1),
+            "GrowNet": GrowNetClassifier(random_state=seed, n_threads=1, **(grownet_params or {})),
             "HistGB": HistGradientBoostingClassifier(random_state=seed),
             "linear": linear,
         }
     return {
-        "GrowNet": GrowNetRegressor(random_state=seed, n_threads=1),
+        "GrowNet": GrowNetRegressor(random_state=seed, n_threads=1, **(grownet_params or {})),
         "HistGB": HistGradientBoostingRegressor(random_state=seed),
         "linear": linear,
     }
@@ -182,7 +184,7 @@ def cross_validate_cpu(model, X, y, cv):
     return np.mean(scores), np.mean(seconds), stages
 
 
-def compare(names, n_seeds, n_folds):
+def compare(names, n_seeds, n_folds, grownet_params=None):
     header = (
         f"{'dataset':<14}{'n x d':>11} {'has':<17}{'model':<8}{'CV score':>16}"
         f"{'fit CPU s':>17}{'x HistGB':>9}{'stages':>7}"
@@ -196,7 +198,7 @@ def compare(names, n_seeds, n_folds):
         results = {}
         for seed in range(n_seeds):
             cv = splitter(n_folds, shuffle=True, random_state=seed)
-            for model_name, model in models(is_classification, seed).items():
+            for model_name, model in models(is_classification, seed, grownet_params).items():
                 results.setdefault(model_name, []).append(cross_validate_cpu(model, X, y, cv))
         summary = {m: np.array(r) for m, r in results.items()}
         reference = summary["HistGB"][:, 1].mean()
@@ -270,6 +272,10 @@ def main():
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--no-growth", action="store_true", help="skip the max_iter sweep")
     parser.add_argument("--list", action="store_true", help="list the data sets and exit")
+    parser.add_argument(
+        "--grownet", default="", metavar="NAME=VALUE,...",
+        help="GrowNet parameters other than the defaults, e.g. n_iter_no_change=5",
+    )
     args = parser.parse_args()
     if args.list:
         for name, (_, is_classification, has) in DATASETS.items():
@@ -295,7 +301,13 @@ def main():
           f"CPUs {os.cpu_count()}; load average at start {os.getloadavg()[0]:.1f}\n")
     tic = time.perf_counter()
     try:
-        compare(names, args.seeds, args.folds)
+        grownet_params = {}
+        for item in filter(None, args.grownet.split(",")):
+            key, value = item.split("=")
+            grownet_params[key] = ast.literal_eval(value)
+        if grownet_params:
+            print(f"GrowNet parameters: {grownet_params}\n")
+        compare(names, args.seeds, args.folds, grownet_params)
         if not args.no_growth:
             growth()
     finally:

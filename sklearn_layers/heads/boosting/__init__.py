@@ -1,5 +1,6 @@
 """Boosted networks for tabular data and layer features: GrowNet."""
 
-from ._grownet import GrowNetClassifier, GrowNetRegressor
+from ._classifier import GrowNetClassifier
+from ._regressor import GrowNetRegressor
 
 __all__ = ["GrowNetClassifier", "GrowNetRegressor"]

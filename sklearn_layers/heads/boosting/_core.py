@@ -43,11 +43,30 @@ class WeakLearner(nn.Module):
 
     def head(self, inputs):
         """``(middle, output)`` from :meth:`inputs`."""
-        middle = self.middle(nnf.leaky_relu(self.hidden(inputs), 0.1))
-        return middle, self.out(nnf.relu(middle))
+        return self._rest(self.hidden(inputs))
 
     def forward(self, x, previous_middle):
-        return self.head(self.inputs(x, previous_middle))
+        """``(middle, output)``: :meth:`head` of :meth:`inputs`, without building the inputs.
+
+        The standardisation of the previous middle features is folded into
+        the first layer's weights, and the two blocks of the input go through
+        two products instead of being concatenated: the same function, less
+        memory traffic (the concatenation cost more than its product).
+        """
+        if previous_middle is None:
+            return self.head(x)
+        n_features = x.shape[1]
+        weight = self.hidden.weight
+        previous_weight = weight[:, n_features:] * self.previous_scale
+        bias = self.hidden.bias - previous_weight @ self.previous_shift
+        hidden = torch.addmm(bias, x, weight[:, :n_features].T)
+        hidden = hidden.addmm_(previous_middle, previous_weight.T)
+        return self._rest(hidden)
+
+    def _rest(self, hidden):
+        """``(middle, output)`` from the first layer's pre-activation."""
+        middle = self.middle(nnf.leaky_relu(hidden, 0.1))
+        return middle, self.out(nnf.relu(middle))
 
 
 def make_learner(n_features, n_hidden, n_outputs, previous_middle, weights, generator):

@@ -65,17 +65,27 @@ def adam(params, schedule):
         return torch.optim.Adam(params, foreach=True, **kwargs)
 
 
-def batches(n, batch_size, generator, device):
-    """Row indices in ``n // batch_size`` shuffled batches, or all rows in order.
+def batches(tensors, batch_size, generator):
+    """``tensors`` (row-aligned; ``None`` passes through) in shuffled batches.
 
-    One batch is not shuffled, so that it draws nothing from ``generator``:
-    full-batch fits then depend on the rows' weighted mean loss only (a row
-    of weight 2 is the same fit as the row twice).
+    The rows are permuted once per epoch and the batches are contiguous
+    slices of the permuted copies, ``n // batch_size`` of them: one gather
+    per tensor and epoch instead of one per batch (a gather of a batch's
+    rows cost more than its matrix product). One batch holding every row is
+    not shuffled, so that it draws nothing from ``generator``: full-batch
+    fits then depend on the rows' weighted mean loss only (a row of weight 2
+    is the same fit as the row twice).
     """
+    n = len(tensors[0])
     if batch_size >= n:
-        return (torch.arange(n, device=device),)
-    order = torch.randperm(n, generator=generator).to(device)
-    return order.tensor_split(max(1, n // batch_size))
+        return (tensors,)
+    order = torch.randperm(n, generator=generator).to(tensors[0].device)
+    n_batches = max(1, n // batch_size)
+    split = [
+        (None,) * n_batches if t is None else t.index_select(0, order).tensor_split(n_batches)
+        for t in tensors
+    ]
+    return tuple(zip(*split))
 
 
 def train_step(optimizer, objective):
@@ -85,11 +95,14 @@ def train_step(optimizer, objective):
     optimizer.step()
 
 
-def run_epochs(optimizer, objective, n_epochs, n, schedule, generator, device):
-    """``n_epochs`` passes over ``n`` rows, one :func:`train_step` per batch."""
+def run_epochs(optimizer, objective, tensors, n_epochs, schedule, generator):
+    """``n_epochs`` passes over the rows of ``tensors``, one :func:`train_step` per batch.
+
+    ``objective(*batch)`` takes one batch of each tensor.
+    """
     for _ in range(n_epochs):
-        for rows in batches(n, schedule.batch_size, generator, device):
-            train_step(optimizer, lambda rows=rows: objective(rows))
+        for batch in batches(tensors, schedule.batch_size, generator):
+            train_step(optimizer, lambda batch=batch: objective(*batch))
 
 
 def fit_stage(learner, train, loss, schedule, generator):
@@ -98,38 +111,36 @@ def fit_stage(learner, train, loss, schedule, generator):
     Returns the learner's optimiser, so that its moment estimates carry over
     into the corrective step.
     """
-    if loss.second_order:
-        g, h = loss.grad_hess(train.F, train.Y)
     inputs = learner.inputs(train.X, train.middle).detach()
     optimizer = adam(learner.parameters(), schedule)
+    if loss.second_order:
+        g, h = loss.grad_hess(train.F, train.Y)
 
-    def objective(rows):
-        _, f = learner.head(inputs[rows])
-        if loss.second_order:
-            value = loss.stage_objective(f, None, None, g[rows], h[rows])
-        else:
-            value = loss.stage_objective(f, train.F[rows], train.Y[rows], None, None)
-        return (train.w[rows] * value).mean()
+        def objective(inputs, g, h, w):
+            _, f = learner.head(inputs)
+            return (w * loss.stage_objective(f, None, None, g, h)).mean()
 
-    run_epochs(
-        optimizer, objective, schedule.epochs_per_stage, len(train.X), schedule,
-        generator, train.X.device,
-    )
+        tensors = (inputs, g, h, train.w)
+    else:
+
+        def objective(inputs, F, Y, w):
+            _, f = learner.head(inputs)
+            return (w * loss.stage_objective(f, F, Y, None, None)).mean()
+
+        tensors = (inputs, train.F, train.Y, train.w)
+    run_epochs(optimizer, objective, tensors, schedule.epochs_per_stage, schedule, generator)
     return optimizer
 
 
 def corrective_step(ensemble, start, train, loss, optimizer, schedule, generator):
     """Fine-tune learners ``start:`` jointly on the loss, the others frozen."""
 
-    def objective(rows):
-        previous = None if train.frozen_middle is None else train.frozen_middle[rows]
-        F, _ = ensemble.forward_from(start, train.X[rows], train.frozen[rows], previous)
-        return loss.loss(F, train.Y[rows], train.w[rows])
+    def objective(X, frozen, frozen_middle, Y, w):
+        F, _ = ensemble.forward_from(start, X, frozen, frozen_middle)
+        return loss.loss(F, Y, w)
 
-    run_epochs(
-        optimizer, objective, schedule.corrective_epochs, len(train.X), schedule,
-        generator, train.X.device,
-    )
+    tensors = (train.X, train.frozen, train.frozen_middle, train.Y, train.w)
+    run_epochs(optimizer, objective, tensors, schedule.corrective_epochs, schedule, generator)
 
 
 def freeze(ensemble, index, rows):
@@ -208,7 +219,9 @@ class StateSnapshots:
         }
 
 
-def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshots, log):
+def fit_loop(
+    ensemble, train, val, loss, schedule, generator, stopping, snapshots, log, feature_mask=None
+):
     """Grow ``ensemble`` up to ``schedule.max_iter`` learners; return the state kept.
 
     ``train`` and ``val`` are :class:`Rows` whose caches match ``ensemble``,
@@ -216,6 +229,8 @@ def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshot
     ``stopping`` (an :class:`EarlyStopping`) are ``None`` without early
     stopping, and then every stage is kept. ``snapshots`` is a
     :class:`StateSnapshots`; ``log`` takes one line per stage, or is ``None``.
+    ``feature_mask(stage)`` gives the encoded columns a stage's learner sees
+    (a boolean tensor), or is ``None`` for all of them.
     """
     all_rows = (train,) if val is None or val is train else (train, val)
 
@@ -234,6 +249,8 @@ def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshot
             train.X.shape[1], schedule.hidden_units, train.Y.shape[1], train.middle,
             train.w, generator,
         )
+        if feature_mask is not None:
+            restrict_inputs(learner, feature_mask(stage))
         stage_optimizer = fit_stage(learner, train, loss, schedule, generator)
         ensemble.learners.append(learner)
         start = _window_start(len(ensemble.learners), schedule.corrective_window)
@@ -263,6 +280,21 @@ def fit_loop(ensemble, train, val, loss, schedule, generator, stopping, snapshot
         if stop:
             break
     return snapshots(ensemble) if stopping is None else stopping.best[2]
+
+
+def restrict_inputs(learner, keep):
+    """Make ``learner`` blind to the encoded columns where ``keep`` is false.
+
+    Their input weights are set to zero and their gradients masked, so they
+    stay exactly zero through the stage fit and the corrective steps (Adam
+    and weight decay leave a zero weight with zero gradients at zero). The
+    previous learner's middle features are always seen.
+    """
+    n_previous = learner.previous_shift.shape[0]
+    full = torch.cat([keep, keep.new_ones(n_previous)]).to(learner.hidden.weight.dtype)
+    with torch.no_grad():
+        learner.hidden.weight.mul_(full)
+    learner.hidden.weight.register_hook(lambda grad: grad * full)
 
 
 def _window_start(n_learners, window):

