@@ -93,12 +93,29 @@ def flops_share_of_first_block(model, X, first_block):
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--precision-only", action="store_true",
+                        help="only the bfloat16 vs float32 table")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     images = rng.normal(size=(512, 3, 32, 32)).astype(np.float32)
     tokens = torch.as_tensor(rng.integers(0, 1000, size=(512, 64)))
     resnet = make_resnet18()
     encoder = make_transformer_encoder(d_model=256, n_heads=4, n_layers=6)
+    if args.precision_only:
+        print(f"torch {torch.__version__}, threads=1, 512 rows, batch 128, every block, "
+              f"cache off, best of {args.rounds} interleaved rounds")
+        print_table(
+            [precision_row("ResNet-18 3x32x32", resnet, images, 128, args.rounds),
+             precision_row("Transformer 6x256, T=64", encoder, tokens, 128, args.rounds)],
+            ["network", "float32 s", "bfloat16 s", "float32 / bf16",
+             "min cosine (all blocks)"],
+        )
+        return
     rows = [
         bench("ResNet-18 3x32x32", resnet, images, 128, "layer1.0"),
         bench("Transformer 6x256, T=64", encoder, tokens, 128, "encoder.layers.0"),
