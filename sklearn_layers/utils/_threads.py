@@ -21,19 +21,36 @@ pool the call may use, and gives the caller back its own counts on exit:
   and it guards the one process-wide setting.
 
 Nothing here reads text (torch's ``parallel_info()``): threadpoolctl finds the
-libraries by the symbols they export.
+libraries by the symbols they export. Finding them walks every shared library
+the process has loaded (about 10 ms with torch and transformers loaded, many
+times a grid search's per-call work), so the list is kept for the process and
+read again whenever ``sys.modules`` has grown: Python loads a new BLAS or
+OpenMP runtime through an import. What is kept is a fact about the process,
+not about any user object; the counts themselves are read at every call.
 """
 
 import contextlib
+import sys
 import threading
 from numbers import Integral
 
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 # Held by the call that changed the process-wide BLAS count, for the duration
 # of that call (re-entrant: a nested call in the same thread may narrow it).
 _BLAS_COUNT = threading.RLock()
+# The thread pools of the libraries loaded in this process, and how many
+# modules were imported when they were found.
+_LOADED = {"modules": -1, "controller": None}
+
+
+def _controller():
+    n_modules = len(sys.modules)
+    if _LOADED["modules"] != n_modules:
+        _LOADED["controller"] = ThreadpoolController()
+        _LOADED["modules"] = n_modules
+    return _LOADED["controller"]
 
 
 def is_thread_count(value):
@@ -72,13 +89,14 @@ def thread_budget(n_threads):
         before a grid search governs the heads' BLAS and OpenMP pools too.
     """
     n = budget(n_threads)
+    controller = _controller()
     owner = _BLAS_COUNT.acquire(blocking=False)
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(_torch_count(n))
-            stack.enter_context(threadpool_limits(limits=n, user_api="openmp"))
+            stack.enter_context(controller.limit(limits=n, user_api="openmp"))
             if owner:
-                stack.enter_context(threadpool_limits(limits=n, user_api="blas"))
+                stack.enter_context(controller.limit(limits=n, user_api="blas"))
             yield
     finally:
         if owner:

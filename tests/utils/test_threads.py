@@ -155,3 +155,19 @@ def test_the_package_fits_and_transforms_run_in_the_budget(caller_counts):
     lft.transform(X)
     assert net.seen and all(seen == all_at(2) for seen in net.seen)
     assert counts() == caller_counts
+
+
+def test_the_loaded_libraries_are_found_again_after_an_import(monkeypatch):
+    import sys
+    import types
+
+    from sklearn_layers.utils import _threads
+
+    first = _threads._controller()
+    assert _threads._controller() is first  # nothing imported: the same list
+    monkeypatch.setitem(sys.modules, "a_module_loading_a_blas", types.ModuleType("m"))
+    again = _threads._controller()
+    assert again is not first
+    assert {lib.filepath for lib in again.lib_controllers} == {
+        lib.filepath for lib in first.lib_controllers
+    }
