@@ -73,7 +73,7 @@ def measure(rows, max_bytes=0, traced=False, env=None):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def growth(small, large):
+def peak_growth(small, large):
     return (large["peak_mib"] - large["base_mib"]) - (small["peak_mib"] - small["base_mib"])
 
 
@@ -104,8 +104,8 @@ def main():
           f"-> {traced[1]['traced_last_batch_mib']:.1f} MiB; growth {traced_growth:.1f} MiB "
           f"(ratio to the output {traced_growth / out_growth:.2f})")
     fixed = [measure(n, env=FIXED_THRESHOLD), measure(10 * n, env=FIXED_THRESHOLD)]
-    print(f"glibc mmap threshold fixed at 64 KiB: peak grew by {growth(*fixed):.1f} MiB "
-          f"(ratio {growth(*fixed) / out_growth:.2f})")
+    print(f"glibc mmap threshold fixed at 64 KiB: peak grew by {peak_growth(*fixed):.1f} MiB "
+          f"(ratio {peak_growth(*fixed) / out_growth:.2f})")
 
 
 if __name__ == "__main__":
