@@ -1,5 +1,6 @@
 """Intermediate layers of frozen PyTorch networks as scikit-learn features."""
 
+from ._deploy import prepare_for_deployment
 from ._display import (
     EarlyExitDisplay,
     LayerCurveDisplay,
@@ -59,4 +60,5 @@ __all__ = [
     "layer_metrics",
     "layer_metrics_from_features",
     "layer_sweep",
+    "prepare_for_deployment",
 ]

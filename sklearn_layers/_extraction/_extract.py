@@ -9,6 +9,7 @@ from ._aliases import AliasObserver, drop_alias, known_aliases, remember_aliases
 from ._capture import capture
 from ._fingerprint import count_rows, memo_of
 from ._plan import cache_identity, make_plan
+from ._precision import autocast
 from ._progress import progress_bar
 
 
@@ -35,6 +36,7 @@ def extract(
     prefetch=None,
     widths=None,
     progress=False,
+    precision="float32",
 ):
     """Run ``adapter``'s rows through ``model`` and return pooled features.
 
@@ -60,22 +62,27 @@ def extract(
         width are recomputed; otherwise a dict of arrays.
     progress : bool, default=False
         Show a progress bar over the rows that go through the network (tqdm).
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        The forward runs under ``torch.autocast`` on ``device`` for the 16-bit
+        ones (:mod:`._precision`); cache keys name it.
 
     Returns
     -------
     features : ndarray or dict of ndarray
     """
-    while True:  # each retry follows a dropped alias, so this ends
-        try:
-            return _extract_once(model, adapter, poolings, batch_size=batch_size,
-                                 device=device, cache=cache, prefetch=prefetch,
-                                 widths=widths, progress=progress)
-        except _AliasBroken:
-            continue
+    with autocast(device, precision):
+        while True:  # each retry follows a dropped alias, so this ends
+            try:
+                return _extract_once(model, adapter, poolings, batch_size=batch_size,
+                                     device=device, cache=cache, prefetch=prefetch,
+                                     widths=widths, progress=progress,
+                                     precision=precision)
+            except _AliasBroken:
+                continue
 
 
 def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefetch,
-                  widths, progress):
+                  widths, progress, precision):
     float_dtype = model_float_dtype(model)
     if cache is not None and hasattr(adapter, "tokenizer"):
         adapter.memo = memo_of(cache).tokenizers  # the vocabulary digest is kept there
@@ -90,9 +97,10 @@ def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefet
                                                              complete=complete)
     if fingerprint is not None and aliases is None:
         aliases = _trace_first_row(model, first, poolings, prefetch, fingerprint, cache,
-                                   device=device, float_dtype=float_dtype)
+                                   device=device, float_dtype=float_dtype,
+                                   precision=precision)
     plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
-                     aliases=aliases)
+                     aliases=aliases, precision=precision)
     names = list(poolings)
     n = len(adapter)
     out, slices = _allocate(n, names, widths)
@@ -131,7 +139,7 @@ def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefet
 
 
 def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, device,
-                     float_dtype):
+                     float_dtype, precision):
     """Observe the model's aliases on the chunk's first row, caching that row.
 
     The row's captured layers are stored under the keys the observed aliases
@@ -151,7 +159,7 @@ def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, de
     arrays = {name: t.numpy() for name, t in results.items()}
     while True:  # each round drops an alias, so this ends
         plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
-                         aliases=aliases)
+                         aliases=aliases, precision=precision)
         dropped = _drop_disagreeing(plan, arrays, on_traced_row=True)
         if not dropped:
             break

@@ -2,7 +2,7 @@
 
 A :class:`Plan` names, for one call, the requested layers and their keys, the
 blocks computed alongside them on a cache miss (prefetch), and the cache
-itself. A layer's key is ``"<canonical name>|<pooling>"``: names that denote
+itself. A layer's key is ``"<canonical name>|<pooling>|<precision>"``: names that denote
 the very same tensor (:mod:`._aliases`) share the canonical name, so they
 share entries.
 """
@@ -225,7 +225,8 @@ def _warn_unkeyable(memo, what, found):
     )
 
 
-def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=None):
+def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=None,
+              precision="float32"):
     """Decide what to capture and how to key it.
 
     Parameters
@@ -239,6 +240,10 @@ def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=
         Block -> pooling to compute alongside on a miss.
     aliases : dict, default=None
         Name -> canonical name (:mod:`._aliases`).
+    precision : str, default="float32"
+        The forward's precision (:mod:`._precision`), a term of every key: the
+        identity also reads the ambient autocast, but the key names what the
+        call asked for, whatever reads the ambient state.
 
     Returns
     -------
@@ -255,7 +260,7 @@ def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=
     owners = {}
     for name, p in plan.captured.items():
         plan.canonical[name] = aliases.get(name, name)
-        k = plan.keys[name] = f"{plan.canonical[name]}|{pooling_key(p)}"
+        k = plan.keys[name] = f"{plan.canonical[name]}|{pooling_key(p)}|{precision}"
         if k in owners:
             # another name of the very same tensor, requested or prefetched: it
             # is compared with the first on every batch before either is stored

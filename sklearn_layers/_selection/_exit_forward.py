@@ -19,6 +19,7 @@ from .._extraction._cache import make_cache
 from .._extraction._capture import capture
 from .._extraction._extract import model_float_dtype
 from .._extraction._plan import cache_identity, make_plan
+from .._extraction._precision import autocast
 from ..utils._threads import torch_threads
 
 
@@ -99,7 +100,7 @@ def run_cascade(extractor, names, adapter, heads, thresholds, stages, output, to
     device, float_dtype = extractor._device(), model_float_dtype(model)
     batch_size = extractor.batch_size
     first = 0
-    with torch_threads(extractor.n_threads):
+    with torch_threads(extractor.n_threads), autocast(device, extractor.precision):
         for stop in stages:
             if not todo.any():
                 break
@@ -139,7 +140,8 @@ def serve_cached(extractor, names, adapter, heads, thresholds, output):
         return todo
     # a partial alias map only makes lookups miss, never serve another layer
     aliases = known_aliases(cache, fingerprint, complete=False) or {}
-    plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, aliases=aliases)
+    plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, aliases=aliases,
+                     precision=extractor.precision)
     keys = [plan.keys[name] for name in names]
     widths = [extractor.n_features_per_layer_[name] for name in names]
     last = len(names) - 1

@@ -42,6 +42,10 @@ def _parser():
                       help="rows per test split of the text scenarios (default 400)")
     demo.add_argument("--threads", type=int, default=1,
                       help="torch threads (one is fastest on small machines)")
+    demo.add_argument("--precision", choices=["float32", "bfloat16", "float16"],
+                      default="float32",
+                      help="arithmetic of the network's forward pass (bfloat16: about "
+                           "1.8x faster on a CPU with AVX512-BF16 or AMX)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -115,6 +119,8 @@ def run_demo(args):
                 "--n-test applies to the text scenarios (tweets, newsgroups) only"
             )
         kwargs["n_test"] = args.n_test
+    if args.precision != "float32":
+        kwargs["precision"] = args.precision
     if args.pooling is not None:
         kwargs["pooling"] = int(args.pooling) if args.pooling.isdigit() else args.pooling
     start = time.perf_counter()

@@ -48,7 +48,8 @@ def demo_heads():
     ]
 
 
-def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
+def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None,
+                    precision="float32"):
     """MNIST-trained CNN on scikit-learn's digits, under four shifts.
 
     Train on half of the digits; test on the other half as it is
@@ -67,7 +68,8 @@ def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
     test_sets = {"in-distribution": (X_test, y_test)}
     for kind in shifts:
         test_sets[kind] = (shift_digits(X_test, kind, random_state=seed), y_test)
-    extractor = LayerFeatureTransformer(model, pooling=pooling, verbose=verbose)
+    extractor = LayerFeatureTransformer(model, pooling=pooling, verbose=verbose,
+                                        precision=precision)
     table = layer_sweep(
         extractor, X_train, y_train, layers="all", estimators=demo_heads(),
         test_sets=test_sets, verbose=verbose,
@@ -85,7 +87,8 @@ def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
     )
 
 
-def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train=None):
+def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train=None,
+                    precision="float32"):
     """all-MiniLM-L6-v2 on 2016 election tweets: who wrote it, as time moves on.
 
     Train on original tweets from January to June 2016; test on held-out tweets
@@ -111,7 +114,7 @@ def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train
     X_train, y_train = take(train)
     test_sets = {"in-distribution": take(id_test), "shifted": take(shifted)}
     extractor = LayerFeatureTransformer(model, pooling=pooling, tokenizer=tokenizer,
-                                        batch_size=64, verbose=verbose)
+                                        precision=precision, batch_size=64, verbose=verbose)
     table = layer_sweep(
         extractor, X_train, y_train, layers=MINILM_LAYERS, estimators=demo_heads(),
         test_sets=test_sets, verbose=verbose,
@@ -145,7 +148,7 @@ def _sample(frame, n, rng):
 
 
 def newsgroups_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train=1200,
-                        max_length=128):
+                        max_length=128, precision="float32"):
     """all-MiniLM-L6-v2 on 20 Newsgroups: the topic, in sibling newsgroups.
 
     The label is the top-level category (comp, rec, sci, talk). Train on
@@ -174,7 +177,7 @@ def newsgroups_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_t
     }
     X_train, y_train = data.pop("train")
     extractor = LayerFeatureTransformer(model, pooling=pooling, tokenizer=tokenizer,
-                                        batch_size=64, verbose=verbose)
+                                        precision=precision, batch_size=64, verbose=verbose)
     table = layer_sweep(
         extractor, X_train, y_train, layers=MINILM_LAYERS, estimators=demo_heads(),
         test_sets=data, verbose=verbose,

@@ -1,135 +1,110 @@
-"""Torch's intra-op thread count (and denormal flushing), changed for one call only.
+"""One thread budget for torch, BLAS and OpenMP, for one call only.
 
-How torch keeps the count depends on its parallel backend. With OpenMP (the
-Linux and Windows wheels) ``torch.set_num_threads(n)`` sets the count of the
-calling thread, and also the count that threads which have not run a torch
-operation yet will start with. With the native thread pool there is one count
-for the whole process.
+:func:`thread_budget` runs a fit or a transform with ``n`` threads in each
+pool the call may use, and gives the caller back its own counts on exit:
+
+- torch's intra-op count (``torch.set_num_threads``). On torch's OpenMP
+  backend (the Linux and Windows wheels) that count belongs to the calling
+  thread; torch also makes it the count of threads that run their first torch
+  operation while the call lasts (a pool started inside the call starts with
+  the budget, and keeps it).
+- the OpenMP runtimes loaded in the process (torch's and scikit-learn's
+  ``libgomp``), through :mod:`threadpoolctl`: OpenMP keeps the count per
+  calling thread.
+- the BLAS libraries (OpenBLAS, MKL, BLIS under numpy and scipy), through
+  :mod:`threadpoolctl`. OpenBLAS keeps one count for the whole process, so
+  only one thread at a time may change it: the first call to enter sets it and
+  restores it on exit, and a call entering from another thread meanwhile
+  leaves it alone (it runs with the BLAS count the first call set, then with
+  the caller's once that call returns; results do not depend on it). No count
+  of calls is kept anywhere: the lock below is the only process-wide object,
+  and it guards the one process-wide setting.
+
+Nothing here reads text (torch's ``parallel_info()``): threadpoolctl finds the
+libraries by the symbols they export. Finding them walks every shared library
+the process has loaded (about 10 ms with torch and transformers loaded, many
+times a grid search's per-call work), so the list is kept for the process and
+read again whenever ``sys.modules`` has grown: Python loads a new BLAS or
+OpenMP runtime through an import. What is kept is a fact about the process,
+not about any user object; the counts themselves are read at every call.
 """
 
 import contextlib
-import functools
+import sys
 import threading
-import warnings
+from numbers import Integral
 
 import torch
+from threadpoolctl import ThreadpoolController
 
-_LOCK = threading.Lock()
-# process-wide backends only: the calls inside torch_threads right now
-_SHARED = {"users": 0, "count": None, "saved": None}
-
-
-@functools.cache
-def _backend():
-    for line in torch.__config__.parallel_info().splitlines():
-        if "parallel backend" in line:
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+# Held by the call that changed the process-wide BLAS count, for the duration
+# of that call (re-entrant: a nested call in the same thread may narrow it).
+_BLAS_COUNT = threading.RLock()
+# The thread pools of the libraries loaded in this process, and how many
+# modules were imported when they were found.
+_LOADED = {"modules": -1, "controller": None}
 
 
-def _counts_are_per_thread():
-    return _backend() == "OpenMP"
+def _controller():
+    n_modules = len(sys.modules)
+    if _LOADED["modules"] != n_modules:
+        _LOADED["controller"] = ThreadpoolController()
+        _LOADED["modules"] = n_modules
+    return _LOADED["controller"]
 
 
-def _set_for_this_thread(n_threads):
-    """``torch.set_num_threads`` for the calling thread only (call with _LOCK held).
+def is_thread_count(value):
+    """Whether ``value`` is a valid ``n_threads`` other than ``None``."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
 
-    torch also makes the count the one that new threads start with; a helper
-    thread, which starts with the count from before, sets that back.
-    """
-    start = []
-    ready, done = threading.Event(), threading.Event()
 
-    def restore_start_count():
-        start.append(torch.get_num_threads())
-        ready.set()
-        done.wait()
-        torch.set_num_threads(start[0])
-
-    helper = threading.Thread(target=restore_start_count, daemon=True)
-    helper.start()
-    ready.wait()
-    try:
-        torch.set_num_threads(n_threads)
-    finally:
-        done.set()
-        helper.join()
+def budget(n_threads):
+    """The thread count ``n_threads`` stands for: ``None`` is the calling
+    thread's torch intra-op count (``torch.get_num_threads()``)."""
+    return torch.get_num_threads() if n_threads is None else int(n_threads)
 
 
 @contextlib.contextmanager
-def _per_thread(n_threads):
+def _torch_count(n):
     previous = torch.get_num_threads()
-    if previous == n_threads:
+    if previous == n:
         yield
         return
-    with _LOCK:
-        _set_for_this_thread(n_threads)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
-        with _LOCK:
-            _set_for_this_thread(previous)
+        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager
-def _process_wide(n_threads):
-    with _LOCK:
-        if _SHARED["users"] == 0:
-            _SHARED["saved"] = torch.get_num_threads()
-            _SHARED["count"] = n_threads
-            if _SHARED["saved"] != n_threads:
-                torch.set_num_threads(n_threads)
-        elif _SHARED["count"] != n_threads:
-            warnings.warn(
-                f"n_threads={n_threads} is not applied: with torch's "
-                f"{_backend()} parallel backend the intra-op thread count is one "
-                "count for the whole process, and another call running now set it "
-                f"to {_SHARED['count']}; this call runs with {_SHARED['count']} "
-                "threads until that one returns (results do not depend on it). "
-                "Give calls that run at the same time the same n_threads.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        _SHARED["users"] += 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _SHARED["users"] -= 1
-            if _SHARED["users"] == 0 and torch.get_num_threads() != _SHARED["saved"]:
-                torch.set_num_threads(_SHARED["saved"])
-
-
-@contextlib.contextmanager
-def torch_threads(n_threads):
-    """Run the body with ``n_threads`` torch intra-op threads, then restore.
-
-    ``None`` changes nothing. With torch's OpenMP backend (the Linux and
-    Windows wheels) the count is per thread: the calling thread runs the body
-    with ``n_threads`` and gets its own count back on exit; calls in other
-    threads, running at the same time with other counts, each get theirs, and
-    threads that start meanwhile start with the process's count, not this
-    call's (except a thread whose first torch operation falls in the few
-    microseconds in which a call switches counts: it may start with that
-    call's count). With a backend that has one count per process, the first of
-    concurrent calls sets it and the last restores it; a concurrent call asking
-    for another count runs with the current one and gets a ``RuntimeWarning``
-    (waiting for the count instead could deadlock a call that waits on
-    another, as nested parallel code does).
+def thread_budget(n_threads):
+    """Run the body with ``n`` threads in torch, BLAS and OpenMP, then restore.
 
     Parameters
     ----------
     n_threads : int or None
-        Threads for torch's intra-op parallelism.
+        The budget; ``None`` takes the calling thread's torch intra-op count
+        (``torch.get_num_threads()``), so that a ``torch.set_num_threads(1)``
+        before a grid search governs the heads' BLAS and OpenMP pools too.
     """
-    if n_threads is None:
-        yield
-    elif _counts_are_per_thread():
-        with _per_thread(n_threads):
+    n = budget(n_threads)
+    controller = _controller()
+    owner = _BLAS_COUNT.acquire(blocking=False)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(_torch_count(n))
+            stack.enter_context(controller.limit(limits=n, user_api="openmp"))
+            if owner:
+                stack.enter_context(controller.limit(limits=n, user_api="blas"))
             yield
-    else:
-        with _process_wide(n_threads):
-            yield
+    finally:
+        if owner:
+            _BLAS_COUNT.release()
+
+
+# The name the package's estimators import: the budget covers more than torch.
+torch_threads = thread_budget
 
 
 def _flush_denormal_on():
@@ -139,7 +114,7 @@ def _flush_denormal_on():
 
 @contextlib.contextmanager
 def cpu_settings(n_threads):
-    """Torch thread count and flush-to-zero of denormals, for one call only.
+    """The thread budget and flush-to-zero of denormals, for one call only.
 
     Both are restored on exit (flush-to-zero is state of the calling thread).
     Flushing denormals matters for training: as an ensemble grows, confident
@@ -150,10 +125,10 @@ def cpu_settings(n_threads):
     Parameters
     ----------
     n_threads : int or None
-        Threads for torch's intra-op parallelism, as in :func:`torch_threads`.
+        The budget, as in :func:`thread_budget`.
     """
     previous_flush = _flush_denormal_on()
-    with torch_threads(n_threads):
+    with thread_budget(n_threads):
         torch.set_flush_denormal(True)
         try:
             yield

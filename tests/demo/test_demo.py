@@ -71,3 +71,24 @@ def test_newsgroups_splits_are_disjoint_balanced_and_labelled_by_topic():
 def test_n_test_is_for_text_scenarios_only(tmp_path):
     with pytest.raises(SystemExit, match="text scenarios"):
         main(["demo", "--scenario", "digits", "--output", str(tmp_path), "--n-test", "5"])
+
+
+@pytest.mark.parametrize("argv, expected", [([], None), (["--precision", "bfloat16"], "bfloat16")])
+def test_precision_reaches_the_scenario(tmp_path, monkeypatch, argv, expected):
+    from sklearn_layers.demo import _cli
+
+    received = {}
+
+    class Reached(Exception):
+        pass
+
+    def scenario(**kwargs):
+        received.update(kwargs)
+        raise Reached
+
+    monkeypatch.setitem(_cli.SCENARIOS, "digits", scenario)
+    with pytest.raises(Reached):
+        main(["demo", "--scenario", "digits", "--output", str(tmp_path), *argv])
+    assert received.get("precision") == expected
+    with pytest.raises(SystemExit):
+        main(["demo", "--scenario", "digits", "--precision", "int8"])

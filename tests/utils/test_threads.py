@@ -1,127 +1,111 @@
-"""torch_threads and cpu_settings: a count for one call, in the calling thread."""
+"""thread_budget: one count for torch, BLAS and OpenMP during a call, the caller's after."""
 
 import threading
-import warnings
 
+import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from sklearn_layers.utils import _threads
-from sklearn_layers.utils._threads import cpu_settings, torch_threads
+from sklearn_layers import LayerFeatureTransformer
+from sklearn_layers.utils._compat import _fit_context
+from sklearn_layers.utils._threads import cpu_settings, thread_budget
+
+needs_blas = pytest.mark.skipif(
+    not any(lib["user_api"] == "blas" for lib in threadpool_info()),
+    reason="no BLAS library that threadpoolctl can see is loaded",
+)
 
 
-def start_count():
-    """The count a thread that never ran torch code starts with."""
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-    thread.start()
-    thread.join()
-    return seen[0]
+def counts():
+    """The counts the calling thread runs with: torch, BLAS and OpenMP."""
+    info = threadpool_info()
+    return {
+        "torch": torch.get_num_threads(),
+        "blas": {lib["num_threads"] for lib in info if lib["user_api"] == "blas"},
+        "openmp": {lib["num_threads"] for lib in info if lib["user_api"] == "openmp"},
+    }
 
 
-def run_in_threads(targets):
-    errors = []
+def all_at(n):
+    return {"torch": n, "blas": {n}, "openmp": {n}}
 
-    def guarded(target):
+
+@pytest.fixture
+def caller_counts():
+    """A caller whose pools run with counts the budget never uses.
+
+    torch 5 (torch's own OpenMP runtime follows it), BLAS 6, scikit-learn's
+    OpenMP runtime 7.
+    """
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=6, user_api="blas"), threadpool_limits(
+        limits=7, user_api="openmp"
+    ):
+        torch.set_num_threads(5)
         try:
-            target()
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    if errors:
-        raise errors[0]
+            yield counts()
+        finally:
+            torch.set_num_threads(before)
 
 
-def test_none_changes_nothing():
-    before = torch.get_num_threads()
-    with torch_threads(None):
-        assert torch.get_num_threads() == before
-    assert torch.get_num_threads() == before
-
-
-def test_sets_and_restores_in_the_calling_thread():
-    before, starts = torch.get_num_threads(), start_count()
-    with torch_threads(before + 2):
-        assert torch.get_num_threads() == before + 2
-        with torch_threads(before + 1):
-            assert torch.get_num_threads() == before + 1
-        assert torch.get_num_threads() == before + 2
-    assert torch.get_num_threads() == before
-    with pytest.raises(KeyError), torch_threads(before + 3):
+@needs_blas
+def test_one_count_for_every_pool_then_the_callers_back(caller_counts):
+    with thread_budget(2):
+        assert counts() == all_at(2)
+        with thread_budget(1):  # nested: narrowed, then the outer budget again
+            assert counts() == all_at(1)
+        assert counts() == all_at(2)
+    assert counts() == caller_counts
+    with pytest.raises(KeyError), thread_budget(3):
         raise KeyError("the body fails")
-    assert torch.get_num_threads() == before
-    assert start_count() == starts
+    assert counts() == caller_counts
 
 
-@pytest.mark.skipif(
-    not _threads._counts_are_per_thread(), reason="torch keeps one count per process"
-)
-def test_concurrent_calls_each_run_with_their_own_count():
-    starts = start_count()
-    wanted = [1, 2, 3, 3, 4]
-    inside, after, before = {}, {}, {}
-    barrier = threading.Barrier(len(wanted))
-
-    def call(i):
-        before[i] = torch.get_num_threads()
-        # every thread has run torch code before any call switches counts (a
-        # thread starting in the microseconds of a switch may take that count)
-        barrier.wait()
-        with torch_threads(wanted[i]):
-            barrier.wait()  # every call is inside at once
-            inside[i] = torch.get_num_threads()
-            barrier.wait()
-        after[i] = torch.get_num_threads()
-
-    run_in_threads([lambda i=i: call(i) for i in range(len(wanted))])
-    assert [inside[i] for i in range(len(wanted))] == wanted
-    assert after == before == {i: starts for i in range(len(wanted))}
-    assert start_count() == starts
+@needs_blas
+def test_none_is_the_calling_threads_torch_count(caller_counts):
+    # the budget follows torch's count, not BLAS's or OpenMP's
+    with thread_budget(None):
+        assert counts() == all_at(5)
+    assert counts() == caller_counts
 
 
-@pytest.mark.skipif(
-    not _threads._counts_are_per_thread(), reason="torch keeps one count per process"
-)
-def test_threads_started_during_a_call_start_with_the_process_count():
-    starts = start_count()
-    with torch_threads(starts + 2):
-        assert start_count() == starts
-        assert torch.get_num_threads() == starts + 2
-    assert start_count() == starts
+@needs_blas
+def test_a_concurrent_call_leaves_the_process_wide_blas_count_to_the_first(caller_counts):
+    # the first call (this thread) holds BLAS at 1; a call in another thread
+    # meanwhile gets its own torch and OpenMP counts and the first call's BLAS
+    # count, then the caller's once the first call returns; whichever returns
+    # first, the caller's counts are back at the end
+    for first_returns_first in (True, False):
+        entered, first_returned, second_done = (threading.Event() for _ in range(3))
+        seen = {}
 
+        def second_call():
+            with thread_budget(2):
+                seen["inside"] = counts()
+                entered.set()
+                if first_returns_first:
+                    assert first_returned.wait(30)
+                    seen["after the first returned"] = counts()
+            second_done.set()
 
-def test_process_wide_backend_warns_about_a_count_it_cannot_apply(monkeypatch):
-    monkeypatch.setattr(_threads, "_counts_are_per_thread", lambda: False)
-    before = torch.get_num_threads()
-    entered, release = threading.Event(), threading.Event()
-
-    def holder():
-        with torch_threads(before + 1):
-            entered.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert entered.wait(30)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            with torch_threads(before + 1):  # the same count: nothing to say
-                pass
-        with pytest.warns(RuntimeWarning, match=rf"n_threads={before + 2} is not"):
-            with torch_threads(before + 2):
-                pass
-    finally:
-        release.set()
-        thread.join(30)
-    assert _threads._SHARED["users"] == 0
-    assert torch.get_num_threads() == before
+        with thread_budget(1):
+            other = threading.Thread(target=second_call)
+            other.start()
+            assert entered.wait(30)
+            if not first_returns_first:
+                assert second_done.wait(30)
+                assert counts() == all_at(1)
+        first_returned.set()
+        other.join(30)
+        assert not other.is_alive()
+        assert seen["inside"]["torch"] == 2
+        assert seen["inside"]["openmp"] == {2}
+        assert seen["inside"]["blas"] == {1}
+        if first_returns_first:
+            assert seen["after the first returned"]["blas"] == caller_counts["blas"]
+        assert counts() == caller_counts
 
 
 def test_cpu_settings_flushes_denormals_for_the_call_only():
@@ -133,3 +117,57 @@ def test_cpu_settings_flushes_denormals_for_the_call_only():
         assert torch.get_num_threads() == before + 1
     assert float(tiny[0] * tiny[1]) != 0.0
     assert torch.get_num_threads() == before
+
+
+class _Recorder(BaseEstimator):
+    """An estimator whose fit records the counts it runs with."""
+
+    _parameter_constraints: dict = {"n_threads": "no_validation"}
+
+    def __init__(self, n_threads=None):
+        self.n_threads = n_threads
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        self.counts_ = counts()
+        return self
+
+
+class _RecordingNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(counts())
+        return self.linear(x)
+
+
+@needs_blas
+def test_the_package_fits_and_transforms_run_in_the_budget(caller_counts):
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    assert _Recorder(n_threads=2).fit(X).counts_ == all_at(2)
+    assert _Recorder().fit(X).counts_ == all_at(5)  # no n_threads: torch's count
+    assert counts() == caller_counts
+    net = _RecordingNet()
+    lft = LayerFeatureTransformer(net, layers="linear", cache=None, n_threads=2).fit(X)
+    lft.transform(X)
+    assert net.seen and all(seen == all_at(2) for seen in net.seen)
+    assert counts() == caller_counts
+
+
+def test_the_loaded_libraries_are_found_again_after_an_import(monkeypatch):
+    import sys
+    import types
+
+    from sklearn_layers.utils import _threads
+
+    first = _threads._controller()
+    assert _threads._controller() is first  # nothing imported: the same list
+    monkeypatch.setitem(sys.modules, "a_module_loading_a_blas", types.ModuleType("m"))
+    again = _threads._controller()
+    assert again is not first
+    assert {lib.filepath for lib in again.lib_controllers} == {
+        lib.filepath for lib in first.lib_controllers
+    }
