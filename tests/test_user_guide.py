@@ -70,6 +70,24 @@ df_train, y_train = _frame(40, 0)
 df_test, _ = _frame(10, 1)
 w_train = np.ones(len(df_train))
 """,
+    "deploying.rst": IMAGES + """
+import pickle
+from sklearn_layers.models import load_minilm
+pipe = Pipeline([("features", LayerFeatureTransformer(make_staged_cnn(n_classes=2, width=4))),
+                 ("head", default_probe())])
+grid = GridSearchCV(pipe, {"features__layers": ["block1", "block2"]}, cv=3)
+net, tokenizer = load_minilm()
+texts = ["a short text", "and another, longer one"] * 5
+""",
+    "early_exit.rst": """
+from sklearn_layers.datasets import load_election_tweets
+from sklearn_layers.models import load_minilm
+model, tokenizer = load_minilm()
+tweets = load_election_tweets()
+X, y = list(tweets.data[:90]), tweets.target[:90]
+X_new = X[:5]
+X_test, y_test = list(tweets.data[90:130]), tweets.target[90:130]
+""",
     "gpu.rst": IMAGES + "net = make_staged_cnn(n_classes=2, width=4)",
     "images.rst": """
 from PIL import Image
@@ -94,7 +112,7 @@ NOT_RUN = {
 }
 
 # pages whose blocks load all-MiniLM-L6-v2
-SLOW = {"layers_and_pooling.rst", "datasets.rst"}
+SLOW = {"layers_and_pooling.rst", "datasets.rst", "early_exit.rst", "deploying.rst"}
 
 
 def code_blocks(page):
