@@ -259,7 +259,10 @@ def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=
     plan.optional = set(prefetched)
     owners = {}
     for name, p in plan.captured.items():
-        plan.canonical[name] = aliases.get(name, name)
+        canonical = aliases.get(name, name)
+        # an alias observed on one traced row is trusted only where its canonical
+        # name is captured beside it, so that every batch compares the two
+        plan.canonical[name] = canonical if canonical in plan.captured else name
         k = plan.keys[name] = f"{plan.canonical[name]}|{pooling_key(p)}|{precision}"
         if k in owners:
             # another name of the very same tensor, requested or prefetched: it

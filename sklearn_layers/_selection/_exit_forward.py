@@ -132,10 +132,12 @@ def serve_cached(extractor, names, adapter, heads, thresholds, output):
         return todo
     model = extractor.model_
     poolings = {name: extractor.poolings_[name] for name in names}
-    fingerprint = cache_identity(
-        model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
-        device=extractor._device(), float_dtype=model_float_dtype(model), adapter=adapter,
-    )
+    with autocast(extractor._device(), extractor.precision):  # as extract keys it
+        fingerprint = cache_identity(
+            model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
+            device=extractor._device(), float_dtype=model_float_dtype(model),
+            adapter=adapter,
+        )
     if fingerprint is None:
         return todo
     # a partial alias map only makes lookups miss, never serve another layer

@@ -12,7 +12,7 @@ from torch import nn
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers._extraction._layers import block_names
 
-from _float32 import assert_rows_close, same_features_of_any, transformer_rtol
+from _float32 import assert_rows_close, same_features, same_features_of_any, transformer_rtol
 from _helpers import RowCounter
 
 
@@ -237,3 +237,26 @@ def test_a_traced_alias_whose_features_differ_is_never_stored_as_one(monkeypatch
         got = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
         expected = LayerFeatureTransformer(net, layers=name, cache=None).fit_transform(X)
         same_features_of_any(net, X, [name], got, expected)
+
+
+class _ClampIfBig(nn.Module):
+    """The identity on small rows, a new tensor on large ones."""
+
+    def forward(self, x):
+        return x if x.abs().max() < 3 else x.clamp(-3, 3)
+
+
+def test_an_alias_seen_on_one_row_is_trusted_only_beside_its_canonical_name():
+    # Row 0 makes "1" return the very tensor of "0"; later rows do not. Without
+    # prefetch, "0" is not captured beside "1", so nothing compares them: "1"
+    # must be stored under its own key, never served as "0".
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), _ClampIfBig(), nn.Linear(8, 2))
+    X = np.zeros((10, 4), np.float32)
+    X[5:] = 10.0
+    cache = MemoryCache()
+    LayerFeatureTransformer(net, layers=["1", "2"], cache=cache, prefetch=False).fit_transform(X)
+    served = LayerFeatureTransformer(net, layers=["0"], cache=cache,
+                                     prefetch=False).fit_transform(X)
+    computed = LayerFeatureTransformer(net, layers=["0"], cache=None).fit_transform(X)
+    same_features(net, X, ["0"], served, computed)  # not layer "1"'s rows (off by 7)

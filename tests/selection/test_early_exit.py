@@ -4,6 +4,7 @@ import itertools
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -428,3 +429,19 @@ def test_a_cv_that_leaves_rows_out_of_every_test_fold_is_refused():
     half = np.arange(100)
     with pytest.raises(ValueError, match="every row in a test fold"):
         EarlyExitClassifier(float64_mlp(), cv=[(half + 100, half)]).fit(X, y)
+
+
+def test_bfloat16_rows_are_served_from_the_cache_too():
+    X, y, _, _ = digits_data()
+    net = Widening()
+    counter = RowCounter(net.a)  # registered before the first extraction (identity)
+    try:
+        extractor = LayerFeatureTransformer(net, cache=MemoryCache(), precision="bfloat16")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # bfloat16 emulated on some CPUs
+            clf = EarlyExitClassifier(extractor, max_score_drop=0.02, cv=3).fit(X, y)
+            counter.take()
+            clf.predict(X)
+        assert counter.take() == 0  # every training row is cached: no forward at all
+    finally:
+        counter.remove()

@@ -171,3 +171,25 @@ def test_the_loaded_libraries_are_found_again_after_an_import(monkeypatch):
     assert {lib.filepath for lib in again.lib_controllers} == {
         lib.filepath for lib in first.lib_controllers
     }
+
+
+@needs_blas
+def test_concurrent_probe_fits_leave_the_callers_blas_count():
+    from sklearn_layers import LinearProbeClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 8))
+    y = (X[:, 0] > 0).astype(int)
+
+    def fits():
+        for _ in range(10):
+            LinearProbeClassifier(n_threads=1).fit(X, y)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = counts()
+        threads = [threading.Thread(target=fits) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert counts() == before

@@ -20,7 +20,6 @@ from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from threadpoolctl import threadpool_limits
 
 from ...utils._threads import torch_threads
 from .._validation import check_at_least_two_classes
@@ -91,11 +90,15 @@ def encode_targets(y, weights, class_weight, name):
 
 @contextmanager
 def product_threads(n_threads):
-    """BLAS and torch intra-op threads set to `n_threads` for the body (None: as is)."""
+    """BLAS, OpenMP and torch threads set to `n_threads` for the body (None: as is).
+
+    Through the package's one thread budget, whose lock keeps concurrent fits
+    from restoring BLAS's process-wide count out of order.
+    """
     if n_threads is None:
         yield
         return
-    with threadpool_limits(limits=n_threads, user_api="blas"), torch_threads(n_threads):
+    with torch_threads(n_threads):
         yield
 
 
