@@ -10,12 +10,16 @@ timed, so nothing needs remembering here.
 """
 
 import contextlib
+import types
 import warnings
 
 import numpy as np
 import torch
 
-PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# read-only: the precision names and the autocast dtype of each
+PRECISIONS = types.MappingProxyType(
+    {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+)
 
 
 def autocast(device, precision):
