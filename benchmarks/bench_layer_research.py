@@ -48,9 +48,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import print_table  # noqa: E402
 
 from sklearn_layers import (  # noqa: E402
+    ConcatFusion,
     DiskCache,
     IntermediateLayerClassifier,
+    LayerFeatureTransformer,
     LayerFusionClassifier,
+    StackingFusion,
+    WeightedFusion,
     layer_metrics,
     layer_sweep,
 )
@@ -69,7 +73,12 @@ NEWSGROUPS_SHIFTED = (
     "comp.sys.mac.hardware", "rec.sport.hockey", "sci.med", "talk.politics.mideast",
 )
 DIGIT_SHIFTS = ("rotation", "noise", "translation", "scale")
-FUSIONS = ("weighted", "concat", "stack")
+# each fusion with its defaults; the seed draws the weighted head's start
+FUSIONS = {
+    "weighted": lambda seed: WeightedFusion(random_state=seed),
+    "concat": lambda seed: ConcatFusion(),
+    "stack": lambda seed: StackingFusion(),
+}
 ID = "in-distribution"
 
 
@@ -193,12 +202,13 @@ def _shifted(scores, shifts):
 def run_seed(scenario, seed, cache):
     """Every single layer, the CV pick, the fusions and the metrics for one seed."""
     X, y, tests = scenario.draw(seed)
-    kw = dict(layers=scenario.layers, cache=cache, **scenario.extraction)
+    extractor = LayerFeatureTransformer(scenario.model, cache=cache, **scenario.extraction)
+    kw = dict(layers=scenario.layers)
     splits = [ID, *scenario.shifts]
     times = {}
 
     start = time.perf_counter()
-    sweep = layer_sweep(scenario.model, X, y, test_sets=tests, n_bootstrap=0,
+    sweep = layer_sweep(extractor, X, y, test_sets=tests, n_bootstrap=0,
                         cost_sample=0, **kw)
     times["single layers"] = time.perf_counter() - start
     layers = list(dict.fromkeys(sweep.sort_values("layer_index")["layer"]))
@@ -208,7 +218,7 @@ def run_seed(scenario, seed, cache):
         scores["shifted"] = _shifted(scores, scenario.shifts)
 
     start = time.perf_counter()
-    ilc = IntermediateLayerClassifier(scenario.model, cv=5, **kw).fit(X, y)
+    ilc = IntermediateLayerClassifier(extractor, cv=5, **kw).fit(X, y)
     times["CV pick"] = time.perf_counter() - start
     oracle = max(layers, key=lambda layer: per_layer[layer]["shifted"])
     methods = {
@@ -219,17 +229,16 @@ def run_seed(scenario, seed, cache):
     weights = None
     for fusion in FUSIONS:
         start = time.perf_counter()
-        fused = LayerFusionClassifier(scenario.model, fusion=fusion, random_state=seed,
-                                      **kw).fit(X, y)
+        fused = LayerFusionClassifier(extractor, fusion=FUSIONS[fusion](seed), **kw).fit(X, y)
         scores = {split: float(fused.score(*tests[split])) for split in splits}
         scores["shifted"] = _shifted(scores, scenario.shifts)
         methods[f"fusion: {fusion}"] = scores
         times[f"fusion {fusion}"] = time.perf_counter() - start
         if fusion == "weighted":
-            weights = dict(zip(fused.layer_names_, map(float, fused.layer_weights_)))
+            weights = dict(zip(fused.layer_names_, map(float, fused.fusion_.layer_weights_)))
 
     start = time.perf_counter()
-    table = layer_metrics(scenario.model, X, y, max_samples=1000, random_state=seed, **kw)
+    table = layer_metrics(extractor, X, y, max_samples=1000, random_state=seed, **kw)
     times["metrics"] = time.perf_counter() - start
     metrics = {name: dict(zip(table["layer"], map(float, table[name])))
                for name in get_layer_metric_names()}

@@ -25,7 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import print_table  # noqa: E402
 
-from sklearn_layers import IntermediateLayerClassifier  # noqa: E402
+from sklearn_layers import (  # noqa: E402
+    IntermediateLayerClassifier,
+    LayerFeatureTransformer,
+)
 from sklearn_layers.datasets import load_election_tweets  # noqa: E402
 from sklearn_layers.models import load_minilm  # noqa: E402
 
@@ -50,8 +53,8 @@ def main():
     fitted = {}
     for name, layers in (("early (layers 0-2)", [f"encoder.layer.{i}" for i in range(3)]),
                          ("last layer", ["encoder.layer.5"])):
-        ilc = IntermediateLayerClassifier(model, layers=layers, tokenizer=tokenizer, cv=3,
-                                          batch_size=64)
+        extractor = LayerFeatureTransformer(model, tokenizer=tokenizer, batch_size=64)
+        ilc = IntermediateLayerClassifier(extractor, layers=layers, cv=3)
         fitted[name] = ilc.fit(train, y)
     best = {name: np.inf for name in fitted}
     for _ in range(args.rounds):

@@ -99,7 +99,8 @@ def main():
     print(f"info ResNet-18 4096 rows on cuda: raw {raw:.3f}s, extract all blocks "
           f"{extract:.3f}s, throughput ratio {raw / extract:.2f}")
 
-    table = layer_sweep(gpu_net, X[:300], np.arange(300) % 2, layers=[0, -2],
+    table = layer_sweep(LayerFeatureTransformer(gpu_net, device="cuda"), X[:300],
+                        np.arange(300) % 2, layers=[0, -2],
                         test_sets={"rest": (X[300:], np.arange(300, 512) % 2)})
     check("layer_sweep with a cuda model", len(table) == 2)
 

@@ -4,9 +4,13 @@ from ._display import LayerSweepDisplay, LayerWeightsDisplay
 from ._extraction._cache import DiskCache, MemoryCache
 from ._frozen import FrozenModel
 from ._selection import (
-    ILC,
+    ConcatFusion,
     IntermediateLayerClassifier,
+    IntermediateLayerRegressor,
     LayerFusionClassifier,
+    StackingFusion,
+    WeightedFusion,
+    layer_metrics,
     layer_sweep,
 )
 from ._transformer import LayerFeatureTransformer
@@ -19,15 +23,16 @@ from .heads import (
     PrototypeClassifier,
     default_probe,
 )
-from .metrics import layer_metrics, layer_metrics_from_features
+from .metrics import layer_metrics_from_features
 
 __all__ = [
+    "ConcatFusion",
     "DiskCache",
     "FrozenModel",
     "GrowNetClassifier",
     "GrowNetRegressor",
-    "ILC",
     "IntermediateLayerClassifier",
+    "IntermediateLayerRegressor",
     "KNNInterpolatedClassifier",
     "LayerFeatureTransformer",
     "LayerFusionClassifier",
@@ -36,6 +41,8 @@ __all__ = [
     "LinearProbeClassifier",
     "MemoryCache",
     "PrototypeClassifier",
+    "StackingFusion",
+    "WeightedFusion",
     "__version__",
     "default_probe",
     "layer_metrics",

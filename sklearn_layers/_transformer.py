@@ -25,25 +25,10 @@ from .utils._threads import torch_threads
 _SHARED_PARAMS = ("model", "tokenizer", "cache", "preprocess")
 _LARGE_OUTPUT_BYTES = 2 << 30
 
-# Constraints of the extraction parameters, shared with the estimators that
-# build a LayerFeatureTransformer internally.
-EXTRACTION_CONSTRAINTS = {
-    "layers": [str, Integral, list, tuple],
-    "pooling": [
-        StrOptions(set(POOLING_NAMES)),
-        Interval(Integral, 1, None, closed="left"),
-        callable,
-        dict,
-    ],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
-    "device": [str, torch.device],
-    "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
-    "tokenizer": [None, callable],
-    "preprocess": [None, callable],
-    "max_length": [None, Interval(Integral, 1, None, closed="left")],
-    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
-    "verbose": ["verbose"],
-}
+# The transformer's settings that decide how X is read (the input adapter).
+_INPUT_PARAMS = ("tokenizer", "max_length", "preprocess")
+# Fitted attributes describing the input, set when X is adapted with reset=True.
+_INPUT_ATTRIBUTES = ("input_kind_", "sample_shape_", "n_features_in_", "feature_names_in_")
 
 
 def clone_sharing(estimator, shared=_SHARED_PARAMS):
@@ -115,7 +100,9 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
     cache : "memory", path, cache object or None, default="memory"
         Row-keyed activation cache shared by clones. ``"memory"``: the
         process-wide :class:`MemoryCache`; a directory path: a
-        :class:`DiskCache` shared by processes; ``None``: off.
+        :class:`DiskCache` shared by processes; ``None``: off. A cache
+        object's ``n_rows_computed`` counts the rows that went through the
+        network in the extractions using it.
     prefetch : bool, default=True
         With a cache, a miss also computes, in the same pass, the layers users
         write for a stage (every block, every top-level child,
@@ -202,8 +189,22 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "model": "no_validation",
-        **EXTRACTION_CONSTRAINTS,
+        "layers": [str, Integral, list, tuple],
+        "pooling": [
+            StrOptions(set(POOLING_NAMES)),
+            Interval(Integral, 1, None, closed="left"),
+            callable,
+            dict,
+        ],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "cache": [None, str, os.PathLike, HasMethods(["lookup", "store"])],
         "prefetch": ["boolean"],
+        "tokenizer": [None, callable],
+        "preprocess": [None, callable],
+        "max_length": [None, Interval(Integral, 1, None, closed="left")],
+        "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -239,6 +240,9 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         return clone_sharing(self)
 
     def _adapter(self, X, *, reset):
+        if isinstance(X, AdaptedInput):
+            return X.adapter_for(self, reset=reset)
+
         def validate(a):
             return validate_data(
                 self, a, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1
@@ -324,13 +328,6 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         self.n_features_out_ = int(sum(self.n_features_per_layer_.values()))
         return self
 
-    def _one_row(self, X):
-        """The first row of ``X``, ready for the fitted model (for cost counting)."""
-        check_is_fitted(self)
-        adapter = self._adapter(X, reset=False)
-        batch = next(adapter.chunks(1)).build([0])
-        return batch.to(self._device(), model_float_dtype(self.model_))
-
     def _prefetch(self, cache):
         if cache is None or not self.prefetch:
             return None
@@ -403,3 +400,99 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+
+
+class AdaptedInput:
+    """``X`` read and validated once, for every extractor with the same input settings.
+
+    A layer-level estimator fits and transforms several extractors over the
+    same rows (the candidate layers, then the chosen one) and counts the cost
+    of a forward pass on one of them: :func:`adapt_input` validates ``X`` once
+    and a :class:`LayerFeatureTransformer` given the result uses it as it is.
+    Only extractors whose ``tokenizer``, ``max_length`` and ``preprocess`` are
+    those it was read with accept it.
+    """
+
+    def __init__(self, source, adapter, settings, attributes):
+        self.source = source
+        self.adapter = adapter
+        self.settings = settings
+        self.attributes = attributes
+
+    def __len__(self):
+        return len(self.adapter)
+
+    def adapter_for(self, extractor, *, reset):
+        if not _same_settings(_input_settings(extractor), self.settings):
+            raise ValueError(
+                "This input was read with other input settings (tokenizer, max_length, "
+                "preprocess) than the extractor's; pass the raw X instead."
+            )
+        if reset:
+            for name in _INPUT_ATTRIBUTES:
+                if name in self.attributes:
+                    setattr(extractor, name, self.attributes[name])
+                elif hasattr(extractor, name):
+                    delattr(extractor, name)
+        else:
+            extractor._check_same_input(self.adapter, self.source)
+        return self.adapter
+
+
+def adapt_input(extractor, X):
+    """Read and validate ``X`` once for ``extractor``'s input settings.
+
+    Parameters
+    ----------
+    extractor : LayerFeatureTransformer
+        Fitted or not; never changed.
+    X : array-like, tensor, DataFrame, dict, Dataset, DataLoader or list of str
+        The raw input.
+
+    Returns
+    -------
+    adapted : AdaptedInput
+        What ``fit``, ``transform`` and :func:`first_row` of any extractor
+        with the same input settings accept in place of ``X``.
+    """
+    if isinstance(X, AdaptedInput):
+        return X
+    settings = _input_settings(extractor)
+    reader = LayerFeatureTransformer(None, tokenizer=extractor.tokenizer,
+                                     max_length=extractor.max_length,
+                                     preprocess=extractor.preprocess)
+    adapter = reader._adapter(X, reset=True)
+    attributes = {name: getattr(reader, name) for name in _INPUT_ATTRIBUTES
+                  if hasattr(reader, name)}
+    return AdaptedInput(X, adapter, settings, attributes)
+
+
+def _input_settings(extractor):
+    return extractor.tokenizer, extractor.max_length, extractor.preprocess
+
+
+def _same_settings(a, b):
+    # the tokenizer and the preprocess by identity (clones share them), the length by value
+    return a[0] is b[0] and a[1] == b[1] and a[2] is b[2]
+
+
+def first_row(extractor, X):
+    """The first row of ``X``, ready for the fitted extractor's network.
+
+    For counting the cost of a forward pass (see ``_selection._cost``).
+
+    Parameters
+    ----------
+    extractor : LayerFeatureTransformer
+        Fitted.
+    X : AdaptedInput or any input ``extractor.transform`` takes
+
+    Returns
+    -------
+    batch : Batch
+        One row, on the extractor's device and in the model's float dtype.
+    """
+    check_is_fitted(extractor)
+    adapter = extractor._adapter(X, reset=False)
+    batch = next(adapter.chunks(1)).build([0])
+    return batch.to(extractor._device(), model_float_dtype(extractor.model_))

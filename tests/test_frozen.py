@@ -136,7 +136,7 @@ def test_shared_by_reference(handle):
     assert copy.copy(handle) is handle
     lft = LayerFeatureTransformer(handle, layers="3")
     assert clone(lft).model is handle
-    assert clone(IntermediateLayerClassifier(handle)).model is handle
+    assert clone(IntermediateLayerClassifier(handle)).extractor is handle
     assert resolve_module(handle) is handle.module
 
 
@@ -197,13 +197,16 @@ def test_same_features_as_the_raw_module(handle, net, data, cache):
 
 def test_accepted_by_ilc_and_layer_sweep(handle, net, data):
     X, y = data
-    params = {"layers": ["1", "3"], "cv": 2, "cache": None}
-    a = IntermediateLayerClassifier(net, **params).fit(X, y)
-    b = IntermediateLayerClassifier(handle, **params).fit(X, y)
+    params = {"layers": ["1", "3"], "cv": 2}
+    a = IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=None), **params)
+    b = IntermediateLayerClassifier(LayerFeatureTransformer(handle, cache=None), **params)
+    a.fit(X, y)
+    b.fit(X, y)
     assert a.layer_scores_ == b.layer_scores_
     assert_array_equal(a.predict_proba(X), b.predict_proba(X))
-    raw_rows = _rows(layer_sweep(net, X, y, **params))
-    handle_rows = _rows(layer_sweep(handle, X, y, **params))
+    raw_rows = _rows(layer_sweep(LayerFeatureTransformer(net, cache=None), X, y, **params))
+    handle_rows = _rows(layer_sweep(LayerFeatureTransformer(handle, cache=None), X, y,
+                                    **params))
     assert len(raw_rows) == 2
     assert [r["score"] for r in raw_rows] == [r["score"] for r in handle_rows]
 

@@ -97,3 +97,35 @@ def test_shared_submodule_modes_are_released():
     net = nn.Sequential(trunk, nn.ReLU())
     LayerFeatureTransformer(net, layers="0", cache=None).fit_transform(np.ones((2, 4)))
     assert len(_MODE_USERS) == 0
+
+
+def test_what_a_cache_remembers_about_a_model_dies_with_the_model():
+    from sklearn_layers import MemoryCache
+
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    cache = MemoryCache()
+    net = make_mlp()
+    LayerFeatureTransformer(net, layers="all", cache=cache).fit_transform(X)
+    memo = cache.identity_memo
+    assert len(memo.tensors) == len(list(net.parameters())) and len(memo.aliases) == 1
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None and len(memo.tensors) == 0  # held weakly
+
+
+def test_the_extraction_modules_hold_no_state_between_calls():
+    # what the cache remembers lives on the cache object: the modules keep no
+    # dict, set or weak dict of models, tensors, classes, caches or aliases
+    import sklearn_layers._extraction as extraction
+
+    offenders = []
+    for path in Path(extraction.__file__).parent.glob("_*.py"):
+        source = path.read_text()
+        for name in ("WeakKeyDictionary()", "WeakIdKeyDictionary()", "WeakValueDictionary()"):
+            for line in source.splitlines():
+                if name in line and not line.startswith(" "):
+                    offenders.append(f"{path.name}: {line}")
+        offenders += [f"{path.name}: {name}" for name in _module_level_containers(ast.parse(source))]
+    allowed = {"_capture.py: _MODE_USERS = weakref.WeakKeyDictionary()"}  # see its docstring
+    assert set(offenders) <= allowed, offenders

@@ -52,7 +52,8 @@ def fitted():
     X, y = _train_data()
     lft = LayerFeatureTransformer(net, layers=LAYERS, cache=None).fit(X)
     cached = LayerFeatureTransformer(net, layers=LAYERS, cache=MemoryCache()).fit(X)
-    ilc = IntermediateLayerClassifier(net, layers=LAYERS, cv=2, cache=None).fit(X, y)
+    ilc = IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=None),
+                                      layers=LAYERS, cv=2).fit(X, y)
     return net, lft, cached, ilc
 
 
@@ -221,7 +222,8 @@ def test_bad_batch_size(batch_size):
     with pytest.raises((ValueError, TypeError), match="batch_size"):
         LayerFeatureTransformer(make_mlp(), batch_size=batch_size).fit(X)
     with pytest.raises((ValueError, TypeError), match="batch_size"):
-        IntermediateLayerClassifier(make_mlp(), batch_size=batch_size).fit(
+        extractor = LayerFeatureTransformer(make_mlp(), batch_size=batch_size)
+        IntermediateLayerClassifier(extractor).fit(
             X, _train_data()[1]
         )
 
@@ -280,7 +282,8 @@ def test_classifier_bad_fit_input(X, y, match):
     net = make_mlp()
     before = snapshot(net)
     with pytest.raises((ValueError, TypeError), match=match):
-        IntermediateLayerClassifier(net, layers=LAYERS, cv=2, cache=None).fit(X, y)
+        IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=None), layers=LAYERS,
+                                    cv=2).fit(X, y)
     assert_unchanged(net, before)
 
 
@@ -313,7 +316,8 @@ def test_forward_that_raises_leaves_no_trace(cache):
         assert "no hook was left" in "".join(getattr(info.value, "__notes__", []))
         assert_unchanged(net, before)
     with pytest.raises(RuntimeError, match="the model's own failure"):
-        IntermediateLayerClassifier(net, layers=["second"], cv=2, cache=memory).fit(
+        IntermediateLayerClassifier(LayerFeatureTransformer(net, cache=memory),
+                                    layers=["second"], cv=2).fit(
             X, y
         )
     assert_unchanged(net, before)
@@ -372,29 +376,33 @@ def test_many_threads_equal_sequential(use_cache):
 # --- fault injection on the disk cache ----------------------------------------------
 
 
-def _entry_files(root):
-    return sorted(p for p in root.rglob("*.npz") if not p.name.startswith(".tmp"))
+def _stored_rows(root):
+    import sqlite3
 
-
-def _temp_files(root):
-    return sorted(p for p in root.rglob(".tmp-*"))
+    db = sqlite3.connect(root / "activations.sqlite")
+    try:
+        return db.execute("SELECT count(*) FROM rows").fetchone()[0]
+    finally:
+        db.close()
 
 
 def _write_half_then_hang(path, X, ready):
-    """In the child: the first cache write stops half-way, then the child hangs."""
-    real_savez = np.savez
+    """In the child: the first cache write stops half-way through its batch, then hangs."""
+    import sqlite3
 
-    def half_savez(file, **arrays):
-        buffer = io.BytesIO()
-        real_savez(buffer, **arrays)
-        data = buffer.getvalue()
-        file.write(data[: len(data) // 2])
-        file.flush()
-        os.fsync(file.fileno())
-        ready.set()
-        time.sleep(300)
+    real_executemany = sqlite3.Connection.executemany
 
-    np.savez = half_savez
+    class Halting(sqlite3.Connection):
+        def executemany(self, sql, rows):
+            rows = list(rows)
+            if sql.startswith("INSERT"):
+                real_executemany(self, sql, rows[: len(rows) // 2])
+                ready.set()
+                time.sleep(300)
+            return real_executemany(self, sql, rows)
+
+    real_connect = sqlite3.connect
+    sqlite3.connect = lambda *a, **k: real_connect(*a, factory=Halting, **k)
     LayerFeatureTransformer(
         make_mlp(), layers="3", cache=DiskCache(path)
     ).fit_transform(X)
@@ -415,53 +423,31 @@ def test_writer_killed_mid_write_loses_nothing(tmp_path):
     finally:
         child.join(30)
     assert child.exitcode == -signal.SIGKILL
-    partial = _temp_files(tmp_path)
-    assert partial, "the half-written temporary file should be on disk"
-    assert _entry_files(tmp_path) == []  # the half-written file never became an entry
+    assert _stored_rows(tmp_path) == 0  # the half-written batch never became entries
 
-    # fresh DiskCache objects: their in-memory fronts are empty, so they read the disk
-    got = LayerFeatureTransformer(
-        make_mlp(), layers="3", cache=DiskCache(tmp_path)
-    ).fit_transform(X)
+    # a fresh DiskCache object (its in-memory front is empty) reads the database
+    cache = DiskCache(tmp_path)
+    got = LayerFeatureTransformer(make_mlp(), layers="3", cache=cache).fit_transform(X)
     same_features(make_mlp(), X, ["3"], got, expected)
-    entries = _entry_files(tmp_path)
-    assert len(entries) == len(X)
-
-    # a non-atomic writer would leave exactly such bytes in place: never served
-    half = partial[0].read_bytes()
-    for entry in entries:
-        entry.write_bytes(half)
-    again = LayerFeatureTransformer(
-        make_mlp(), layers="3", cache=DiskCache(tmp_path)
-    ).fit_transform(X)
-    same_features(make_mlp(), X, ["3"], again, expected)
+    again = DiskCache(tmp_path)
+    served = LayerFeatureTransformer(make_mlp(), layers="3", cache=again).fit_transform(X)
+    assert again.n_rows_computed == 1  # fit's own row: everything else from disk
+    same_features(make_mlp(), X, ["3"], served, expected)
 
 
-def test_full_disk_warns_and_returns_correct_features(tmp_path, monkeypatch):
+def test_full_disk_warns_and_returns_correct_features(tmp_path):
     X, _ = _train_data()
     expected = LayerFeatureTransformer(
         make_mlp(), layers="3", cache=None
     ).fit_transform(X)
-    real_savez = np.savez
-
-    def disk_full(file, **arrays):
-        buffer = io.BytesIO()
-        real_savez(buffer, **arrays)
-        file.write(buffer.getvalue()[:64])  # some bytes land, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(np, "savez", disk_full)
-    with pytest.warns(RuntimeWarning, match="No space left on device"):
-        got = LayerFeatureTransformer(
-            make_mlp(), layers="3", cache=tmp_path
-        ).fit_transform(X)
+    cache = DiskCache(tmp_path)
+    cache.store("fp", {"l": np.ones((1, 2))}, [b"r" * 16])
+    cache._connection().execute("PRAGMA max_page_count = 1")  # no page left to grow into
+    with pytest.warns(RuntimeWarning, match="full"):
+        got = LayerFeatureTransformer(make_mlp(), layers="3", cache=cache).fit_transform(X)
     same_features(make_mlp(), X, ["3"], got, expected)
-    assert _entry_files(tmp_path) == [] and _temp_files(tmp_path) == []
 
-    monkeypatch.setattr(np, "savez", real_savez)  # space again: entries get written
-    fresh = DiskCache(tmp_path)  # (the process-wide one still holds the rows in memory)
-    again = LayerFeatureTransformer(make_mlp(), layers="3", cache=fresh).fit_transform(
-        X
-    )
+    fresh = DiskCache(tmp_path)  # space again: entries get written
+    again = LayerFeatureTransformer(make_mlp(), layers="3", cache=fresh).fit_transform(X)
     same_features(make_mlp(), X, ["3"], again, expected)
-    assert len(_entry_files(tmp_path)) == len(X)
+    assert _stored_rows(tmp_path) > len(X)

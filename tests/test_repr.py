@@ -71,7 +71,7 @@ def test_text_repr_of_a_network_is_its_class_and_size():
     assert text == f"LayerFeatureTransformer(model=ResNet18({size} parameters))"
     ilc = IntermediateLayerClassifier(make_mlp(4, hidden=(8,)), cv=3)
     assert repr(ilc) == (
-        "IntermediateLayerClassifier(cv=3, model=Sequential(67 parameters))")
+        "IntermediateLayerClassifier(cv=3, extractor=Sequential(67 parameters))")
     # estimators without a network print as scikit-learn prints them
     assert repr(PrototypeClassifier(metric="euclidean")) == (
         "PrototypeClassifier(metric='euclidean')")

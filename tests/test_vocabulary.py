@@ -14,14 +14,33 @@ import pytest
 from sklearn.base import BaseEstimator
 
 import sklearn_layers
+import sklearn_layers.dask
+import sklearn_layers.datasets
+import sklearn_layers.models
+import sklearn_layers.utils.toy
 from sklearn_layers.utils.toy import make_mlp
 
-PUBLIC = [getattr(sklearn_layers, name) for name in sklearn_layers.__all__]
+PUBLIC_MODULES = [sklearn_layers, sklearn_layers.heads, sklearn_layers.metrics,
+                  sklearn_layers.datasets, sklearn_layers.models, sklearn_layers.dask,
+                  sklearn_layers.utils.toy]
+PUBLIC = [getattr(module, name) for module in PUBLIC_MODULES
+          for name in getattr(module, "__all__", [n for n in dir(module)
+                                                  if not n.startswith("_")])]
 ESTIMATORS = sorted(
     {obj for obj in PUBLIC if isinstance(obj, type) and issubclass(obj, BaseEstimator)},
     key=lambda cls: cls.__name__,
 )
-FUNCTIONS = [obj for obj in PUBLIC if inspect.isfunction(obj) and obj.__name__ != "default_probe"]
+# the package's own public functions, in every public module (imports from
+# elsewhere excluded)
+FUNCTIONS = sorted(
+    {obj for obj in PUBLIC if inspect.isfunction(obj)
+     and obj.__module__.startswith("sklearn_layers") and obj.__name__ != "default_probe"},
+    key=lambda f: (f.__module__, f.__name__),
+)
+# everything LayerFeatureTransformer owns: a layer-level estimator takes the
+# extractor itself instead of a copy of these
+EXTRACTION_SETTINGS = {"pooling", "cache", "batch_size", "device", "tokenizer",
+                       "max_length", "preprocess", "prefetch", "n_threads"}
 
 # words scikit-learn does not use for these jobs, or that this package retired
 RETIRED = {
@@ -44,10 +63,13 @@ def defaults(obj):
 
 
 def test_there_is_something_to_check():
-    assert len(ESTIMATORS) >= 6 and len(FUNCTIONS) >= 2
+    assert len(ESTIMATORS) >= 6 and len(FUNCTIONS) >= 10
+    assert sklearn_layers.layer_sweep in FUNCTIONS
+    assert sklearn_layers.metrics.effective_rank in FUNCTIONS
 
 
-@pytest.mark.parametrize("obj", ESTIMATORS + FUNCTIONS, ids=lambda o: o.__name__)
+@pytest.mark.parametrize("obj", ESTIMATORS + FUNCTIONS,
+                         ids=lambda o: f"{o.__module__.rsplit('.', 1)[-1]}.{o.__name__}")
 def test_vocabulary(obj):
     params = defaults(obj)
     for old, new in RETIRED.items():
@@ -74,17 +96,26 @@ def test_vocabulary(obj):
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
 def test_get_params_matches_the_signature(cls):
-    args = (make_mlp,) if "model" in inspect.signature(cls).parameters else ()
+    parameters = inspect.signature(cls).parameters
+    args = (make_mlp,) if {"model", "extractor"} & set(parameters) else ()
     estimator = cls(*args)
-    assert set(estimator.get_params(deep=False)) == set(
-        inspect.signature(cls).parameters
-    )
+    assert set(estimator.get_params(deep=False)) == set(parameters)
 
 
-def test_network_estimators_share_the_extraction_vocabulary():
-    network = [cls for cls in ESTIMATORS if "model" in inspect.signature(cls).parameters]
-    shared = {"layers", "pooling", "cache", "batch_size", "device", "tokenizer",
-              "max_length", "preprocess", "n_threads", "verbose"}
-    for cls in network:
-        missing = shared - set(defaults(cls))
-        assert not missing, f"{cls.__name__} lacks {sorted(missing)}"
+LAYER_LEVEL = [obj for obj in ESTIMATORS + FUNCTIONS
+               if "extractor" in inspect.signature(obj).parameters]
+
+
+def test_layer_level_estimators_take_the_extractor_first():
+    names = {obj.__name__ for obj in LAYER_LEVEL}
+    assert {"IntermediateLayerClassifier", "LayerFusionClassifier", "layer_sweep",
+            "layer_metrics"} <= names
+    for obj in LAYER_LEVEL:
+        first = next(iter(inspect.signature(obj).parameters))
+        assert first == "extractor", f"{obj.__name__} takes {first!r} first"
+
+
+@pytest.mark.parametrize("obj", LAYER_LEVEL, ids=lambda o: o.__name__)
+def test_extraction_settings_live_once_on_the_extractor(obj):
+    copied = EXTRACTION_SETTINGS & set(inspect.signature(obj).parameters)
+    assert not copied, f"{obj.__name__} copies {sorted(copied)} of LayerFeatureTransformer"

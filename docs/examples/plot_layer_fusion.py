@@ -21,10 +21,14 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from sklearn_layers import (
+    ConcatFusion,
     IntermediateLayerClassifier,
+    LayerFeatureTransformer,
     LayerFusionClassifier,
     LayerWeightsDisplay,
     MemoryCache,
+    StackingFusion,
+    WeightedFusion,
     layer_metrics,
     layer_sweep,
 )
@@ -41,21 +45,22 @@ X_train, X_test, y_train, y_test = train_test_split(
 tests = {"in-distribution": (X_test, y_test),
          "rotation": (shift_digits(X_test, "rotation"), y_test),
          "noise": (shift_digits(X_test, "noise", random_state=0), y_test)}
-cache = MemoryCache()  # every estimator below reads the same forward passes
+# one extractor for everything below: they all read the same forward passes
+extractor = LayerFeatureTransformer(net, cache=MemoryCache())
 
 # %%
 # One probe per layer
 # -------------------
 # The reference: the default probe on each single layer, and the layer that
 # cross-validation on the training digits picks.
-sweep = layer_sweep(net, X_train, y_train, test_sets=tests, n_bootstrap=0,
-                    cost_sample=0, cache=cache)
+sweep = layer_sweep(extractor, X_train, y_train, test_sets=tests, n_bootstrap=0,
+                    cost_sample=0)
 per_layer = sweep.pivot_table(index=["layer_index", "layer"], columns="split",
                               values="score")
 per_layer
 
 # %%
-ilc = IntermediateLayerClassifier(net, cv=3, cache=cache).fit(X_train, y_train)
+ilc = IntermediateLayerClassifier(extractor, cv=3).fit(X_train, y_train)
 print("cross-validation picks", ilc.best_layer_)
 
 # %%
@@ -69,13 +74,13 @@ scores = {
     f"best layer by CV ({ilc.best_layer_})": {
         split: ilc.score(*data) for split, data in tests.items()},
 }
+fusions = {"weighted": WeightedFusion(random_state=0), "concat": ConcatFusion(),
+           "stack": StackingFusion(cv=3)}
 fitted = {}
-for fusion in ("weighted", "concat", "stack"):
-    fitted[fusion] = LayerFusionClassifier(
-        net, fusion=fusion, cv=3, cache=cache, random_state=0
-    ).fit(X_train, y_train)
-    scores[f"fusion: {fusion}"] = {
-        split: fitted[fusion].score(*data) for split, data in tests.items()}
+for name, fusion in fusions.items():
+    fitted[name] = LayerFusionClassifier(extractor, fusion=fusion).fit(X_train, y_train)
+    scores[f"fusion: {name}"] = {
+        split: fitted[name].score(*data) for split, data in tests.items()}
 pd.DataFrame(scores).T.round(3)
 
 # %%
@@ -89,7 +94,8 @@ pd.DataFrame(scores).T.round(3)
 # %%
 # The learned layer weights
 # -------------------------
-# :class:`~sklearn_layers.LayerWeightsDisplay` draws ``layer_weights_``. All
+# :class:`~sklearn_layers.LayerWeightsDisplay` draws the weighted fusion's
+# ``fusion_.layer_weights_``. All
 # the weight sits on one layer: with an L2 penalty on one head shared by all
 # layers, spreading the weight over layers whose coordinates do not line up
 # costs more than it brings, so the weighted fusion, fitted to convergence,
@@ -106,7 +112,7 @@ plt.tight_layout()
 # and with labels the within-class collapse (NC1) and the leave-one-out kNN
 # accuracy. Next to them, the probe's accuracy on rotated digits: which
 # column orders the layers the way that one does?
-metrics = layer_metrics(net, X_train, y_train, cache=cache, random_state=0)
+metrics = layer_metrics(extractor, X_train, y_train, random_state=0)
 metrics = metrics.set_index("layer")[
     ["effective_rank", "matrix_entropy", "twonn_dimension", "nc1", "knn_loo_accuracy"]]
 metrics["probe, rotated"] = per_layer["rotation"].droplevel("layer_index")

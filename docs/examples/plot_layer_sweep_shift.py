@@ -51,7 +51,7 @@ table = layer_sweep(
     X_train,
     y_train,
     layers="all",
-    heads={"logistic": default_probe(), "prototype": PrototypeClassifier()},
+    estimators=[("logistic", default_probe()), ("prototype", PrototypeClassifier())],
     test_sets=test_sets,
 )
 table.pivot_table(index=["layer_index", "layer"], columns=["head", "split"],

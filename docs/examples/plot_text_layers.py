@@ -59,11 +59,11 @@ print(lft.get_feature_names_out()[[0, 384, -1]])
 # %%
 # A small layer sweep
 # -------------------
-# The default probe (standardise, then logistic regression) on every layer. The
+# The default probe (standardise, then logistic regression) on every layer,
+# with the extraction settings of ``lft`` (the sweep works on a clone of it). The
 # rows of ``X_train`` are already in the activation cache, so only the test
 # tweets go through the encoder here.
-table = layer_sweep(model, X_train, y_train, layers=layers, pooling="mean",
-                    tokenizer=tokenizer, test_sets=test_sets)
+table = layer_sweep(lft, X_train, y_train, layers=layers, test_sets=test_sets)
 table.pivot(index="layer", columns="split", values="score").loc[layers].round(3)
 
 # %%

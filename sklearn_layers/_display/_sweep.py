@@ -28,13 +28,20 @@ def _cost_name(cost, unit):
     return f"share of a full forward pass ({counted})"
 
 
-def _head_name(estimator):
-    """The name :func:`layer_sweep` gives a head (``"logistic"`` for the default)."""
-    if estimator is None:
-        return "logistic"
-    from .._selection._sweep import _named_heads
+def _head_name(selector):
+    """The name of a fitted selector's head, as :func:`layer_sweep` names its default.
 
-    return next(iter(_named_heads([estimator])))
+    ``"logistic"`` (``"ridge"`` for a regressor) for the default probe, else
+    the estimator's class name (its last step's for a pipeline).
+    """
+    from sklearn.base import is_regressor
+
+    estimator = selector.estimator
+    if estimator is None:
+        return "ridge" if is_regressor(selector) else "logistic"
+    if hasattr(estimator, "steps"):
+        estimator = estimator.steps[-1][1]
+    return type(estimator).__name__
 
 
 class LayerSweepDisplay:
@@ -50,7 +57,8 @@ class LayerSweepDisplay:
     explains colours, line styles and markers, each once.
 
     Build it with :meth:`from_sweep` (a :func:`layer_sweep` table) or
-    :meth:`from_estimator` (a fitted :class:`IntermediateLayerClassifier`); the
+    :meth:`from_estimator` (a fitted :class:`IntermediateLayerClassifier` or
+    :class:`IntermediateLayerRegressor`); the
     constructor only stores the data. Several displays drawn on one axes share
     its colours, line styles and legend: a head keeps its colour.
 
@@ -511,7 +519,7 @@ default=None
 
     @classmethod
     def from_estimator(cls, estimator, *, chance_level=None, ax=None, **plot_kw):
-        """Plot the layer scores a fitted :class:`IntermediateLayerClassifier` chose by.
+        """Plot the layer scores a fitted intermediate-layer estimator chose by.
 
         One line (the estimator's head x ``selection_``), a star on the chosen
         layer ``best_layer_``. With cross-validation the intervals are mean +-
@@ -521,7 +529,7 @@ default=None
 
         Parameters
         ----------
-        estimator : IntermediateLayerClassifier
+        estimator : IntermediateLayerClassifier or IntermediateLayerRegressor
             Fitted.
         chance_level : float, "uniform" or None, default=None
             Score of guessing, drawn as a horizontal line. ``"uniform"`` is
@@ -538,18 +546,20 @@ default=None
         -------
         display : LayerSweepDisplay
         """
+        from sklearn.base import is_regressor
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(estimator, "layer_scores_")
         layers = list(estimator.layer_scores_)
-        key = (_head_name(estimator.estimator), estimator.selection_)
+        key = (_head_name(estimator), estimator.selection_)
         mean = np.array([estimator.layer_scores_[n] for n in layers], dtype=float)
         half = np.full(len(layers), np.nan)
         if estimator.selection_ == "cv":
             half = _fold_half_width(estimator, layers)
         scoring = estimator.scoring
+        default_score = "r2" if is_regressor(estimator) else "accuracy"
         score_name = scoring if isinstance(scoring, str) else (
-            "accuracy" if scoring is None else "score")
+            default_score if scoring is None else "score")
         costs = np.array([estimator.layer_costs_.get(n, np.nan) for n in layers],
                          dtype=float)
         display = cls(
@@ -584,6 +594,11 @@ def _estimator_chance(estimator, chance_level):
     if not (isinstance(chance_level, str) and chance_level == "uniform"):
         return chance_level
     accuracy_like = (None, "accuracy", "balanced_accuracy")
+    if not hasattr(estimator, "classes_"):
+        raise ValueError(
+            "chance_level='uniform' is 1 / n_classes; a regressor has no classes. Pass "
+            "the chance level of its score as a number (0 for r2: predicting the mean)."
+        )
     if estimator.selection_ == "metric" or not (
         estimator.scoring is None or estimator.scoring in accuracy_like
     ):

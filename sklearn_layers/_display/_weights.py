@@ -10,7 +10,7 @@ class LayerWeightsDisplay:
     """Bar chart of the softmax weight of each layer, in network order.
 
     Build it with :meth:`from_estimator` (a :class:`LayerFusionClassifier`
-    fitted with ``fusion="weighted"``); the constructor only stores the data.
+    fitted with ``fusion=WeightedFusion()``); the constructor only stores the data.
     A dashed line marks the uniform weight ``1 / n_layers``.
 
     Parameters
@@ -31,7 +31,7 @@ class LayerWeightsDisplay:
 
     See Also
     --------
-    LayerFusionClassifier : Learns the weights (``layer_weights_``).
+    WeightedFusion : Learns the weights (``fusion_.layer_weights_``).
     LayerSweepDisplay : Score per layer of single-layer probes.
 
     Examples
@@ -92,7 +92,7 @@ class LayerWeightsDisplay:
         Parameters
         ----------
         estimator : LayerFusionClassifier
-            Fitted with ``fusion="weighted"``.
+            Fitted with ``fusion=WeightedFusion()``.
         ax : matplotlib Axes, default=None
             Axes to draw on.
         **plot_kw
@@ -103,12 +103,13 @@ class LayerWeightsDisplay:
         display : LayerWeightsDisplay
         """
         check_is_fitted(estimator)
-        if not hasattr(estimator, "layer_weights_"):
+        fusion = estimator.fusion_
+        if not hasattr(fusion, "layer_weights_"):
             raise ValueError(
-                f"{type(estimator).__name__} has no layer_weights_: only "
-                f"fusion='weighted' learns layer weights (this one is "
-                f"{getattr(estimator, 'fusion', None)!r})."
+                f"{type(estimator).__name__}'s fusion has no layer_weights_: only "
+                f"WeightedFusion learns layer weights (this one is "
+                f"{type(fusion).__name__})."
             )
-        return cls(layers=estimator.layer_names_, weights=estimator.layer_weights_).plot(
+        return cls(layers=estimator.layer_names_, weights=fusion.layer_weights_).plot(
             ax=ax, **plot_kw
         )

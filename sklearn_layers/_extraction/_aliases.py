@@ -16,9 +16,10 @@ forward pass. A module called twice (one ``self.relu`` used twice, as
 torchvision's ``BasicBlock`` does) is captured at its first call, so its
 second output aliases nothing under its name.
 
-The map is observed on the first row a model meets in a process (per model
-fingerprint) and memoised; an extraction that prefetches nothing observes
-only up to its early exit, and a later one that prefetches observes again.
+The map is observed on the first row a model meets (per model key) and kept
+on the cache object (and in a disk cache's database, for the next process);
+an extraction that prefetches nothing observes only up to its early exit, and
+a later one that prefetches observes the whole forward pass once.
 Whenever an extraction captures two names of one group, their features are
 compared on the traced row and on every batch that goes through the network
 before anything is stored under their shared key; a name that disagrees (a
@@ -27,14 +28,11 @@ module that returns the same object only for some inputs) loses its alias.
 
 import threading
 import warnings
-import weakref
 
 from ._capture import first_tensor
+from ._fingerprint import memo_of
 from ._layers import INPUT_SUFFIX, OUTPUT
 from ._tap import is_fused_layer, tap
-
-_MEMO = weakref.WeakKeyDictionary()  # model -> (fingerprint, {name: canonical}, complete)
-_LOCK = threading.Lock()
 
 
 class _Watch:
@@ -124,34 +122,49 @@ class AliasObserver:
         return found
 
 
-def known_aliases(model, fingerprint, *, complete):
-    """The memoised alias map of ``model`` at ``fingerprint``, or None.
+def known_aliases(cache, key, *, complete):
+    """The alias map the cache holds for the model ``key``, or None.
 
     ``complete=True`` asks for a map observed over a whole forward pass; a map
-    observed up to an early exit only covers the modules that ran.
+    observed up to an early exit only covers the modules that ran. A disk
+    cache keeps maps for the next process (``load_aliases``).
     """
-    with _LOCK:
-        memo = _MEMO.get(model)
-    if memo is None or memo[0] != fingerprint or (complete and not memo[2]):
+    memo = memo_of(cache)
+    with memo.lock:
+        known = memo.aliases.get(key)
+    if known is None and hasattr(cache, "load_aliases"):
+        known = cache.load_aliases(key)
+        if known is not None:
+            with memo.lock:
+                memo.aliases[key] = known
+    if known is None or (complete and not known[1]):
         return None
-    return memo[1]
+    return dict(known[0])
 
 
-def remember_aliases(model, fingerprint, aliases, *, complete):
-    with _LOCK:
-        _MEMO[model] = (fingerprint, aliases, complete)
+def remember_aliases(cache, key, aliases, *, complete):
+    memo = memo_of(cache)
+    with memo.lock:
+        memo.aliases.pop(key, None)
+        memo.aliases[key] = (dict(aliases), complete)
+        while len(memo.aliases) > 256:  # a model edited in a loop: keep the recent states
+            del memo.aliases[next(iter(memo.aliases))]
+    if hasattr(cache, "save_aliases"):
+        cache.save_aliases(key, aliases, complete)
 
 
-def drop_alias(model, name, canonical, *, on_traced_row=False):
-    """Stop treating ``name`` as ``canonical`` for ``model`` (they disagreed).
+def drop_alias(cache, key, name, canonical, *, on_traced_row=False):
+    """Stop treating ``name`` as ``canonical`` for the model ``key`` (they disagreed).
 
     ``on_traced_row`` says that they disagreed on the very row the alias was
     observed on, not on a later one.
     """
-    with _LOCK:
-        memo = _MEMO.get(model)
-        if memo is not None:
-            memo[1].pop(name, None)
+    memo = memo_of(cache)
+    with memo.lock:
+        known = memo.aliases.get(key)
+    if known is not None and name in known[0]:
+        aliases = {n: c for n, c in known[0].items() if n != name}
+        remember_aliases(cache, key, aliases, complete=known[1])
     if on_traced_row:
         message = (
             f"Layer {name!r} was traced as the very tensor of {canonical!r}, but their "

@@ -1,30 +1,25 @@
-"""Row-keyed activation caches: in memory (bounded, LRU) or on disk.
+"""Row-keyed activation caches: in memory (bounded, LRU) or on disk (SQLite).
 
-An entry is the pooled feature vector of one input row at one layer, keyed by
-``(model fingerprint, layer|pooling, row digest)``. Frozen feature extraction is
-row-independent, so serving a row computed during another fold's transform
-leaks nothing: the value is exactly what a fresh forward would return.
-
-Both caches implement the same two methods:
-
-``lookup(fingerprint, layer_keys, digests) -> dict layer_key -> list``
-    For each layer key, one entry per row: a 1-D float32 array or ``None``.
-``store(fingerprint, features, digests)``
-    ``features`` maps layer key -> ``(n_rows, n_features)`` array.
+An entry is one row's pooled features at one layer, keyed by ``(model key,
+layer|pooling, row digest)``. Both caches have ``lookup(model, layer_keys,
+digests) -> {layer_key: [1-D float32 or None per row]}`` and ``store(model,
+{layer_key: (n_rows, width)}, digests)``.
 """
 
+import json
 import os
+import sqlite3
 import sys
 import threading
+import time
 import warnings
-import weakref
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import xxhash
 
-from ._npz import read_entry, write_entry
+from ._fingerprint import IdentityMemo
 
 # An evicted key is remembered (for the eviction warning) as a 64-bit hash and
 # its size, two ints of about this many bytes together, plus its table slot.
@@ -34,16 +29,12 @@ _TRACKED_INTS_BYTES = 64
 class MemoryCache:
     """In-process activation cache bounded in bytes, least-recently-used first out.
 
-    A ``MemoryCache`` is shared by reference: clones of a transformer (and so all
-    candidates of a grid search) use the same instance. Pickling keeps the bound
-    and drops the contents.
-
-    The bound counts everything the cache holds, as ``tracemalloc`` measures
-    it: each entry's key, digest and value, the table holding them (its size
-    as Python reports it, spare capacity included), and the hashes of recently
-    evicted keys (at most a sixteenth of the bound). When rows it evicted are
-    requested again, it warns once, with a lower bound on the size that would
-    have held them.
+    Shared by reference by clones (all candidates of a grid search); pickling
+    keeps the bound and drops the contents. The bound counts everything held,
+    as ``tracemalloc`` measures it: entries, their table and the hashes of
+    recently evicted keys (at most a sixteenth of the bound). When evicted
+    rows are requested again, it warns once, with the size that would have
+    held them.
 
     Parameters
     ----------
@@ -58,6 +49,10 @@ class MemoryCache:
         Bytes currently held.
     hits, misses : int
         Row x layer lookups served and missed since creation.
+    n_rows_computed : int
+        Rows that went through the network in extractions using this cache.
+    identity_memo : object
+        What the cache remembers about the models it met, weakly keyed.
     """
 
     computed_here = True
@@ -69,6 +64,8 @@ class MemoryCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.n_rows_computed = 0
+        self.identity_memo = IdentityMemo()
         self._warned = False
         self._reset()
 
@@ -99,10 +96,11 @@ class MemoryCache:
         return len(self._entries)
 
     def clear(self):
-        """Drop every entry."""
+        """Drop every entry, and what the cache remembers about models."""
         with self._lock:
             self._reset()
             self._warned = False
+            self.identity_memo = IdentityMemo()
 
     def lookup(self, fingerprint, layer_keys, digests):
         """Return cached rows (``None`` where missing) for each layer key.
@@ -183,7 +181,7 @@ def _key_hash(key):
     return xxhash.xxh3_64_intdigest(f"{key[0]}|{key[1]}|".encode() + key[2])
 
 
-_DEFAULT = MemoryCache()
+_DEFAULT = MemoryCache()  # the one process-wide object: what cache="memory" means
 
 
 def default_memory_cache():
@@ -191,38 +189,66 @@ def default_memory_cache():
     return _DEFAULT
 
 
+_APPLICATION_ID = 0x534B4C59  # "SKLY" in the database header: a file of ours
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (model TEXT NOT NULL, layer TEXT NOT NULL, row BLOB NOT NULL,
+    dtype TEXT NOT NULL, width INTEGER NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (model, layer, row)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aliases (model TEXT PRIMARY KEY, map TEXT NOT NULL,
+    complete INTEGER NOT NULL);
+"""
+_FLOAT32 = np.dtype("<f4").str
+_CHUNK = 400  # rows per SELECT: layers x rows stay under SQLite's 32,766 variables
+
+
+def _corrupt(exc):
+    """Whether an SQLite error says the file is damaged or not a database."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # Python < 3.11 has no error codes: judge by the class
+        return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+    return code & 0xFF in (11, 26) or code == 522  # CORRUPT, NOTADB, IOERR_SHORT_READ
+
+
+class _Foreign(Exception):
+    """The database file is not one this package wrote."""
+
+
 class DiskCache:
-    """Activation cache in a directory, shared by worker processes.
+    """Activation cache in an SQLite database, shared by processes and sessions.
 
-    One file per (model fingerprint, row) holds that row's features for every
-    layer key stored so far, as an uncompressed ``.npz``. Writes go to a
-    temporary file in the same directory and are renamed into place, so
-    readers see a whole entry or none. Reading never unpickles, opens regular
-    files only and checks each member's header against the bytes present
-    before reading: a truncated, corrupt or foreign file (a FIFO, a plain
-    ``.npy``, a zip whose headers claim more than it holds, rows of another
-    dtype) counts as a miss and is rewritten. When the directory cannot be
-    written (read-only, disk full) the features are still returned, with a
-    warning.
-
-    Rows read or written by this process are also kept in an in-memory
-    :class:`MemoryCache` front of ``memory_bytes``, so repeated lookups (the
-    folds and candidates of a grid search) do not reread files.
+    One table row per (model key, layer key, input row) in
+    ``<path>/activations.sqlite``, WAL mode, one transaction per batch: writers
+    of different layers of the same rows lose nothing. Values are float32
+    bytes with their dtype and width, checked before they are served, never
+    unpickled. A corrupt or foreign file is set aside with a warning, never
+    served; a directory that cannot be written still gives features, with a
+    warning. Rows this process read or wrote are also kept in a
+    :class:`MemoryCache` front of ``memory_bytes``. Pickling keeps the path
+    and the bound.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The cache directory (created on the first write).
+        The cache directory (created on first use).
     memory_bytes : int, default=268_435_456
         Bound of the in-memory front; 0 turns it off.
+
+    Attributes
+    ----------
+    n_rows_computed : int
+        Rows that went through the network in extractions using this object.
     """
+
+    computed_here = False  # rows may come from another process
 
     def __init__(self, path, memory_bytes=256 << 20):
         self.path = Path(path)
         self.memory_bytes = memory_bytes
         self._front = MemoryCache(memory_bytes) if memory_bytes else None
-        self._warned = False
-        self.wrote = False
+        self._lock = threading.RLock()
+        self._db, self._pid, self._warned, self._inherited = None, None, set(), []
+        self.n_rows_computed = 0
+        self.identity_memo = IdentityMemo()
 
     def __repr__(self):
         return f"DiskCache({str(self.path)!r})"
@@ -230,9 +256,86 @@ class DiskCache:
     def __deepcopy__(self, memo):
         return self
 
-    def _file(self, fingerprint, digest):
-        name = digest.hex()
-        return self.path / fingerprint / name[:2] / f"{name}.npz"
+    def __reduce__(self):
+        return (type(self), (str(self.path), self.memory_bytes))
+
+    @property
+    def file(self):
+        return self.path / "activations.sqlite"
+
+    def _connection(self):
+        """The open database (reopened after a fork), or None when it cannot be used."""
+        if self._pid == os.getpid():
+            return self._db
+        if self._db is not None:  # opened before a fork: never used, nor closed, here
+            self._inherited.append(self._db)
+        self._pid, self._db = os.getpid(), None
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = self._open()
+        except _Foreign as exc:
+            self._set_aside(exc)
+        except (OSError, sqlite3.Error) as exc:
+            self._warn(exc)
+        return self._db
+
+    def _open(self):
+        db = sqlite3.connect(self.file, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            if db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
+                db.execute("BEGIN IMMEDIATE")  # one process creates the tables
+                if db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
+                    if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                        raise _Foreign("it holds another program's tables")
+                    db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+                    for statement in _SCHEMA.split(";")[:-1]:
+                        db.execute(statement)
+                db.execute("COMMIT")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable up to the last checkpoint
+            return db
+        except BaseException as exc:
+            db.close()
+            if _corrupt(exc):
+                raise _Foreign(str(exc)) from exc
+            raise
+
+    def _set_aside(self, exc):
+        """Rename a corrupt or foreign database out of the way and start a new one."""
+        aside = self.file.with_name(f"{self.file.name}.corrupt-{time.time_ns()}")
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+        warnings.warn(f"The activation cache {str(self.file)!r} is not a database this "
+                      f"package can read ({exc}); it was moved to {aside.name} and is "
+                      "never served.", RuntimeWarning, stacklevel=5)
+        try:
+            os.replace(self.file, aside)
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(f"{self.file}{suffix}"):
+                    os.replace(f"{self.file}{suffix}", f"{aside}{suffix}")
+            self._db = self._open()
+        except (OSError, sqlite3.Error, _Foreign) as again:
+            self._warn(again)
+
+    def _run(self, work):
+        """``work(db)`` under the lock; a failing database is a miss, never an error."""
+        with self._lock:
+            db = self._connection()
+            if db is None:
+                return None
+            try:
+                return work(db)
+            except sqlite3.Error as exc:
+                if _corrupt(exc):
+                    self._set_aside(exc)
+                    return None
+                try:  # read-only, disk full, locked for longer than the timeout
+                    db.execute("ROLLBACK") if db.in_transaction else None
+                except sqlite3.Error:
+                    pass
+                self._warn(exc)
+            return None
 
     def lookup(self, fingerprint, layer_keys, digests):
         """Return cached rows (``None`` where missing or unreadable) per layer key."""
@@ -240,86 +343,87 @@ class DiskCache:
             found = self._front.lookup(fingerprint, layer_keys, digests)
         else:
             found = {key: [None] * len(digests) for key in layer_keys}
-        for i, digest in enumerate(digests):
-            if all(found[key][i] is not None for key in layer_keys):
-                continue
-            entry = read_entry(self._file(fingerprint, digest)) or {}
-            for layer_key in layer_keys:
-                value = entry.get(_npz_name(layer_key))
-                if value is not None and self._front is not None:
-                    self._front.store(fingerprint, {layer_key: value[None]}, [digest])
-                if found[layer_key][i] is None:
-                    found[layer_key][i] = value
+        wanted = [i for i, _ in enumerate(digests) if any(found[k][i] is None for k in layer_keys)]
+        position = {digests[i]: i for i in wanted}
+        layers = list(layer_keys)
+
+        def read(db):
+            got = []
+            for lo in range(0, len(wanted), _CHUNK):
+                rows = [digests[i] for i in wanted[lo:lo + _CHUNK]]
+                got += db.execute(
+                    f"SELECT layer, row, dtype, width, value FROM rows WHERE model = ? AND "
+                    f"layer IN ({','.join('?' * len(layers))}) AND row IN ({','.join('?' * len(rows))})",
+                    [fingerprint, *layers, *rows]).fetchall()
+            return got
+
+        served = {}
+        for layer, row, dtype, width, value in (self._run(read) or []) if wanted else ():
+            if dtype == _FLOAT32 and isinstance(value, bytes) and len(value) == 4 * width:
+                i = position[row]
+                if found[layer][i] is None:
+                    found[layer][i] = np.frombuffer(value, dtype=np.float32)
+                    served.setdefault(layer, []).append(i)
+        if self._front is not None:
+            for layer, rows in served.items():
+                self._front.store(fingerprint, {layer: np.stack([found[layer][i] for i in rows])},
+                                  [digests[i] for i in rows])
         return found
 
     def store(self, fingerprint, features, digests):
-        """Merge each row's features into its file, atomically."""
-        matrices = {k: np.asarray(v, dtype=np.float32) for k, v in features.items()}
+        """Store each row of each layer, in one transaction (kept rows stay as they are)."""
+        matrices = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in features.items()}
         if self._front is not None:
             self._front.store(fingerprint, matrices, digests)
-        for i, digest in enumerate(digests):
-            file = self._file(fingerprint, digest)
-            entry = read_entry(file) or {}
-            for layer_key, matrix in matrices.items():
-                entry[_npz_name(layer_key)] = matrix[i]
-            try:
-                write_entry(file, entry)
-            except OSError as exc:
-                self._warn(exc)
-                return
-            self.wrote = True
+        records = [(fingerprint, layer, digest, _FLOAT32, m.shape[1], row.tobytes())
+                   for layer, m in matrices.items() for digest, row in zip(digests, m)]
+
+        def write(db):
+            db.execute("BEGIN IMMEDIATE")
+            # a row already there stays (a value served earlier is served again),
+            # unless its dtype or width is not what was computed: never ours, replaced
+            db.executemany(
+                "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "dtype = excluded.dtype, width = excluded.width, value = excluded.value "
+                "WHERE dtype != excluded.dtype OR width != excluded.width "
+                "OR length(value) != 4 * excluded.width", records)
+            db.execute("COMMIT")
+
+        self._run(write)
+
+    def load_aliases(self, fingerprint):
+        """The alias map stored for a model key: ``(name -> canonical, complete)`` or None."""
+        got = self._run(lambda db: db.execute(
+            "SELECT map, complete FROM aliases WHERE model = ?", (fingerprint,)).fetchone())
+        try:
+            aliases = json.loads(got[0])
+        except (TypeError, ValueError):
+            return None
+        if not (isinstance(aliases, dict) and all(isinstance(v, str) for v in aliases.values())):
+            return None
+        return aliases, bool(got[1])
+
+    def save_aliases(self, fingerprint, aliases, complete):
+        self._run(lambda db: db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
+                                        (fingerprint, json.dumps(aliases), int(complete))))
 
     def _warn(self, exc):
-        if not self._warned:
+        if str(exc) not in self._warned:
+            self._warned.add(str(exc))
             warnings.warn(
-                f"Could not write to the activation cache {str(self.path)!r} ({exc}); "
-                "features are computed and returned but not cached.",
-                RuntimeWarning,
-                stacklevel=4,
+                f"Could not use the activation cache {str(self.path)!r} ({exc}); features "
+                "are computed and returned but not cached on disk.",
+                RuntimeWarning, stacklevel=5,
             )
-            self._warned = True
-
-
-def _npz_name(layer_key):
-    # npz member names become file names inside the zip: keep them plain
-    return layer_key.encode("utf-8").hex()
-
-
-class _DiskCaches:
-    """One :class:`DiskCache` per directory and process, released when unused.
-
-    The most recently used few are held strongly (so the folds and candidates
-    of a grid search, which resolve ``cache=path`` again and again, share one
-    in-memory front); the others live only as long as someone holds them. A
-    directory that has disappeared gets a fresh instance.
-    """
-
-    def __init__(self, keep=4):
-        self._keep = keep
-        self._recent = OrderedDict()
-        self._alive = weakref.WeakValueDictionary()
-        self._lock = threading.Lock()
-
-    def get(self, path):
-        key = os.path.realpath(os.fspath(path))
-        with self._lock:
-            for old in [k for k, d in self._recent.items() if d.wrote and not d.path.is_dir()]:
-                del self._recent[old]  # its directory is gone: free its front
-            disk = self._alive.get(key)
-            if disk is None or (disk.wrote and not disk.path.is_dir()):
-                disk = self._alive[key] = DiskCache(path)
-            self._recent[key] = disk
-            self._recent.move_to_end(key)
-            while len(self._recent) > self._keep:
-                self._recent.popitem(last=False)
-            return disk
-
-
-_DISK_CACHES = _DiskCaches()
 
 
 def make_cache(cache):
-    """Resolve the transformer's ``cache`` parameter to a cache object or None."""
+    """Resolve the transformer's ``cache`` parameter to a cache object or None.
+
+    A directory path gives a new :class:`DiskCache` on each call (nothing is
+    held for a path in between); pass a ``DiskCache`` object to share its
+    in-memory front and model memo across calls and clones.
+    """
     if cache is None:
         return None
     if isinstance(cache, str) and cache == "memory":
@@ -330,7 +434,7 @@ def make_cache(cache):
                 "cache='' names no directory; pass 'memory', a directory path, a "
                 "MemoryCache/DiskCache or None."
             )
-        return _DISK_CACHES.get(cache)
+        return DiskCache(cache)
     if hasattr(cache, "lookup") and hasattr(cache, "store"):
         return cache
     raise ValueError(

@@ -74,7 +74,8 @@ def text_digests(tokenizer_name, texts):
 def item_digest(item):
     """Bytes identifying one raw item (an image, a file, an array), or None.
 
-    A PIL image is read by mode, size and pixels; a string or path by itself
+    A PIL image is read by mode, size and pixels (a palette image's palette
+    and transparency too); a string or path by itself
     (``preprocess`` receives it, and may read more than the file: its name,
     its neighbours) and, when it names a regular file, by that file's content
     too (so a file rewritten in place is another row); arrays and tensors by
@@ -82,7 +83,11 @@ def item_digest(item):
     digest: input holding them is not cached.
     """
     if is_pil_image(item):
-        return digest(f"pil|{item.mode}|{item.size}|".encode(), item.tobytes())
+        # a palette image's bytes are indices: its colours are in the palette
+        palette = bytes(item.getpalette() or ()) if item.mode in ("P", "PA") else b""
+        mode = getattr(item.palette, "mode", None) if palette else None
+        head = f"pil|{item.mode}|{item.size}|{mode}|{item.info.get('transparency')!r}|{len(palette)}|"
+        return digest(head.encode(), palette, item.tobytes())
     if isinstance(item, (str, os.PathLike)):
         return _path_digest(item)
     if isinstance(item, (np.ndarray, torch.Tensor)):

@@ -7,6 +7,7 @@ import torch
 
 from ._aliases import AliasObserver, drop_alias, known_aliases, remember_aliases
 from ._capture import capture
+from ._fingerprint import count_rows, memo_of
 from ._plan import cache_identity, make_plan
 from ._progress import progress_bar
 
@@ -76,14 +77,16 @@ def extract(
 def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefetch,
                   widths, progress):
     float_dtype = model_float_dtype(model)
+    if cache is not None and hasattr(adapter, "tokenizer"):
+        adapter.memo = memo_of(cache).tokenizers  # the vocabulary digest is kept there
     chunks = adapter.chunks(batch_size)
     first = next(chunks)
     fingerprint = cache_identity(
         model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
-        device=device, float_dtype=float_dtype,
+        device=device, float_dtype=float_dtype, adapter=adapter,
     )
     complete = bool(prefetch)  # without prefetch, the trace may exit early
-    aliases = None if fingerprint is None else known_aliases(model, fingerprint,
+    aliases = None if fingerprint is None else known_aliases(cache, fingerprint,
                                                              complete=complete)
     if fingerprint is not None and aliases is None:
         aliases = _trace_first_row(model, first, poolings, prefetch, fingerprint, cache,
@@ -114,11 +117,12 @@ def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefet
                 positions = order[lo : lo + batch_size]
                 batch = chunk.build(positions).to(device, float_dtype)
                 arrays = {name: t.numpy() for name, t in run(batch).items()}
+                count_rows(cache, len(positions))
                 rows = chunk.start + np.asarray(positions)
                 for name in names:
                     _write(out, slices, name, rows, arrays[name])
                 if plan.cache is not None:
-                    if _drop_disagreeing(model, plan, arrays):
+                    if _drop_disagreeing(plan, arrays):
                         raise _AliasBroken  # rows already stored agreed
                     plan.cache.store(plan.fingerprint, plan.keyed(arrays),
                                      [chunk.digests[i] for i in positions])
@@ -137,16 +141,18 @@ def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, de
     observer = AliasObserver()
     captured = {**dict(prefetch or {}), **poolings}
     optional = set(captured) - set(poolings)
-    with capture(model, list(captured), captured, early_exit=not optional, optional=optional,
+    complete = bool(prefetch)  # then the whole forward pass is observed, once
+    with capture(model, list(captured), captured, early_exit=not complete, optional=optional,
                  observer=observer) as run:
         results = run(chunk.build([0]).to(device, float_dtype))
+    count_rows(cache, 1)
     aliases = observer.aliases()
-    remember_aliases(model, fingerprint, aliases, complete=bool(optional))
+    remember_aliases(cache, fingerprint, aliases, complete=complete)
     arrays = {name: t.numpy() for name, t in results.items()}
     while True:  # each round drops an alias, so this ends
         plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
                          aliases=aliases)
-        dropped = _drop_disagreeing(model, plan, arrays, on_traced_row=True)
+        dropped = _drop_disagreeing(plan, arrays, on_traced_row=True)
         if not dropped:
             break
         for name in dropped:
@@ -186,7 +192,7 @@ def _serve_hits(plan, chunk, names, out, slices, widths):
     return todo
 
 
-def _drop_disagreeing(model, plan, arrays, *, on_traced_row=False):
+def _drop_disagreeing(plan, arrays, *, on_traced_row=False):
     """Drop the aliases of the first two names that share a key but not features.
 
     Returns the names that lost their alias (none when every pair agrees).
@@ -198,7 +204,8 @@ def _drop_disagreeing(model, plan, arrays, *, on_traced_row=False):
             canonical = plan.canonical[first]
             dropped = [name for name in (first, other) if name != canonical]
             for name in dropped:
-                drop_alias(model, name, canonical, on_traced_row=on_traced_row)
+                drop_alias(plan.cache, plan.fingerprint, name, canonical,
+                           on_traced_row=on_traced_row)
             return dropped
     return []
 

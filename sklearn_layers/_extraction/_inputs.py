@@ -171,7 +171,9 @@ class TextInput:
 
     def _name(self):
         if not hasattr(self, "_tokenizer_name"):
-            self._tokenizer_name = tokenizer_name(self.tokenizer, self.max_length)
+            # the vocabulary digest is kept by the cache in use (extract sets memo)
+            memo = getattr(self, "memo", None)
+            self._tokenizer_name = tokenizer_name(self.tokenizer, self.max_length, memo)
         return self._tokenizer_name
 
     def chunks(self, batch_size):
@@ -254,8 +256,10 @@ def make_input(X, *, tokenizer=None, max_length=None, preprocess=None, validate_
     if reason is not None:
         raise ValueError(
             f"{reason}: a network takes tensors of one shape. Pass preprocess=, a "
-            "callable turning a list of items into a tensor batch (for example "
-            "lambda rows: torch.stack([transform(r) for r in rows]))."
+            "callable turning a list of items into a tensor batch: a module-level "
+            "function, so that its features can be cached and it reaches worker "
+            "processes (for example, at the top of your module, def preprocess(rows): "
+            "return torch.stack([transform(r) for r in rows]))."
         )
     if isinstance(X, torch.Tensor):
         return ArrayInput(check_tensor(X))

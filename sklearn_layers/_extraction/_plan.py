@@ -8,12 +8,13 @@ share entries.
 """
 
 import functools
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 import xxhash
 
-from ._fingerprint import model_fingerprint
+from ._fingerprint import count_rows, memo_of, model_fingerprint
 from ._layers import penultimate_layer
 from ._pooling import pooling_key
 
@@ -169,25 +170,51 @@ def numeric_settings(device):
     return xxhash.xxh3_64_hexdigest(repr(settings).encode())
 
 
-def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype):
-    """The model's cache identity for this call, or None when nothing may be cached.
+def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype, adapter=None):
+    """The model's cache key for this call, or None when nothing may be cached.
 
-    The identity is the model's fingerprint
-    (:func:`._fingerprint.model_fingerprint`), the floating dtype it runs in,
-    the device type and the ambient numeric settings (:func:`numeric_settings`:
+    The key is the model's fingerprint (:func:`._fingerprint.model_fingerprint`,
+    its tensor digests kept on the cache), the floating dtype it runs in, the
+    device type and the ambient numeric settings (:func:`numeric_settings`:
     features computed under autocast are not served to a call without it).
     Nothing is cached without a cache, for input without stable row
-    identities (text through an unnamed tokenizer), for a pooling without a
-    stable name, or for a model without a fingerprint.
+    identities, or when a pooling, the tokenizer, the preprocess or the model
+    has no stable name; a callable without one is warned about once per cache.
     """
-    if cache is None or not cacheable:
+    if cache is None:
         return None
-    if any(pooling_key(p) is None for p in poolings.values()):
-        return None
-    fingerprint = model_fingerprint(model)
+    memo = memo_of(cache)
+    unkeyable = [("pooling", p) for p in poolings.values() if pooling_key(p) is None]
+    if not cacheable:
+        for what in ("tokenizer", "preprocess"):
+            found = getattr(adapter, what, None)
+            if found is not None and getattr(adapter, "_name", lambda: 1)() is None:
+                unkeyable.append((what, found))
+    fingerprint = None if unkeyable or not cacheable else model_fingerprint(model, memo)
+    if fingerprint is None and cacheable and not unkeyable:
+        unkeyable.append(("model", model))
+    for what, found in unkeyable:
+        _warn_unkeyable(memo, what, found)
     if fingerprint is None:
         return None
     return f"{fingerprint}-{float_dtype}-{device.type}-{numeric_settings(device)}"
+
+
+def _warn_unkeyable(memo, what, found):
+    label = (f"{type(found).__name__} (it holds a lambda, a closure or a partial as an "
+             "attribute, a hook or its forward, or a lazy parameter)" if what == "model"
+             else repr(found))
+    with memo.lock:
+        if (what, label) in memo.warned:
+            return
+        memo.warned.add((what, label))
+    warnings.warn(
+        f"The {what} {label} has no stable name, so the activation cache is not used "
+        "and every row goes through the network on every call. Write it as a "
+        "module-level function (def at the top of a module, plain default arguments "
+        "only) to have its features cached.",
+        UserWarning, stacklevel=5,
+    )
 
 
 def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=None):
@@ -238,12 +265,17 @@ def probe_widths(extract, model, adapter, poolings, *, device, cache=None, prefe
     written by someone else (a foreign file in a shared cache directory) must
     not decide the widths a fitted transformer promises.
     """
+    if cache is not None and hasattr(adapter, "tokenizer"):
+        adapter.memo = memo_of(cache).tokenizers
+    counted = cache
     if not getattr(cache, "computed_here", False):
         cache = prefetch = None
     features = extract(
         model, _FirstRow(adapter), poolings, batch_size=1, device=device, cache=cache,
         prefetch=prefetch, widths=None,
     )
+    if cache is None:
+        count_rows(counted, 1)
     return {name: int(features[name].shape[1]) for name in poolings}
 
 
@@ -253,6 +285,9 @@ class _FirstRow:
     def __init__(self, adapter):
         self.kind = adapter.kind
         self.cacheable = getattr(adapter, "cacheable", True)
+        for what in ("tokenizer", "preprocess", "_name"):  # named in a warning
+            if hasattr(adapter, what):
+                setattr(self, what, getattr(adapter, what))
         self._chunk = next(adapter.chunks(1))
 
     def __len__(self):

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from .._transformer import LayerFeatureTransformer
 
 
-def resolve_extractor(extractor, layers):
+def resolve_extractor(extractor, layers, **params):
     """A fresh, unfitted extractor over ``layers``, built from the user's.
 
     Parameters
@@ -27,6 +27,9 @@ def resolve_extractor(extractor, layers):
     layers : layer spec
         The layers the returned extractor extracts (see
         :class:`~sklearn_layers.LayerFeatureTransformer`).
+    **params
+        Other parameters of the returned extractor (e.g. ``prefetch=False``
+        for one that deploys a chosen layer).
 
     Returns
     -------
@@ -37,4 +40,22 @@ def resolve_extractor(extractor, layers):
         resolved = clone(extractor)
     else:
         resolved = LayerFeatureTransformer(extractor)
-    return resolved.set_params(layers=layers).set_output(transform="default")
+    return resolved.set_params(layers=layers, **params).set_output(transform="default")
+
+
+def clone_selector(selector):
+    """Clone a selector whose ``extractor`` may be a bare network.
+
+    ``sklearn.clone`` deep-copies a parameter that is not an estimator: a bare
+    network would be copied for every candidate and fold of a grid search. A
+    :class:`~sklearn_layers.LayerFeatureTransformer` is cloned (it shares its
+    network itself); anything else (a module, a model handle, a fitted skorch
+    net, a factory) is kept by reference, as
+    ``sklearn.frozen.FrozenEstimator`` keeps its estimator.
+    """
+    params = selector.get_params(deep=False)
+    extractor = params.pop("extractor")
+    if isinstance(extractor, LayerFeatureTransformer):
+        extractor = clone(extractor)
+    cloned = {name: clone(value, safe=False) for name, value in params.items()}
+    return type(selector)(extractor, **cloned)

@@ -1,31 +1,12 @@
 """IntermediateLayerClassifier: a probe on the best (or cheapest good) layer."""
 
-import warnings
-from numbers import Integral, Real
-
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
-from sklearn.metrics import check_scoring
-from sklearn.model_selection import check_cv
+from sklearn.base import ClassifierMixin
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from .._extraction._progress import one_bar
-from .._transformer import (
-    EXTRACTION_CONSTRAINTS,
-    LayerFeatureTransformer,
-    clone_sharing,
-)
 from ..heads import default_probe
-from ..utils._compat import HasMethods, Interval, _fit_context
-from ..utils._repr import ReprMixin
-from ._choice import choose_layer
-from ._cost import forward_shares
-from ._progress import fit_progress
-from ._scoring import Splits, score_layers
-
-_METRIC_SAMPLES = 2000  # rows a label-free metric reads (stratified, seed 0)
+from ._base_layer import BaseIntermediateLayer
+from ._targets import check_class_targets
 
 
 def _estimator_has(method):
@@ -39,9 +20,7 @@ def _estimator_has(method):
     return check
 
 
-class IntermediateLayerClassifier(
-    ReprMixin, ClassifierMixin, TransformerMixin, BaseEstimator
-):
+class IntermediateLayerClassifier(ClassifierMixin, BaseIntermediateLayer):
     """A probe on the best intermediate layer of a frozen network.
 
     ``fit`` extracts every candidate layer in one forward pass, fits a clone of
@@ -56,15 +35,20 @@ class IntermediateLayerClassifier(
 
     Parameters
     ----------
-    model : torch.nn.Module, fitted skorch net or callable
-        The frozen network (see :class:`LayerFeatureTransformer`). A factory is
-        called once per ``fit``.
+    extractor : LayerFeatureTransformer or torch.nn.Module
+        How features are extracted: a :class:`LayerFeatureTransformer`
+        carrying every extraction setting (``pooling``, ``tokenizer``,
+        ``preprocess``, ``cache``, ``batch_size``, ``device``, ...; a grid
+        reaches them as ``extractor__pooling``), or a network (a module, a
+        :class:`FrozenModel`, a fitted skorch net or a factory) as shorthand
+        for ``LayerFeatureTransformer(network)``. Never changed or fitted in
+        place: ``fit`` works on a clone over ``layers`` (sharing the network
+        and the cache).
     layers : str, int or list, default="all"
-        Candidate layers (see :class:`LayerFeatureTransformer`).
+        Candidate layers (see :class:`LayerFeatureTransformer`); they replace
+        the extractor's own ``layers``.
     estimator : classifier, default=None
         Fitted on each layer's features. ``None`` means :func:`default_probe`.
-    pooling : str, int, callable or dict, default="auto"
-        How activations become vectors (see :class:`LayerFeatureTransformer`).
     cv : int, cross-validation generator or iterable, default=5
         Splits used to score each layer when no validation set is given.
     scoring : str or callable, default=None
@@ -81,26 +65,11 @@ class IntermediateLayerClassifier(
         0 chooses the best-scoring layer.
     refit : bool, default=True
         Refit the estimator on the chosen layer over all of ``X``.
-    cache : "memory", path, cache object or None, default="memory"
-        Activation cache (see :class:`LayerFeatureTransformer`).
-    batch_size : int, default=256
-        Rows per forward pass.
-    device : str, default="cpu"
-        Where input batches are sent.
-    tokenizer : callable, default=None
-        Tokenizer for text input.
-    max_length : int, default=None
-        Truncation length for the tokenizer.
-    preprocess : callable, default=None
-        Turns a batch of raw items into model input (see
-        :class:`LayerFeatureTransformer`).
     n_jobs : int, default=None
         Layers scored in parallel (joblib).
-    n_threads : int, default=None
-        Torch intra-op threads during extraction; ``None`` leaves torch's setting.
     verbose : int, default=0
-        1 or more: a progress bar over the rows that go through the network
-        and one over layers x folds.
+        1 or more: a progress bar over layers x folds. The extractor's own
+        ``verbose`` shows the rows that go through the network.
 
     Attributes
     ----------
@@ -121,7 +90,8 @@ class IntermediateLayerClassifier(
     estimator_ : estimator
         The estimator refitted on the chosen layer (when ``refit=True``).
     extractor_ : LayerFeatureTransformer
-        Extracts the chosen layer's features, with early exit.
+        Extracts the chosen layer's features, with early exit (a fitted clone
+        of ``extractor`` over ``[best_layer_]`` with ``prefetch=False``).
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     n_features_in_ : int
@@ -148,216 +118,25 @@ class IntermediateLayerClassifier(
     >>> ilc = IntermediateLayerClassifier(make_mlp(4, hidden=(32, 16)), cv=3).fit(X, y)
     >>> sorted(ilc.layer_scores_)
     ['1', '3', '4']
+    >>> from sklearn_layers import LayerFeatureTransformer
+    >>> lft = LayerFeatureTransformer(make_mlp(4, hidden=(32, 16)), pooling="mean", cache=None)
+    >>> ilc = IntermediateLayerClassifier(lft, cv=3).fit(X, y)
+    >>> sorted(ilc.layer_scores_)
+    ['1', '3', '4']
     >>> ilc.best_layer_ in ilc.layer_scores_
     True
     >>> ilc.predict(X[:3]).shape
     (3,)
     """
 
-    _parameter_constraints: dict = {
-        "model": "no_validation",
-        **EXTRACTION_CONSTRAINTS,
-        "estimator": [None, HasMethods(["fit", "predict"])],
-        "cv": ["cv_object"],
-        "scoring": [None, str, callable],
-        "selection_tolerance": [Interval(Real, 0, None, closed="left")],
-        "refit": ["boolean"],
-        "n_jobs": [None, Integral],
-    }
+    def _default_estimator(self):
+        return default_probe()
 
-    def __init__(
-        self,
-        model,
-        *,
-        layers="all",
-        estimator=None,
-        pooling="auto",
-        cv=5,
-        scoring=None,
-        selection_tolerance=0.0,
-        refit=True,
-        cache="memory",
-        batch_size=256,
-        device="cpu",
-        tokenizer=None,
-        max_length=None,
-        preprocess=None,
-        n_jobs=None,
-        n_threads=None,
-        verbose=0,
-    ):
-        self.model = model
-        self.layers = layers
-        self.estimator = estimator
-        self.pooling = pooling
-        self.cv = cv
-        self.scoring = scoring
-        self.selection_tolerance = selection_tolerance
-        self.refit = refit
-        self.cache = cache
-        self.batch_size = batch_size
-        self.device = device
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.preprocess = preprocess
-        self.n_jobs = n_jobs
-        self.n_threads = n_threads
-        self.verbose = verbose
+    def _check_targets(self, y):
+        return check_class_targets(y, type(self).__name__)
 
-    def __sklearn_clone__(self):
-        return clone_sharing(self)
-
-    def _estimator(self):
-        return default_probe() if self.estimator is None else self.estimator
-
-    def _extractor(self, model, layers, **extra):
-        return LayerFeatureTransformer(
-            model, layers=layers, pooling=self.pooling, cache=self.cache,
-            batch_size=self.batch_size, device=self.device, tokenizer=self.tokenizer,
-            max_length=self.max_length, preprocess=self.preprocess,
-            n_threads=self.n_threads, verbose=self.verbose, **extra,
-        ).set_output(transform="default")
-
-    @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, X_val=None, y_val=None):
-        """Score every candidate layer, choose one, refit the estimator on it.
-
-        Parameters
-        ----------
-        X : array-like, tensor, DataFrame, dict, Dataset or list of str
-            Training inputs.
-        y : array-like of shape (n_samples,)
-            Class labels.
-        X_val, y_val : same kinds as X and y, default=None
-            A small validation set (e.g. from the shifted distribution). When
-            given, layers are scored on it instead of by cross-validation.
-
-        Returns
-        -------
-        self : object
-            The fitted classifier.
-        """
-        if (X_val is None) != (y_val is None):
-            raise ValueError("Pass both X_val and y_val, or neither.")
-        y = _check_targets(y, type(self).__name__)
-        candidates = self._extractor(self.model, self.layers)
-        with one_bar(self.verbose):
-            features = candidates.fit_transform(X)
-            validation = None if X_val is None else candidates.transform(X_val)
-        if features.shape[0] != y.shape[0]:
-            raise ValueError(f"X has {features.shape[0]} samples but y has {y.shape[0]}.")
-        for attribute in ("n_features_in_", "feature_names_in_"):
-            if hasattr(candidates, attribute):
-                setattr(self, attribute, getattr(candidates, attribute))
-        model = candidates.model_  # one network per fit, even from a factory
-        slices = candidates.feature_slices_
-        self.layer_costs_, self.cost_unit_ = forward_shares(
-            model, candidates._one_row(X), list(slices)
-        )
-        metric = _layer_metric(self.scoring)
-        if metric is not None:
-            scores, stds, greater = self._score_by_metric(metric, features, slices, y)
-            self.selection_ = "metric"
-        else:
-            scores, stds = self._score_by_fitting(features, slices, y, validation, y_val)
-            greater = True
-            self.selection_ = "cv" if X_val is None else "validation"
-        self.layer_scores_, self.layer_score_std_ = scores, stds
-        self.best_layer_ = choose_layer(
-            scores, self.layer_costs_, tolerance=self.selection_tolerance,
-            greater_is_better=greater, scoring=self.scoring,
-        )
-        self.best_score_ = float(scores[self.best_layer_])
-        self.extractor_ = self._extractor(model, [self.best_layer_], prefetch=False).fit(X)
-        self.classes_ = np.unique(y)
-        if self.refit:
-            columns = slices[self.best_layer_]
-            self.estimator_ = clone(self._estimator()).fit(features[:, columns], y)
-            self.classes_ = self.estimator_.classes_
-        return self
-
-    def _score_by_fitting(self, features, slices, y, validation, y_val):
-        estimator = self._estimator()
-        scorer = check_scoring(estimator, scoring=self.scoring)
-        if validation is None:
-            cv = check_cv(self.cv, y, classifier=True)
-            splits = Splits(cv=list(cv.split(features, y)))
-        else:
-            splits = Splits(tests={"validation": (validation, np.asarray(y_val))})
-        with fit_progress(self.verbose, len(slices) * splits.count()) as progress:
-            rows = score_layers(features, slices, y, {"estimator": estimator},
-                                {"estimator": scorer}, splits, n_jobs=self.n_jobs,
-                                progress=progress)
-        return ({r["layer"]: r["score"] for r in rows},
-                {r["layer"]: r["score_std"] for r in rows})
-
-    def _score_by_metric(self, metric, features, slices, y):
-        from ..metrics._table import _subsample
-
-        # the same deterministic, stratified rows for every layer
-        rows = _subsample(len(y), y, _METRIC_SAMPLES, random_state=0)
-        values = {}
-        for layer, cols in slices.items():
-            F = features[rows][:, cols]
-            try:
-                values[layer] = float(metric.function(*((F, y[rows]) if metric.needs_y
-                                                        else (F,))))
-            except ValueError as exc:  # undefined on these features: never chosen
-                warnings.warn(f"{self.scoring} is undefined on layer {layer!r}: {exc}",
-                              RuntimeWarning, stacklevel=3)
-                values[layer] = float("nan")
-        return values, dict.fromkeys(values, 0.0), metric.greater_is_better
-
-    def transform(self, X):
-        """The chosen layer's pooled features.
-
-        Parameters
-        ----------
-        X : array-like, tensor, DataFrame, dict, Dataset or list of str
-            Inputs.
-
-        Returns
-        -------
-        features : ndarray of shape (n_samples, n_features_best_layer)
-        """
-        check_is_fitted(self)
-        return self.extractor_.transform(X)
-
-    def get_feature_names_out(self, input_features=None):
-        """Names of the chosen layer's features, ``"<layer>__<i>"``.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Ignored.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        check_is_fitted(self)
-        return self.extractor_.get_feature_names_out()
-
-    def _refitted_features(self, X):
-        check_is_fitted(self)
-        if not hasattr(self, "estimator_"):
-            raise ValueError("refit=False: no estimator was refitted; set refit=True to predict.")
-        return self.extractor_.transform(X)
-
-    def predict(self, X):
-        """Predict class labels with the estimator on the chosen layer.
-
-        Parameters
-        ----------
-        X : array-like, tensor, DataFrame, dict, Dataset or list of str
-            Inputs.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        features = self._refitted_features(X)
-        return self.estimator_.predict(features)
+    def _set_targets(self, y):
+        self.classes_ = self.estimator_.classes_ if self.refit else np.unique(y)
 
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
@@ -406,34 +185,3 @@ class IntermediateLayerClassifier(
         """
         features = self._refitted_features(X)
         return self.estimator_.decision_function(features)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
-
-
-ILC = IntermediateLayerClassifier
-
-
-def _check_targets(y, owner):
-    if y is None:
-        raise ValueError(f"{owner} requires y to be passed, but the target y is None.")
-    y = column_or_1d(check_array(y, ensure_2d=False, dtype=None, input_name="y"), warn=True)
-    check_classification_targets(y)
-    classes = np.unique(y)
-    if len(classes) < 2:
-        raise ValueError(f"{owner} needs at least 2 classes; got {len(classes)} class: {classes}.")
-    return y
-
-
-def _layer_metric(scoring):
-    """The layer metric ``scoring`` names, or None for an ordinary scorer."""
-    if not isinstance(scoring, str):
-        return None
-    from ..metrics import get_layer_metric, get_layer_metric_names
-
-    if scoring not in get_layer_metric_names():
-        return None
-    return get_layer_metric(scoring)

@@ -1,14 +1,20 @@
-"""layer_sweep: every head on every layer, in and out of distribution, with its price."""
+"""layer_sweep: every estimator on every layer, in and out of distribution, with its price."""
+
+from numbers import Integral
 
 import numpy as np
-from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
+from sklearn.utils.multiclass import type_of_target
 
 from .._extraction._progress import one_bar
-from .._transformer import LayerFeatureTransformer
+from .._transformer import adapt_input, first_row
 from ..heads import default_probe
+from ..utils._compat import Interval, validate_params
 from ..utils._optional import import_optional
 from ._cost import forward_shares, seconds_per_row
+from ._extractor import resolve_extractor
+from ._ilr import default_regression_probe
+from ._intervals import LayerScorer
 from ._progress import fit_progress
 from ._scoring import Splits, score_layers
 
@@ -18,20 +24,26 @@ COLUMNS = [
 ]
 
 
-def _named_heads(heads):
-    if heads is None:
+def _named_estimators(estimators, y):
+    """``estimators`` as a dict of name -> estimator, checked."""
+    if estimators is None:
+        if type_of_target(y, input_name="y") == "continuous":
+            return {"ridge": default_regression_probe()}
         return {"logistic": default_probe()}
-    if isinstance(heads, dict):
-        return dict(heads)
     named = {}
-    for head in heads:
-        name = type(head).__name__
-        if name == "Pipeline":
-            name = type(head.steps[-1][1]).__name__
-        base, k = name, 2
-        while name in named:
-            name, k = f"{base}_{k}", k + 1
-        named[name] = head
+    for pair in estimators:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+                and hasattr(pair[1], "fit")):
+            raise ValueError(
+                "estimators must be a list of (name, estimator) tuples, as in "
+                f"StackingClassifier; got the item {pair!r}."
+            )
+        name, estimator = pair
+        if name in named:
+            raise ValueError(f"estimators names must be unique; {name!r} appears twice.")
+        named[name] = estimator
+    if not named:
+        raise ValueError("estimators is empty; pass at least one (name, estimator) or None.")
     return named
 
 
@@ -48,64 +60,75 @@ def _first_rows(X, n):
     return X[:n]
 
 
-def _n_rows(X):
-    if isinstance(X, dict):
-        return len(next(iter(X.values())))
-    return len(X)
-
-
+@validate_params(
+    {
+        "extractor": "no_validation",
+        "X": "no_validation",
+        "y": ["array-like"],
+        "layers": [str, Integral, list, tuple],
+        "estimators": [None, list],
+        "cv": [None, "cv_object"],
+        "test_sets": [None, dict],
+        "scoring": [None, str, callable],
+        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+        "cost_sample": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_jobs": [None, Integral],
+        "verbose": ["verbose"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def layer_sweep(
-    model,
+    extractor,
     X,
     y,
     *,
     layers="all",
-    heads=None,
-    pooling="auto",
+    estimators=None,
     cv=None,
     test_sets=None,
     scoring=None,
     n_bootstrap=200,
     cost_sample=64,
     random_state=0,
-    cache="memory",
-    batch_size=256,
-    device="cpu",
-    tokenizer=None,
-    max_length=None,
-    preprocess=None,
     n_jobs=None,
-    n_threads=None,
     verbose=0,
 ):
-    """Score every head on every layer, in and out of distribution, with each layer's cost.
+    """Score every estimator on every layer, in and out of distribution, with each layer's cost.
 
     All layers are extracted in one forward pass over each distinct row (the
-    activation cache serves repeated rows); the heads are then fitted and
+    activation cache serves repeated rows); the estimators are then fitted and
     scored on each layer's columns, in parallel over layers.
 
     Parameters
     ----------
-    model : torch.nn.Module, fitted skorch net or callable
-        The frozen network.
+    extractor : LayerFeatureTransformer or torch.nn.Module
+        How features are extracted: a :class:`LayerFeatureTransformer`
+        carrying every extraction setting (``pooling``, ``tokenizer``,
+        ``preprocess``, ``cache``, ``batch_size``, ``device``, ...), or a
+        network as shorthand for ``LayerFeatureTransformer(network)``. Never
+        changed or fitted in place.
     X : array-like, tensor, DataFrame, dict, Dataset or list of str
         Training inputs.
     y : array-like of shape (n_samples,)
         Training labels.
     layers : str, int or list, default="all"
-        Candidate layers (see :class:`LayerFeatureTransformer`).
-    heads : dict of str -> classifier or list of classifiers, default=None
-        Heads to fit on each layer; ``None`` is :func:`default_probe`, named
-        ``"logistic"``.
-    pooling : str, int, callable or dict, default="auto"
-        See :class:`LayerFeatureTransformer`.
+        Candidate layers (see :class:`LayerFeatureTransformer`); they replace
+        the extractor's own ``layers``.
+    estimators : list of (str, estimator) tuples, default=None
+        Heads to fit on each layer, named as in
+        :class:`~sklearn.ensemble.StackingClassifier`; the name is the
+        table's ``head`` column. ``None`` is ``[("logistic", default_probe())]``
+        for class labels and, for a continuous ``y``, ``[("ridge", probe)]``
+        with the default probe of :class:`IntermediateLayerRegressor`.
     cv : int, cross-validation generator or None, default=None
         Cross-validation on ``X`` (split ``"cv"``). ``None`` means 5 folds when
         no ``test_sets`` are given and no cross-validation otherwise.
     test_sets : dict of str -> (X, y), default=None
-        Held-out sets; each head is fitted on all of ``X`` and scored on each.
+        Held-out sets; each estimator is fitted on all of ``X`` and scored on each.
     scoring : str or callable, default=None
-        ``None`` uses the head's ``score`` (accuracy).
+        ``None`` uses the estimator's ``score`` (accuracy for a classifier,
+        ``r2`` for a regressor), for the score and its bootstrap interval alike.
     n_bootstrap : int, default=200
         Bootstrap resamples of each test set for the 95% interval
         (``score_low``, ``score_high``); 0 skips them. Cross-validation
@@ -114,25 +137,30 @@ def layer_sweep(
         Rows of ``X`` on which the extraction time per row of each layer alone
         (early exit, no cache) is measured; 0 skips the timing.
     random_state : int, RandomState or None, default=0
-        Seeds the bootstrap.
-    cache, batch_size, device, tokenizer, max_length, preprocess, n_threads
-        Passed to :class:`LayerFeatureTransformer`.
+        Seeds the bootstrap (0: the same table on every run).
     n_jobs : int, default=None
         Layers scored in parallel (joblib).
     verbose : int, default=0
-        1 or more: a progress bar over the rows that go through the network
-        and one over layers x heads x splits.
+        1 or more: a progress bar over layers x estimators x splits. The
+        extractor's own ``verbose`` shows the rows that go through the network.
 
     Returns
     -------
     table : pandas.DataFrame
-        One row per layer x head x split with columns ``layer``,
-        ``layer_index`` (network order), ``head``, ``split``, ``score``,
-        ``score_std``, ``score_low``, ``score_high`` (95% interval),
-        ``fit_time`` (seconds per fit), ``forward_share`` (share of a full
-        forward pass spent to reach the layer), ``cost_unit`` (``"flops"`` or
-        ``"time"``: what the share counts) and ``seconds_per_row`` (measured
-        extraction time of the layer alone; NaN with ``cost_sample=0``).
+        One row per layer x estimator x split with columns ``layer``,
+        ``layer_index`` (network order), ``head`` (the estimator's name),
+        ``split``, ``score``, ``score_std``, ``score_low``, ``score_high``
+        (95% interval), ``fit_time`` (seconds per fit), ``forward_share``
+        (share of a full forward pass spent to reach the layer), ``cost_unit``
+        (``"flops"`` or ``"time"``: what the share counts) and
+        ``seconds_per_row`` (measured extraction time of the layer alone; NaN
+        with ``cost_sample=0``).
+
+    See Also
+    --------
+    IntermediateLayerClassifier : Chooses a layer by the same scores.
+    layer_metrics : Label-free metrics of every layer.
+    LayerSweepDisplay : Plots the table.
 
     Examples
     --------
@@ -148,42 +176,41 @@ def layer_sweep(
     True
     """
     pd = import_optional("pandas", purpose="layer_sweep (its table is a DataFrame)")
-    named_heads = _named_heads(heads)
+    y = np.asarray(y)
+    named = _named_estimators(estimators, y)
     test_sets = dict(test_sets or {})
     if cv is None and not test_sets:
         cv = 5
-    y = np.asarray(y)
-    extraction = dict(pooling=pooling, cache=cache, batch_size=batch_size, device=device,
-                      tokenizer=tokenizer, max_length=max_length, preprocess=preprocess,
-                      n_threads=n_threads, verbose=verbose)
-    lft = LayerFeatureTransformer(model, layers=layers, **extraction)
-    lft.set_output(transform="default")
-    with one_bar(verbose):
-        features = lft.fit_transform(X)
-        tests = {name: (lft.transform(Xt), np.asarray(yt)) for name, (Xt, yt) in test_sets.items()}
-    slices = lft.feature_slices_
+    candidates = resolve_extractor(extractor, layers)
+    rows = adapt_input(candidates, X)  # read and validated once
+    with one_bar(bool(candidates.verbose)):
+        features = candidates.fit_transform(rows)
+        tests = {name: (candidates.transform(Xt), np.asarray(yt))
+                 for name, (Xt, yt) in test_sets.items()}
+    slices = candidates.feature_slices_
     splits = Splits(
         cv=None if cv is None else list(check_cv(cv, y, classifier=True).split(features, y)),
         tests=tests,
     )
-    scorers = {name: check_scoring(head, scoring=scoring) for name, head in named_heads.items()}
-    total = len(slices) * len(named_heads) * splits.count()
+    scorers = {name: LayerScorer(estimator, scoring) for name, estimator in named.items()}
+    total = len(slices) * len(named) * splits.count()
     with fit_progress(verbose, total) as progress:
-        rows = score_layers(features, slices, y, named_heads, scorers, splits, n_jobs=n_jobs,
-                            n_bootstrap=n_bootstrap, random_state=random_state,
-                            progress=progress)
-    shares, unit = forward_shares(lft.model_, lft._one_row(X), list(slices))
+        table = score_layers(features, slices, y, named, scorers, splits, n_jobs=n_jobs,
+                             n_bootstrap=n_bootstrap, random_state=random_state,
+                             progress=progress)
+    model = candidates.model_  # one network, even from a factory
+    shares, unit = forward_shares(model, first_row(candidates, rows), list(slices))
     timing = {}
     if cost_sample:
-        sample = _first_rows(X, cost_sample)
-        one = dict(extraction, cache=None, verbose=0)
+        one = candidates.set_params(model=model)
+        sample = adapt_input(one, _first_rows(X, cost_sample))
         timing = seconds_per_row(
-            lambda layer: LayerFeatureTransformer(lft.model_, layers=[layer], **one),
-            sample, list(slices), n_rows=_n_rows(sample),
+            lambda layer: resolve_extractor(one, [layer], cache=None, verbose=0),
+            sample, list(slices), n_rows=len(sample),
         )
-    for row in rows:
+    for row in table:
         row.pop("scores")
         row["forward_share"] = shares[row["layer"]]
         row["cost_unit"] = unit
         row["seconds_per_row"] = timing.get(row["layer"], np.nan)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(table, columns=COLUMNS)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._selection import default_probe, layer_sweep
+from .._transformer import LayerFeatureTransformer
 from ..datasets import (
     load_digits_28x28,
     load_election_tweets,
@@ -40,11 +41,11 @@ def majority_rates(test_sets):
 
 def demo_heads():
     """The three heads the demo compares on every layer."""
-    return {
-        "logistic": default_probe(),
-        "prototype": PrototypeClassifier(),
-        "knn-interpolated": KNNInterpolatedClassifier(),
-    }
+    return [
+        ("logistic", default_probe()),
+        ("prototype", PrototypeClassifier()),
+        ("knn-interpolated", KNNInterpolatedClassifier()),
+    ]
 
 
 def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
@@ -66,8 +67,9 @@ def digits_scenario(*, pooling="auto", seed=0, verbose=True, n_train=None):
     test_sets = {"in-distribution": (X_test, y_test)}
     for kind in shifts:
         test_sets[kind] = (shift_digits(X_test, kind, random_state=seed), y_test)
+    extractor = LayerFeatureTransformer(model, pooling=pooling, verbose=verbose)
     table = layer_sweep(
-        model, X_train, y_train, layers="all", heads=demo_heads(), pooling=pooling,
+        extractor, X_train, y_train, layers="all", estimators=demo_heads(),
         test_sets=test_sets, verbose=verbose,
     )
     return Scenario(
@@ -108,9 +110,11 @@ def tweets_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_train
 
     X_train, y_train = take(train)
     test_sets = {"in-distribution": take(id_test), "shifted": take(shifted)}
+    extractor = LayerFeatureTransformer(model, pooling=pooling, tokenizer=tokenizer,
+                                        batch_size=64, verbose=verbose)
     table = layer_sweep(
-        model, X_train, y_train, layers=MINILM_LAYERS, heads=demo_heads(), pooling=pooling,
-        test_sets=test_sets, tokenizer=tokenizer, batch_size=64, verbose=verbose,
+        extractor, X_train, y_train, layers=MINILM_LAYERS, estimators=demo_heads(),
+        test_sets=test_sets, verbose=verbose,
     )
     return Scenario(
         name="tweets",
@@ -169,10 +173,11 @@ def newsgroups_scenario(*, pooling="mean", seed=0, verbose=True, n_test=400, n_t
         for name, rows in splits.items()
     }
     X_train, y_train = data.pop("train")
+    extractor = LayerFeatureTransformer(model, pooling=pooling, tokenizer=tokenizer,
+                                        batch_size=64, verbose=verbose)
     table = layer_sweep(
-        model, X_train, y_train, layers=MINILM_LAYERS, heads=demo_heads(), pooling=pooling,
-        test_sets=data, tokenizer=tokenizer, batch_size=64,
-        verbose=verbose,
+        extractor, X_train, y_train, layers=MINILM_LAYERS, estimators=demo_heads(),
+        test_sets=data, verbose=verbose,
     )
     sizes = {name: len(rows) for name, rows in splits.items()}
     return Scenario(

@@ -1,11 +1,15 @@
 """Weighted layer fusion: a softmax weight per layer and a linear head, fitted jointly.
 
 The model of the SUPERB protocol: every layer's features (standardised, of one
-common width ``k``) are mixed as ``m = sum_l softmax(a)_l z_l`` and a
-multinomial logistic head reads ``logits = m W^T + b``. ``a``, ``W`` and ``b``
-are fitted together, full batch, by L-BFGS on the mean cross-entropy plus
-``alpha / 2 * ||W||^2`` (neither the layer logits ``a`` nor ``b`` are
-penalised). The fitted state is numpy arrays; prediction needs no torch.
+common width ``k``) are mixed as ``m = sum_l softmax(a)_l z_l`` and a logistic
+head reads ``m``: multinomial (``logits = m W^T + b``) for three classes or
+more, binomial (one logit ``m w + b``) for two, as scikit-learn's
+``LogisticRegression`` does. ``a``, ``W`` and ``b`` are fitted together, full
+batch, by the probe's L-BFGS (``heads/probe/_lbfgs.py``) on the mean log-loss
+plus ``||W||^2 / (2 C n)`` -- the penalty of ``LogisticRegression(C=C)`` on
+``n`` rows; neither ``a`` nor ``b`` is penalised. With one layer the model is
+exactly that logistic regression on the standardised features. The fitted
+state is numpy arrays.
 
 Works on precomputed per-layer features only: no network code here.
 """
@@ -13,12 +17,12 @@ Works on precomputed per-layer features only: no network code here.
 import warnings
 
 import numpy as np
-import torch
+from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
-from torch import nn
-from torch.nn import functional as nnf
+
+from .probe._lbfgs import minimize_lbfgs
 
 _INIT_SCALE = 0.01  # the head starts near zero: every layer weight starts equal
 
@@ -95,21 +99,56 @@ class EqualWidthLayers:
         return np.stack(out)
 
 
-class SoftmaxLayerMix(nn.Module):
-    """``logits = (sum_l softmax(a)_l Z_l) W^T + b`` for ``Z`` of shape ``(L, n, k)``."""
+class _LayerMix:
+    """Objective and gradient of the weighted fusion, on flat parameter vectors.
 
-    def __init__(self, n_layers, width, n_classes):
-        super().__init__()
-        self.layer_logits = nn.Parameter(torch.zeros(n_layers, dtype=torch.float64))
-        self.linear = nn.Linear(width, n_classes, dtype=torch.float64)
+    Parameters are ``[a (n_layers), W (n_outputs x width), b (n_outputs)]``,
+    ``n_outputs`` being 1 for two classes and ``n_classes`` otherwise.
+    """
 
-    def forward(self, Z):
-        weights = torch.softmax(self.layer_logits, dim=0)
-        return self.linear(torch.einsum("l,lnk->nk", weights, Z))
+    def __init__(self, Z, codes, n_classes, C):
+        self.Z = Z
+        self.n_layers, self.n, self.width = Z.shape
+        self.binary = n_classes == 2
+        self.n_outputs = 1 if self.binary else n_classes
+        if self.binary:
+            self.target = codes.astype(np.float64)[:, None]
+        else:
+            self.target = np.zeros((self.n, n_classes))
+            self.target[np.arange(self.n), codes] = 1.0
+        self.penalty = 1.0 / (C * self.n)
+
+    @property
+    def size(self):
+        return self.n_layers + self.n_outputs * (self.width + 1)
+
+    def unpack(self, x):
+        L, K, k = self.n_layers, self.n_outputs, self.width
+        return x[:L], x[L : L + K * k].reshape(K, k), x[L + K * k :]
+
+    def __call__(self, x):
+        a, W, b = self.unpack(x)
+        weights = softmax(a)
+        mixed = np.tensordot(weights, self.Z, axes=1)
+        logits = mixed @ W.T + b
+        if self.binary:
+            loss = -np.mean(self.target * log_expit(logits)
+                            + (1 - self.target) * log_expit(-logits))
+            residual = (expit(logits) - self.target) / self.n
+        else:
+            log_p = log_softmax(logits, axis=1)
+            loss = -np.sum(self.target * log_p) / self.n
+            residual = (np.exp(log_p) - self.target) / self.n
+        loss += 0.5 * self.penalty * float(np.sum(W * W))
+        grad_W = residual.T @ mixed + self.penalty * W
+        grad_b = residual.sum(axis=0)
+        grad_weights = np.einsum("lnk,nk->l", self.Z, residual @ W)
+        grad_a = weights * (grad_weights - weights @ grad_weights)
+        return float(loss), np.concatenate([grad_a, grad_W.ravel(), grad_b])
 
 
-def fit_layer_mix(Z, y, n_classes, *, alpha, max_iter, tol, generator):
-    """Fit the layer weights and the linear head jointly (full-batch L-BFGS).
+def fit_layer_mix(Z, y, n_classes, *, C, max_iter, tol, random_state):
+    """Fit the layer weights and the logistic head jointly (full-batch L-BFGS).
 
     Parameters
     ----------
@@ -118,66 +157,53 @@ def fit_layer_mix(Z, y, n_classes, *, alpha, max_iter, tol, generator):
     y : ndarray of shape (n_samples,)
         Class codes ``0 .. n_classes - 1``.
     n_classes : int
-    alpha : float
-        L2 penalty of the head's weights.
+    C : float
+        Inverse of the L2 penalty strength of the head, as in
+        ``LogisticRegression(C=C)``.
     max_iter : int
         L-BFGS iterations.
     tol : float
-        Stop when every partial derivative is at most ``tol`` in absolute value.
-    generator : torch.Generator
+        Stop when every partial derivative is at most ``tol`` in absolute value
+        (or when a step no longer lowers the objective beyond rounding).
+    random_state : RandomState
         Draws the head's initial weights.
 
     Returns
     -------
     params : dict
-        ``layer_weights`` (n_layers,), ``coef`` (n_classes, width),
-        ``intercept`` (n_classes,) as numpy arrays, and ``n_iter``.
+        ``layer_weights`` (n_layers,), ``coef`` (n_outputs, width),
+        ``intercept`` (n_outputs,) as numpy arrays, and ``n_iter``;
+        ``n_outputs`` is 1 for two classes.
     """
-    n_layers, _, width = Z.shape
-    Z = torch.as_tensor(Z, dtype=torch.float64)
-    target = torch.as_tensor(y, dtype=torch.long)
-    mix = SoftmaxLayerMix(n_layers, width, n_classes)
-    with torch.no_grad():
-        init = torch.randn(mix.linear.weight.shape, generator=generator, dtype=torch.float64)
-        mix.linear.weight.copy_(init * (_INIT_SCALE / np.sqrt(width)))
-        mix.linear.bias.zero_()
-    optimizer = torch.optim.LBFGS(
-        mix.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol,
-        # near the optimum a step lowers the loss by about gradient^2 / curvature
-        tolerance_change=tol**2, history_size=20, line_search_fn="strong_wolfe",
-    )
+    mix = _LayerMix(np.asarray(Z, dtype=np.float64), np.asarray(y), n_classes, C)
+    x0 = np.zeros(mix.size)
+    _, W0, _ = mix.unpack(x0)
+    W0[...] = random_state.standard_normal(W0.shape) * (_INIT_SCALE / np.sqrt(mix.width))
 
-    def objective():
-        optimizer.zero_grad()
-        loss = nnf.cross_entropy(mix(Z), target)
-        loss = loss + 0.5 * alpha * mix.linear.weight.pow(2).sum()
-        loss.backward()
-        return loss
+    def fun(x, index):
+        values, gradients = zip(*(mix(row) for row in x))
+        gradients = np.array(gradients)
+        return np.array(values), gradients, np.abs(gradients).max(axis=1)
 
-    with torch.enable_grad():
-        optimizer.step(objective)
-        objective()
-    n_iter = int(optimizer.state[mix.layer_logits].get("n_iter", 0))
-    gradient = max(float(p.grad.abs().max()) for p in mix.parameters())
-    if gradient > tol:
+    x, measure, n_iter, status = minimize_lbfgs(fun, x0[None, :], tol=tol,
+                                                max_iter=max_iter, history=20)
+    # "stalled" and "no_progress": rounding noise, not the budget, stopped it
+    # (scipy counts the first as convergence, as the probe does)
+    if status[0] == "max_iter":
         warnings.warn(
             f"The weighted layer fusion did not converge: L-BFGS stopped after "
-            f"{n_iter} iterations (max_iter={max_iter}) with a largest gradient of "
-            f"{gradient:.2g} > tol={tol:g}. Increase max_iter or tol.",
+            f"{int(n_iter[0])} iterations (max_iter={max_iter}) with a largest gradient "
+            f"of {measure[0]:.2g} > tol={tol:g}. Increase max_iter or tol.",
             ConvergenceWarning,
             stacklevel=3,
         )
-    with torch.no_grad():
-        return {
-            "layer_weights": torch.softmax(mix.layer_logits, 0).numpy().copy(),
-            "coef": mix.linear.weight.numpy().copy(),
-            "intercept": mix.linear.bias.numpy().copy(),
-            "n_iter": n_iter,
-        }
+    a, W, b = mix.unpack(x[0])
+    return {"layer_weights": softmax(a), "coef": W.copy(), "intercept": b.copy(),
+            "n_iter": int(n_iter[0])}
 
 
 def mix_logits(Z, params):
-    """Logits of the fitted mix for stacked layers ``Z`` (numpy, no torch).
+    """Logits of the fitted mix for stacked layers ``Z``.
 
     Parameters
     ----------
@@ -187,7 +213,8 @@ def mix_logits(Z, params):
 
     Returns
     -------
-    logits : ndarray of shape (n_samples, n_classes)
+    logits : ndarray of shape (n_samples, n_outputs)
+        One column (the logit of the second class) for two classes.
     """
     mixed = np.tensordot(params["layer_weights"], Z, axes=1)
     return mixed @ params["coef"].T + params["intercept"]

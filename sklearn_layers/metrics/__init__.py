@@ -2,15 +2,16 @@
 
 Each metric takes a feature matrix ``F`` (one row per sample) and returns a
 float. :func:`get_layer_metric` names them for code that picks a layer by one
-of them; :func:`~sklearn_layers.layer_metrics` tabulates them over the layers
-of a network.
+of them; :func:`~sklearn_layers.layer_metrics_from_features` tabulates them
+over precomputed layers, :func:`~sklearn_layers.layer_metrics` (beside
+``layer_sweep``) over the layers of a network.
 """
 
 from ._collapse import nc1
 from ._neighbors import knn_loo_accuracy, twonn_dimension
 from ._registry import LayerMetric, get_layer_metric, get_layer_metric_names
 from ._spectral import effective_rank, matrix_entropy
-from ._table import layer_metrics, layer_metrics_from_features
+from ._table import layer_metrics_from_features
 
 __all__ = [
     "LayerMetric",
@@ -18,7 +19,6 @@ __all__ = [
     "get_layer_metric",
     "get_layer_metric_names",
     "knn_loo_accuracy",
-    "layer_metrics",
     "layer_metrics_from_features",
     "matrix_entropy",
     "nc1",

@@ -4,6 +4,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn import get_config
+from sklearn.utils import check_random_state, resample
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
@@ -37,3 +38,18 @@ def chunk_rows(row_bytes, n_rows, working_memory):
         raise ValueError(f"working_memory must be a positive number of MiB; got "
                          f"{working_memory!r}.")
     return int(max(1, min(n_rows, working_memory * 2**20 // max(row_bytes, 1))))
+
+
+def stratified_rows(n_samples, y, max_samples, random_state):
+    """Sorted row indices: all rows, or ``max_samples`` of them (stratified by ``y``).
+
+    ``y`` may be None (a plain random subset). The same call gives the same
+    rows, so every layer of a table is measured on the same samples.
+    """
+    if max_samples is None or max_samples >= n_samples:
+        return np.arange(n_samples)
+    picked = resample(
+        np.arange(n_samples), replace=False, n_samples=max_samples,
+        random_state=check_random_state(random_state), stratify=y,
+    )
+    return np.sort(picked)

@@ -33,10 +33,11 @@ def data():
 
 def test_grid_search_runs_each_row_through_the_network_once(cnn, data):
     X, y = data
-    counter = RowCounter(cnn[0])
+    counter = RowCounter(cnn[0])  # an independent count, to check the cache's own
+    cache = MemoryCache()
     pipe = Pipeline(
         [
-            ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(), batch_size=16)),
+            ("features", LayerFeatureTransformer(cnn, cache=cache, batch_size=16)),
             ("head", NearestCentroid()),
         ]
     )
@@ -53,6 +54,7 @@ def test_grid_search_runs_each_row_through_the_network_once(cnn, data):
     finally:
         counter.remove()
     assert counter.rows <= len(X) + 2, counter.rows
+    assert cache.n_rows_computed == counter.rows
 
     # the same grid without a cache: every candidate x fold recomputes
     counter = RowCounter(cnn[0])
@@ -82,15 +84,29 @@ def test_cached_features_equal_fresh_ones(cnn, data):
 def test_fully_cached_request_runs_no_forward(cnn, data):
     X, _ = data
     cache = MemoryCache()
-    counter = RowCounter(cnn[0])
     lft = LayerFeatureTransformer(cnn, layers="9", cache=cache).fit(X)
     first = lft.transform(X)
-    counter.take()
+    computed = cache.n_rows_computed
     second = lft.transform(X)
     LayerFeatureTransformer(cnn, layers=["2", "5"], cache=cache).fit_transform(X)
-    counter.remove()
-    assert counter.rows == 0
+    assert cache.n_rows_computed == computed  # not even a row to trace the model
     assert_array_equal(first, second)
+
+
+def test_a_counting_hook_registered_between_calls_is_another_model(cnn, data):
+    # why the docs count with n_rows_computed: a hook can change outputs, so
+    # it is part of the key, and the same hook code is the same key everywhere
+    X, _ = data
+    cache = MemoryCache()
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    counter = RowCounter(cnn[0])
+    before = cache.n_rows_computed
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    again = cache.n_rows_computed
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    counter.remove()
+    assert again - before == len(X) == counter.rows  # every row again
+    assert cache.n_rows_computed == again  # the same hook: served
 
 
 def test_in_place_weight_change_is_never_served_stale(cnn, data):
@@ -172,8 +188,10 @@ def test_disk_cache_is_shared_and_exact(cnn, data, tmp_path):
     assert_array_equal(second[:, 16:], first[:, :8])
 
 
-def _entry_files(root):
-    return sorted(p for p in root.rglob("*.npz") if not p.name.startswith(".tmp"))
+def _database(path):
+    import sqlite3
+
+    return sqlite3.connect(path / "activations.sqlite", isolation_level=None)
 
 
 @pytest.mark.parametrize(
@@ -182,57 +200,94 @@ def _entry_files(root):
         lambda b: b[: len(b) // 2],  # truncated
         lambda b: b[:100] + bytes(len(b) - 100),  # zeroed tail
         lambda b: b"\x00" * len(b),  # garbage
-        lambda b: b"",  # empty
+        lambda b: b"SQLite format 3\x00" + bytes(200),  # a header and nothing else
     ],
 )
-def test_corrupt_disk_entries_are_recomputed_never_served(cnn, data, tmp_path, damage):
-    # memory_bytes=0: no in-memory front, every lookup reads the files, as a
-    # different process would
+def test_corrupt_database_is_set_aside_never_served(cnn, data, tmp_path, damage):
     X, _ = data
-    counter = RowCounter(cnn[0])
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
-    LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
-    files = _entry_files(tmp_path)
-    for f in files[::3]:
-        f.write_bytes(damage(f.read_bytes()))
-    counter.take()
-    got = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
+    first = DiskCache(tmp_path, 0)
+    LayerFeatureTransformer(cnn, layers="5", cache=first).fit_transform(X)
+    del first
+    file = tmp_path / "activations.sqlite"
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"activations.sqlite{suffix}").unlink(missing_ok=True)
+    file.write_bytes(damage(file.read_bytes()))
+    cache = DiskCache(tmp_path, 0)
+    with pytest.warns(RuntimeWarning, match="never served"):
+        got = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
     same_features(cnn, X, ["5"], got, expected)
-    assert counter.take() >= len(files[::3])
-    # rewritten: a third pass is all hits (fit computes its first row)
-    LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
-    counter.remove()
-    assert counter.rows == 1
+    assert cache.n_rows_computed == len(X) + 1  # every row again (and fit's own)
+    assert list(tmp_path.glob("activations.sqlite.corrupt-*"))
+    # a new database took its place: a third pass is all hits
+    third = DiskCache(tmp_path, 0)
+    LayerFeatureTransformer(cnn, layers="5", cache=third).fit_transform(X)
+    assert third.n_rows_computed == 1  # fit computes its first row
 
 
-def test_same_directory_shares_one_disk_cache_per_process(tmp_path):
+def test_foreign_database_is_set_aside(cnn, data, tmp_path):
+    X, _ = data
+    db = _database(tmp_path)
+    db.execute("CREATE TABLE rows (model, layer, row, dtype, width, value)")
+    db.close()
+    cache = DiskCache(tmp_path, 0)
+    with pytest.warns(RuntimeWarning, match="another program"):
+        LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    assert list(tmp_path.glob("activations.sqlite.corrupt-*"))
+
+
+def test_a_path_resolves_to_a_new_disk_cache_that_holds_nothing_after_use(cnn, data, tmp_path):
+    import gc
+    import weakref
+
     from sklearn_layers._extraction._cache import make_cache
 
-    assert make_cache(tmp_path) is make_cache(str(tmp_path))
-    assert make_cache(tmp_path) is not make_cache(tmp_path / "other")
+    X, _ = data
+    assert make_cache(tmp_path) is not make_cache(tmp_path)  # no registry of paths
+    cache = make_cache(tmp_path)
+    LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X[:4])
+    alive = weakref.ref(cache)
+    del cache
+    gc.collect()
+    assert alive() is None  # nothing in the package holds it (nor its front)
+    # the next object reads the same database
+    again = make_cache(tmp_path)
+    LayerFeatureTransformer(cnn, layers="5", cache=again).fit_transform(X[:4])
+    assert again.n_rows_computed == 1
 
 
-def test_disk_cache_never_unpickles(tmp_path):
+def test_disk_cache_never_serves_rows_it_cannot_check(tmp_path):
     cache = DiskCache(tmp_path, memory_bytes=0)
-    digest = b"\x01" * 16
-    file = cache._file("fp", digest)
-    file.parent.mkdir(parents=True)
-    np.savez(file, **{"6c": np.array([object()], dtype=object)})  # needs pickle to load
-    found = cache.lookup("fp", ["l"], [digest])
-    assert found["l"] == [None]
+    cache.store("fp", {"l": np.ones((2, 3))}, [b"a" * 16, b"b" * 16])
+    db = _database(tmp_path)
+    db.execute("UPDATE rows SET dtype = '|O' WHERE row = ?", (b"a" * 16,))  # a pickle's dtype
+    db.execute("UPDATE rows SET value = x'00' WHERE row = ?", (b"b" * 16,))  # short
+    db.close()
+    assert DiskCache(tmp_path, 0).lookup("fp", ["l"], [b"a" * 16, b"b" * 16])["l"] == [None, None]
 
 
-def test_unwritable_cache_still_returns_features_and_warns(cnn, data, tmp_path, monkeypatch):
+def test_full_disk_still_returns_features_and_warns(cnn, data, tmp_path):
     X, _ = data
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     cache = DiskCache(tmp_path)
-
-    def full_disk(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("sklearn_layers._extraction._cache.write_entry", full_disk)
-    with pytest.warns(RuntimeWarning, match="No space left"):
+    cache.store("fp", {"l": np.ones((1, 2))}, [b"r" * 16])
+    cache._connection().execute("PRAGMA max_page_count = 1")  # SQLite's own "disk full"
+    with pytest.warns(RuntimeWarning, match="full"):
         got = LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
+    same_features(cnn, X, ["5"], got, expected)
+
+
+def test_read_only_database_still_returns_features_and_warns(cnn, data, tmp_path, monkeypatch):
+    import sqlite3
+
+    X, _ = data
+    LayerFeatureTransformer(cnn, layers="2", cache=DiskCache(tmp_path)).fit_transform(X[:5])
+    expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    # root ignores permission bits: open the file read-only as a read-only mount would
+    monkeypatch.setattr(DiskCache, "_open", lambda self: sqlite3.connect(
+        f"file:{self.file}?mode=ro", uri=True, isolation_level=None, check_same_thread=False))
+    with pytest.warns(RuntimeWarning, match="readonly"):
+        got = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path)).fit_transform(X)
     same_features(cnn, X, ["5"], got, expected)
 
 
@@ -266,11 +321,35 @@ def test_concurrent_writers_of_the_same_keys(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    found = DiskCache(tmp_path).lookup("fp", ["layer"], [bytes([i]) * 16 for i in range(8)])
+    digests = [bytes([i]) * 16 for i in range(8)]
+    found = DiskCache(tmp_path).lookup("fp", ["layer", "extra0", "extra1", "extra2"], digests)
     for row in found["layer"]:
-        assert row is not None
         assert_array_equal(row, np.ones(32, dtype=np.float32))
-    assert not list(tmp_path.rglob(".tmp-*"))
+    # each writer's own layer of the same rows is there: no update was lost
+    assert all(row is not None for seed in range(3) for row in found[f"extra{seed}"])
+
+
+def _write_one_layer(path, layer, digests):
+    cache = DiskCache(path, memory_bytes=0)
+    for lo in range(0, len(digests), 25):
+        part = digests[lo:lo + 25]
+        cache.store("fp", {layer: np.full((len(part), 4), float(layer[-1]))}, part)
+
+
+def test_processes_writing_different_layers_of_the_same_rows_lose_nothing(tmp_path):
+    digests = [i.to_bytes(16, "little") for i in range(400)]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_one_layer, args=(tmp_path, f"layer{k}", digests))
+             for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    layers = [f"layer{k}" for k in range(4)]
+    found = DiskCache(tmp_path, 0).lookup("fp", layers, digests)
+    for k, layer in enumerate(layers):
+        assert all(row is not None and row[0] == k for row in found[layer])
 
 
 def channel_mean(a):
@@ -356,12 +435,10 @@ def test_foreign_entry_of_another_width_is_recomputed_and_never_decides_widths(
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
     cache = DiskCache(tmp_path, memory_bytes=0)
     LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
-    # overwrite every entry's "5" rows with rows of another width, in our format
-    from sklearn_layers._extraction._npz import read_entry, write_entry
-
-    for f in _entry_files(tmp_path):
-        entry = read_entry(f)
-        write_entry(f, {k: np.zeros(3, np.float32) for k in entry})
+    # overwrite every stored row with a row of another width, in our format
+    db = _database(tmp_path)
+    db.execute("UPDATE rows SET width = 3, value = zeroblob(12)")
+    db.close()
     lft = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, memory_bytes=0))
     got = lft.fit_transform(X)
     assert lft.n_features_out_ == 16
@@ -395,26 +472,7 @@ def test_memory_cache_bound_holds_as_measured(cnn):
     assert cache.max_bytes * 0.5 < held <= cache.max_bytes, held
 
 
-def test_disk_caches_are_released_when_unused(tmp_path, cnn, data):
-    import gc
-    import weakref
 
-    from sklearn_layers._extraction._cache import make_cache
-
-    X, _ = data
-    LayerFeatureTransformer(cnn, layers="5", cache=tmp_path / "a").fit_transform(X[:4])
-    first = weakref.ref(make_cache(tmp_path / "a"))
-    for i in range(6):  # other directories in use push it out of the recent few
-        make_cache(tmp_path / f"other{i}")
-    gc.collect()
-    assert first() is None
-    # a directory deleted under a held instance gets a fresh one
-    held = make_cache(tmp_path / "b")
-    held.store("fp", {"l": np.ones((1, 2))}, [b"r" * 16])
-    import shutil
-
-    shutil.rmtree(tmp_path / "b")
-    assert make_cache(tmp_path / "b") is not held
 
 
 def test_empty_cache_path_is_an_error(cnn, data):
@@ -455,3 +513,74 @@ def test_eviction_of_rows_still_needed_warns_once(cnn, data):
     with pytest.warns(RuntimeWarning, match="max_bytes of at least") as record:
         grid.fit(X, y)
     assert sum("evicted rows" in str(w.message) for w in record) == 1
+
+
+def flatten_pixels(rows):
+    return torch.stack([torch.as_tensor(np.asarray(r.convert("RGB")), dtype=torch.float32)
+                        .flatten() for r in rows])
+
+
+def test_palette_images_are_keyed_by_their_colours():
+    from PIL import Image
+
+    indices = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    images = []
+    for scale in (1, 3):
+        image = Image.fromarray(indices, mode="P")
+        image.putpalette([min(255, scale * v) for v in range(256) for _ in range(3)])
+        images.append(image)
+    net = torch.nn.Sequential(torch.nn.Linear(48, 5))
+    cache = MemoryCache()
+
+    def lft():
+        return LayerFeatureTransformer(net, layers="0", preprocess=flatten_pixels, cache=cache)
+
+    dark = lft().fit_transform(images[:1])
+    light = lft().fit_transform(images[1:])
+    fresh = LayerFeatureTransformer(net, layers="0", preprocess=flatten_pixels,
+                                    cache=None).fit_transform(images[1:])
+    assert not np.allclose(dark, light)
+    assert_array_equal(light, fresh)
+
+
+def tokens_of_width(rows, width=3, scale=1.0):
+    return torch.stack([torch.full((width,), scale * len(r)) for r in rows])
+
+
+def test_module_level_functions_with_plain_defaults_are_keyed(cnn, data):
+    from sklearn_layers._extraction._identity import function_name
+
+    assert function_name(tokens_of_width) is not None
+    assert function_name(flatten_pixels) != function_name(tokens_of_width)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    cache = MemoryCache()
+    items = ["a", "bb", "ccc"]
+    LayerFeatureTransformer(net, layers="0", preprocess=tokens_of_width,
+                            cache=cache).fit_transform(items)
+    assert len(cache) > 0
+    # a changed default is another key
+    before = function_name(tokens_of_width)
+    tokens_of_width.__defaults__ = (3, 2.0)
+    try:
+        assert function_name(tokens_of_width) != before
+    finally:
+        tokens_of_width.__defaults__ = (3, 1.0)
+
+
+def test_an_unkeyable_callable_warns_once_naming_it(cnn, data):
+    import warnings
+
+    X, _ = data
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(cnn, layers="5", pooling=lambda a: a.mean(dim=(2, 3)),
+                                  cache=cache)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lft.fit_transform(X)
+        lft.transform(X)
+        for _ in range(2):  # clones in a grid share the cache: still once
+            __import__("sklearn").base.clone(lft).fit_transform(X)
+    messages = [str(w.message) for w in caught if "no stable name" in str(w.message)]
+    assert len(messages) == 1
+    assert "<lambda>" in messages[0] and "module-level function" in messages[0]
+    assert cache.n_rows_computed == 4 * len(X) + 3  # every call (and fit) ran the network

@@ -400,25 +400,44 @@ def test_numeric_settings_are_part_of_the_identity(setting, value):
     assert identity() != changed
 
 
-def test_accelerator_tensors_are_hashed_once_per_version(monkeypatch):
+def test_content_is_hashed_once_per_model_state(monkeypatch):
     from sklearn_layers._extraction import _fingerprint
 
-    # CPU tensors take the path accelerator tensors take
-    monkeypatch.setattr(_fingerprint, "_hashed_every_call", lambda t: False)
     hashed = []
     as_bytes = _fingerprint._as_bytes
-    monkeypatch.setattr(_fingerprint, "_as_bytes",
-                        lambda t: hashed.append(t) or as_bytes(t))
+    monkeypatch.setattr(_fingerprint, "_as_bytes", lambda t: hashed.append(t) or as_bytes(t))
+    memo = _fingerprint.IdentityMemo()
     net = make_mlp()
     n_tensors = len(list(net.parameters()))
-    first = model_fingerprint(net)
+    first = model_fingerprint(net, memo)
     assert len(hashed) == n_tensors
-    assert model_fingerprint(net) == first
+    assert model_fingerprint(net, memo) == first
     assert len(hashed) == n_tensors  # every tensor served from the memo
     with torch.no_grad():
-        net[0].weight.add_(1.0)  # bumps the version counter
-    assert model_fingerprint(net) != first
-    assert len(hashed) == n_tensors + 1  # only the edited tensor is read again
+        net[0].weight.add_(1.0)  # in place: bumps the version counter
+    edited = model_fingerprint(net, memo)
+    assert edited != first and len(hashed) == n_tensors + 1  # only that tensor again
+    net[0].weight.data.mul_(2.0)  # bypasses the version counter: a sampled value changes
+    assert model_fingerprint(net, memo) not in (first, edited)
+    net[2].bias.data = torch.zeros_like(net[2].bias)  # replaced storage
+    replaced = model_fingerprint(net, memo)
+    assert replaced == model_fingerprint(net)  # the memo never changes the key
+    state = {k: v + 1 for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    assert model_fingerprint(net, memo) == model_fingerprint(net) != replaced
+
+
+def test_optimiser_step_changes_the_key():
+    net = make_mlp()
+    cache = MemoryCache()
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    before = features(net, X, cache, layers="3")
+    optimiser = torch.optim.SGD(net.parameters(), lr=0.5)
+    net(torch.as_tensor(X)).sum().backward()
+    optimiser.step()
+    after = features(net, X, cache, layers="3")
+    same_features(net, X, ["3"], after, uncached(net, X, layers="3"))
+    assert not np.allclose(before, after)
 
 
 def test_numeric_settings_restored_to_the_default_equal_a_fresh_process():
@@ -442,3 +461,169 @@ def test_numeric_settings_restored_to_the_default_equal_a_fresh_process():
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.strip()
     assert here == fresh
+
+
+# --- the same key in every process ------------------------------------------------
+
+_EVERY_NN_LAYER = r'''
+import inspect, json, sys, warnings
+import torch
+from torch import nn
+from sklearn_layers._extraction._fingerprint import model_fingerprint
+
+VALUES = {"num_heads": 2, "nhead": 2, "p": 0.5, "dim": 1, "num_groups": 2, "kernel_size": 3,
+          "lambd": 0.5, "upscale_factor": 2, "downscale_factor": 2, "output_size": 2,
+          "num_embeddings": 10, "cutoffs": [4, 8], "n_classes": 10, "unflattened_size": (2, 2),
+          "size": 4, "padding": 1, "output_ratio": 0.5}
+SPECIAL = {"RNNBase": lambda: nn.RNNBase("LSTM", 4, 4), "RNN": lambda: nn.RNN(4, 4),
+           "LSTM": lambda: nn.LSTM(4, 4, 2), "GRU": lambda: nn.GRU(4, 4, bidirectional=True),
+           "TransformerEncoder": lambda: nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 2),
+           "TransformerDecoder": lambda: nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 2),
+           "FractionalMaxPool2d": lambda: nn.FractionalMaxPool2d(2, output_ratio=0.5),
+           "FractionalMaxPool3d": lambda: nn.FractionalMaxPool3d(2, output_ratio=0.5)}
+
+def build(name, cls):
+    torch.manual_seed(0)
+    if name in SPECIAL:
+        return SPECIAL[name]()
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return cls(**{p.name: VALUES.get(p.name, 4) for p in params
+                  if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)})
+
+found = {}
+for name in sorted(dir(nn)):
+    cls = getattr(nn, name)
+    if isinstance(cls, type) and issubclass(cls, nn.Module) and cls is not nn.Module:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found[name] = model_fingerprint(build(name, cls))
+json.dump(found, sys.stdout)
+'''
+
+
+def _in_fresh_interpreter(code, seed):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_every_nn_layer_has_one_key_in_every_process():
+    # a set literal in a membership test (``padding_mode not in {...}`` in every
+    # convolution) compiles to a frozenset whose order follows the hash seed
+    import json
+
+    first, second = (json.loads(_in_fresh_interpreter(_EVERY_NN_LAYER, seed)) for seed in (1, 2))
+    assert first == second
+    keyed = [name for name, key in first.items() if key is not None]
+    assert len(keyed) > 140, sorted(set(first) - set(keyed))
+    # a lazy module's parameters do not exist yet: no key, nothing cached
+    assert all(first[name] is None for name in first if name.startswith("Lazy"))
+
+
+_SECOND_RUN = r'''
+import sys, numpy as np, torch
+from torch import nn
+from sklearn_layers import DiskCache, LayerFeatureTransformer
+torch.manual_seed(0)
+cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                    nn.Conv2d(4, 4, 3, padding="same"), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                    nn.Linear(16, 3))
+encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 2)
+X = np.random.default_rng(0).normal(size=(64, 1, 8, 8)).astype(np.float32)
+tokens = np.random.default_rng(1).normal(size=(64, 5, 8)).astype(np.float32)
+counts = []
+for net, data, layer in ((cnn, X, "3"), (encoder, tokens, "layers.1")):
+    cache = DiskCache(sys.argv[1])
+    lft = LayerFeatureTransformer(net, layers=layer, cache=cache).fit(data)
+    fitted = cache.n_rows_computed
+    lft.transform(data)
+    counts += [fitted, cache.n_rows_computed - fitted]
+print(counts)
+'''
+
+
+def test_a_second_process_is_served_from_disk(tmp_path):
+    code = _SECOND_RUN.replace("sys.argv[1]", repr(str(tmp_path)))
+    first = eval(_in_fresh_interpreter(code, 1))
+    second = eval(_in_fresh_interpreter(code, 2))
+    assert first[1] + first[0] >= 64 and first[3] + first[2] >= 64
+    # fit computes one row of its own (widths never come from a file); the
+    # transform computes nothing, not even a row to trace aliases
+    assert second == [1, 0, 1, 0]
+
+
+_MINILM_KEY = r'''
+import torch
+from sklearn_layers.models import load_minilm
+from sklearn_layers._extraction._fingerprint import model_fingerprint
+from sklearn_layers._extraction._identity import tokenizer_name
+model, tokenizer = load_minilm()
+print(model_fingerprint(model), tokenizer_name(tokenizer, 16))
+'''
+
+
+@pytest.mark.slow
+def test_minilm_has_one_key_in_every_process():
+    first, second = (_in_fresh_interpreter(_MINILM_KEY, seed).split()[-2:] for seed in (1, 2))
+    assert first == second and "None" not in first
+
+
+def test_hook_code_has_one_key_in_every_process():
+    code = ("from sklearn_layers._extraction._fingerprint import model_fingerprint\n"
+            "from sklearn_layers.utils.toy import make_mlp\n"
+            "def count(module, args):\n    return None if type(module).__name__ in {'Linear', 'ReLU', 'Tanh'} else None\n"
+            "net = make_mlp(); net[0].register_forward_pre_hook(count)\n"
+            "print(model_fingerprint(net))")
+    assert _in_fresh_interpreter(code, 1) == _in_fresh_interpreter(code, 2)
+
+
+class _Tiny(nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.scale = scale
+
+    def forward(self, x):
+        return self.linear(x) * self.scale
+
+
+def test_scripted_traced_and_compiled_models_get_a_key():
+    torch.manual_seed(0)
+    net = _Tiny(2.0)
+    x = torch.zeros(1, 4)
+    scripted, traced = torch.jit.script(net), torch.jit.trace(net, x)
+    keys = [model_fingerprint(m) for m in (scripted, traced, torch.compile(net))]
+    assert None not in keys and len(set(keys)) == 3
+    other = _Tiny(3.0)
+    other.load_state_dict(net.state_dict())
+    # a scripted module's code and constants are part of its key
+    assert model_fingerprint(torch.jit.script(other)) != keys[0]
+
+
+@pytest.mark.slow
+def test_padding_side_changed_after_a_transform_is_another_key():
+    from sklearn_layers.models import load_minilm
+
+    model, tokenizer = load_minilm()
+    texts = ["a short one", "a much longer sentence with many more tokens than the first",
+             "a sentence of middling length"]
+    cache = MemoryCache()
+    lft = LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tokenizer,
+                                  cache=cache).fit(texts)
+    lft.transform(texts)
+    tokenizer.padding_side = "left"
+    try:
+        before = cache.n_rows_computed
+        got = lft.transform(texts)
+        fresh = LayerFeatureTransformer(model, layers="encoder.layer.1", tokenizer=tokenizer,
+                                        cache=None).fit(texts).transform(texts)
+    finally:
+        tokenizer.padding_side = "right"
+    assert cache.n_rows_computed - before == len(texts)  # nothing served from the right-padded run
+    assert_array_equal(got, fresh)

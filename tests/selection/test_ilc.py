@@ -5,20 +5,20 @@ from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.neighbors import NearestCentroid
 from torch import nn
 
 from sklearn_layers import (
-    ILC,
     IntermediateLayerClassifier,
     LayerFeatureTransformer,
-    MemoryCache,
     layer_sweep,
 )
 from sklearn_layers._selection import default_probe
+from sklearn_layers._transformer import first_row
 from sklearn_layers.utils.toy import make_small_cnn
 
 from _helpers import RowCounter
+
+ILC = IntermediateLayerClassifier  # short name for this file's many calls
 
 
 class TwoViews(nn.Module):
@@ -51,12 +51,12 @@ def two_view_data(n, shifted, seed):
 def test_best_layer_is_the_argmax_and_x_val_changes_it():
     X, y = two_view_data(300, shifted=False, seed=0)
     X_val, y_val = two_view_data(60, shifted=True, seed=1)
-    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=3).fit(X, y)
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=3).fit(X, y)
     scores = ilc.layer_scores_
     assert ilc.best_layer_ == max(scores, key=scores.get) == "a"
     assert ilc.selection_ == "cv"
     assert set(ilc.layer_score_std_) == {"a", "b"}
-    shifted = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"]).fit(
+    shifted = ILC(TwoViews(), layers=["a", "b"]).fit(
         X, y, X_val=X_val, y_val=y_val
     )
     assert shifted.best_layer_ == "b"
@@ -68,7 +68,7 @@ def test_best_layer_is_the_argmax_and_x_val_changes_it():
 def test_layer_scores_are_cross_validation_of_the_head():
     X, y = two_view_data(120, shifted=False, seed=3)
     cv = StratifiedKFold(3)
-    ilc = IntermediateLayerClassifier(TwoViews(), layers=["a", "b"], cv=cv).fit(X, y)
+    ilc = ILC(TwoViews(), layers=["a", "b"], cv=cv).fit(X, y)
     features = LayerFeatureTransformer(TwoViews(), layers="b", cache=None).fit_transform(X)
     expected = cross_val_score(default_probe(), features, y, cv=cv).mean()
     # the same features and folds give the same fold scores; only the order in
@@ -109,61 +109,12 @@ def test_one_class_and_half_validation_set_are_refused():
         ILC(TwoViews()).fit(X, y, X_val=X)
 
 
-def test_clone_shares_the_model():
+def test_clone_shares_the_network_or_clones_the_extractor():
     net = TwoViews()
-    assert clone(ILC(net)).model is net
-
-
-@pytest.fixture
-def images():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(90, 1, 12, 12)).astype(np.float32)
-    y = np.arange(90) % 3
-    X[y == 1, :, :6] += 1.0
-    X[y == 2, :, 6:] += 1.0
-    X_shift = X + rng.normal(0, 1.0, X.shape).astype(np.float32)
-    return X, y, X_shift
-
-
-def test_layer_sweep_table_and_one_forward_per_row(images):
-    X, y, X_shift = images
-    net = make_small_cnn(n_classes=3)
-    counter = RowCounter(net[0])
-    heads = {"logistic": default_probe(), "centroid": NearestCentroid()}
-    cache = MemoryCache()
-    test_sets = {"id": (X[60:], y[60:]), "shifted": (X_shift[60:], y[60:])}
-    table = layer_sweep(net, X[:60], y[:60], heads=heads, cv=3, cache=cache,
-                        test_sets=test_sets, cost_sample=0)
-    # each distinct row once, all layers, all folds; one more row counts FLOPs
-    assert counter.take() == 60 + 30 + 30 + 1
-    layer_sweep(net, X[:60], y[:60], heads={"c": NearestCentroid()}, cv=2, cache=cache,
-                test_sets=test_sets, cost_sample=0)
-    assert counter.take() == 1
-    counter.remove()
-    assert list(table.columns) == [
-        "layer", "layer_index", "head", "split", "score", "score_std", "score_low",
-        "score_high", "fit_time", "forward_share", "cost_unit", "seconds_per_row",
-    ]
-    assert len(table) == 4 * 2 * 3
-    assert list(table["layer"].unique()) == ["2", "5", "9", "10"]
-    assert set(table["split"]) == {"cv", "id", "shifted"}
-    # a row of the table is exactly the head fitted on that layer's features
-    lft = LayerFeatureTransformer(net, layers="5", cache=None)
-    F_train, F_test = lft.fit_transform(X[:60]), lft.transform(X_shift[60:])
-    expected = NearestCentroid().fit(F_train, y[:60]).score(F_test, y[60:])
-    row = table[(table.layer == "5") & (table["head"] == "centroid") & (table.split == "shifted")]
-    # an accuracy: the same predictions give the same fraction, a flipped one
-    # moves it by 1/60, so there is nothing for a tolerance to absorb
-    assert row["score"].item() == expected
-    assert (table["fit_time"] >= 0).all()
-
-
-def test_layer_sweep_names_heads_given_as_a_list(images):
-    X, y, _ = images
-    table = layer_sweep(make_small_cnn(n_classes=3), X, y, layers=[0, -1],
-                        heads=[NearestCentroid(), NearestCentroid()], cv=2)
-    assert set(table["head"]) == {"NearestCentroid", "NearestCentroid_2"}
-    assert set(table["split"]) == {"cv"}
+    assert clone(ILC(net)).extractor is net
+    lft = LayerFeatureTransformer(net, pooling="max")
+    cloned = clone(ILC(lft)).extractor
+    assert cloned is not lft and cloned.model is net and cloned.pooling == "max"
 
 
 # --- one network per fit, NaN-safe choice, pandas output, optional methods ------
@@ -244,13 +195,66 @@ def test_optional_methods_follow_the_estimator():
     assert probe.best_score_ == probe.layer_scores_[probe.best_layer_]
 
 
-def test_extraction_parameters_reach_the_extractors():
+def test_extraction_settings_reach_the_extractors_and_the_users_is_untouched():
     X, y = two_view_data(40, shifted=False, seed=10)
-    ilc = ILC(TwoViews(), layers=["a", "b"], cv=2, n_threads=1, max_length=7,
-              batch_size=5).fit(X, y)
+    lft = LayerFeatureTransformer(TwoViews(), n_threads=1, max_length=7, batch_size=5)
+    before = lft.get_params()
+    ilc = ILC(lft, layers=["a", "b"], cv=2).fit(X, y)
     params = ilc.extractor_.get_params()
     assert params["n_threads"] == 1 and params["max_length"] == 7
     assert params["batch_size"] == 5 and params["prefetch"] is False
+    assert params["layers"] == [ilc.best_layer_]
+    assert ilc.extractor_ is not lft
+    assert lft.get_params() == before  # never changed
+    assert not hasattr(lft, "model_") and not hasattr(lft, "n_features_in_")  # never fitted
+
+
+def test_a_grid_reaches_the_extractors_settings():
+    from sklearn.model_selection import GridSearchCV
+
+    images = np.random.default_rng(2).normal(size=(40, 1, 12, 12)).astype(np.float32)
+    y = np.arange(40) % 2
+    images[y == 1, :, :6] += 0.5
+    lft = LayerFeatureTransformer(make_small_cnn(n_classes=2), cache=None)
+    grid = GridSearchCV(ILC(lft, layers=["2", "5"], cv=2),
+                        {"extractor__pooling": ["mean", "max"]}, cv=2).fit(images, y)
+    best = grid.best_estimator_
+    assert best.extractor.pooling == grid.best_params_["extractor__pooling"]
+    assert best.extractor_.pooling == grid.best_params_["extractor__pooling"]
+    expected = LayerFeatureTransformer(lft.model, layers=best.best_layer_,
+                                       pooling=best.extractor.pooling,
+                                       cache=None).fit_transform(images)
+    assert_allclose(best.transform(images), expected)
+    assert lft.pooling == "auto" and not hasattr(lft, "model_")  # the user's: untouched
+
+
+def test_the_pooling_is_the_extractors():
+    images = np.random.default_rng(1).normal(size=(30, 1, 12, 12)).astype(np.float32)
+    y = np.arange(30) % 2
+    net = make_small_cnn(n_classes=2)
+    for pooling in ("mean", "max"):
+        ilc = ILC(
+            LayerFeatureTransformer(net, pooling=pooling, cache=None), layers=["2"], cv=2
+        ).fit(images, y)
+        expected = LayerFeatureTransformer(net, layers="2", pooling=pooling,
+                                           cache=None).fit_transform(images)
+        assert_allclose(ilc.transform(images), expected)
+
+
+def test_fit_reads_and_validates_x_once(monkeypatch):
+    from sklearn_layers import _transformer
+
+    X, y = two_view_data(40, shifted=False, seed=17)
+    reads = []
+    original = _transformer.make_input
+
+    def counting(X, **kwargs):
+        reads.append(len(X))
+        return original(X, **kwargs)
+
+    monkeypatch.setattr(_transformer, "make_input", counting)
+    ILC(TwoViews(), layers=["a", "b"], cv=2).fit(X, y)
+    assert reads == [40]  # before: fit_transform twice, the cost row, the chosen layer's fit
 
 
 # --- cost-aware choice and deployment ---------------------------------------------
@@ -317,28 +321,6 @@ def test_a_metric_undefined_on_a_layer_never_chooses_it():
     assert ilc.best_layer_ == "1" and np.isnan(ilc.layer_scores_["3"])
 
 
-def test_one_bar_for_extraction_and_one_for_fits(images, monkeypatch):
-    import tqdm
-
-    X, y, X_shift = images
-    bars = []
-
-    class Recorder(tqdm.tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, disable=True, **kwargs)
-            self.what = kwargs.get("unit")
-            bars.append(self)
-
-    monkeypatch.setattr(tqdm, "tqdm", Recorder)
-    net = make_small_cnn(n_classes=3)
-    layer_sweep(net, X[:60], y[:60], heads={"c": NearestCentroid()}, cv=3,
-                test_sets={"id": (X[60:], y[60:]), "shifted": (X_shift[60:], y[60:])},
-                cache=MemoryCache(), cost_sample=0, verbose=1)
-    assert [b.what for b in bars] == ["rows", "fit"]
-    assert bars[0].total == 119  # train and both test sets once (fit computed row 0)
-    assert bars[1].total == 4 * 1 * 4  # layers x heads x (3 folds + held-out fit)
-
-
 def test_costing_leaves_no_hook_behind_when_it_fails_midway(monkeypatch):
     from sklearn_layers._selection import _cost
     from sklearn_layers.utils.toy import make_mlp
@@ -357,5 +339,5 @@ def test_costing_leaves_no_hook_behind_when_it_fails_midway(monkeypatch):
 
     monkeypatch.setattr(_cost, "module_of", second_fails)
     with pytest.raises(RuntimeError, match="injected"):
-        _cost.forward_shares(net, lft._one_row(X), list(lft.feature_slices_))
+        _cost.forward_shares(net, first_row(lft, X), list(lft.feature_slices_))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in net.modules())

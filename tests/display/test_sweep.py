@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.neighbors import NearestCentroid  # noqa: E402
 
 from sklearn_layers import (  # noqa: E402
-    ILC,
+    IntermediateLayerClassifier,
     LayerSweepDisplay,
     PrototypeClassifier,
     layer_sweep,
@@ -39,7 +39,7 @@ def table():
         warnings.filterwarnings("ignore", "self.within_class_std_dev_", UserWarning)
         return layer_sweep(
             make_small_cnn(n_classes=2), X[:80], y[:80],
-            heads={"centroid": NearestCentroid(), "prototype": PrototypeClassifier()},
+            estimators=[("centroid", NearestCentroid()), ("prototype", PrototypeClassifier())],
             cv=3, test_sets={"shifted": (X[80:] * 2, y[80:])}, cost_sample=0,
         )
 
@@ -279,7 +279,7 @@ def test_cost_view_needs_costs():
 @pytest.fixture(scope="module")
 def iris_ilc():
     X, y = load_iris(return_X_y=True)
-    return ILC(make_mlp(4, hidden=(16, 8)), cv=4).fit(X, y), X, y
+    return IntermediateLayerClassifier(make_mlp(4, hidden=(16, 8)), cv=4).fit(X, y), X, y
 
 
 def test_from_estimator_interval_is_the_sweeps_fold_interval(iris_ilc):
@@ -311,12 +311,13 @@ def test_from_estimator_interval_is_the_sweeps_fold_interval(iris_ilc):
 
 def test_from_estimator_without_interval_and_metric_chance(iris_ilc):
     _, X, y = iris_ilc
-    val = ILC(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2],
+    val = IntermediateLayerClassifier(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2],
                                                X_val=X[1::2], y_val=y[1::2])
     display = LayerSweepDisplay.from_estimator(val)
     assert list(display.lines_) == [("logistic", "validation")]
     assert display.intervals_ == {}
-    ranked = ILC(make_mlp(4, hidden=(16, 8)), scoring="effective_rank").fit(X, y)
+    ranked = IntermediateLayerClassifier(make_mlp(4, hidden=(16, 8)),
+                                         scoring="effective_rank").fit(X, y)
     assert LayerSweepDisplay.from_estimator(ranked).ax_.get_ylabel() == "effective_rank"
     with pytest.raises(ValueError, match="chance_level='uniform' is 1 / n_classes"):
         LayerSweepDisplay.from_estimator(ranked, chance_level="uniform")
@@ -324,7 +325,7 @@ def test_from_estimator_without_interval_and_metric_chance(iris_ilc):
 
 def test_two_estimators_on_one_axes_share_colour_and_legend(iris_ilc):
     ilc, X, y = iris_ilc
-    val = ILC(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2],
+    val = IntermediateLayerClassifier(make_mlp(4, hidden=(16, 8))).fit(X[::2], y[::2],
                                                X_val=X[1::2], y_val=y[1::2])
     ax = LayerSweepDisplay.from_estimator(val).ax_
     second = LayerSweepDisplay.from_estimator(ilc, ax=ax)
@@ -383,3 +384,15 @@ def test_from_sweep_accepts_records_and_saves(table, tmp_path):
     out = tmp_path / "sweep.png"
     display.figure_.savefig(out)
     assert out.stat().st_size > 1000
+
+
+def test_from_estimator_names_the_head_as_its_class():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_iris(return_X_y=True)
+    ilc = IntermediateLayerClassifier(
+        make_mlp(4, hidden=(16, 8)), cv=3,
+        estimator=make_pipeline(StandardScaler(), NearestCentroid()),
+    ).fit(X, y)
+    assert list(LayerSweepDisplay.from_estimator(ilc).scores) == [("NearestCentroid", "cv")]

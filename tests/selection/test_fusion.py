@@ -20,10 +20,12 @@ from sklearn.svm import LinearSVC  # noqa: E402
 from torch import nn  # noqa: E402
 
 from sklearn_layers import (  # noqa: E402
+    ConcatFusion,
     LayerFeatureTransformer,
     LayerFusionClassifier,
-    LayerWeightsDisplay,
     MemoryCache,
+    StackingFusion,
+    WeightedFusion,
 )
 from sklearn_layers._selection import default_probe  # noqa: E402
 from sklearn_layers.utils.toy import make_mlp, make_small_cnn  # noqa: E402
@@ -75,7 +77,8 @@ def test_concat_is_the_probe_on_the_layers_side_by_side():
     net = make_small_cnn(n_classes=3)
     layers = ["2", "5", "9"]
     cache = MemoryCache()  # the same features on both sides, bit for bit
-    fused = LayerFusionClassifier(net, layers=layers, fusion="concat", cache=cache)
+    fused = LayerFusionClassifier(LayerFeatureTransformer(net, cache=cache), layers=layers,
+                                  fusion=ConcatFusion())
     fused.fit(X[:60], y[:60])
     by_hand = Pipeline([
         ("features", LayerFeatureTransformer(net, layers=layers, cache=cache)),
@@ -85,7 +88,7 @@ def test_concat_is_the_probe_on_the_layers_side_by_side():
     assert_allclose(fused.predict_proba(X[60:]), by_hand.predict_proba(X[60:]),
                     rtol=1e-6, atol=1e-9)
     assert fused.layer_names_ == layers
-    assert not hasattr(fused, "layer_weights_")
+    assert not hasattr(fused.fusion_, "layer_weights_")
 
 
 def test_the_users_estimators_see_the_labels():
@@ -95,15 +98,24 @@ def test_the_users_estimators_see_the_labels():
     labels = np.array(["cat", "dog", "eel"])[y]
     probe = default_probe().set_params(class_weight={"cat": 1.0, "dog": 5.0, "eel": 1.0})
     concat = LayerFusionClassifier(make_small_cnn(n_classes=3), layers=["2", "5"],
-                                   fusion="concat", estimator=probe).fit(X, labels)
-    assert_array_equal(concat.estimator_.classes_, ["cat", "dog", "eel"])
+                                   fusion=ConcatFusion(probe)).fit(X, labels)
+    assert_array_equal(concat.fusion_.estimator_.classes_, ["cat", "dog", "eel"])
     assert set(concat.predict(X)) <= {"cat", "dog", "eel"}
-    # "stack": the fitted per-layer estimators and the final one see the labels
-    # too (only the cross-fitted copies see codes: cross_val_predict encodes)
+    # stacking: every estimator, the cross-fitted copies included, sees the
+    # labels (cross_val_predict would encode them, and a class_weight dict
+    # keyed by the labels failed with "The classes, [0, 1, 2], are not in
+    # class_weight")
     stack = LayerFusionClassifier(make_small_cnn(n_classes=3), layers=["2", "5"],
-                                  fusion="stack", cv=3).fit(X, labels)
-    for estimator in [*stack.estimators_, stack.final_estimator_]:
+                                  fusion=StackingFusion(probe, cv=3)).fit(X, labels)
+    for estimator in [*stack.fusion_.estimators_, stack.fusion_.final_estimator_]:
         assert_array_equal(estimator.classes_, ["cat", "dog", "eel"])
+    weights = {"cat": 10, "dog": 1, "eel": 1}
+    weighted = LayerFusionClassifier(
+        make_small_cnn(n_classes=3), layers=["2", "5"],
+        fusion=StackingFusion(LogisticRegression(class_weight=weights, max_iter=1000), cv=3),
+    ).fit(X, labels)
+    assert all(e.class_weight == weights for e in weighted.fusion_.estimators_)
+    assert set(weighted.predict(X)) <= {"cat", "dog", "eel"}
     assert_array_equal(stack.classes_[stack.predict_proba(X).argmax(axis=1)],
                        stack.predict(X))
 
@@ -122,7 +134,8 @@ def test_stack_equals_stacking_classifier_on_per_layer_features(n_classes):
     net = make_small_cnn(n_classes=3)
     cv = StratifiedKFold(3)
     cache = MemoryCache()
-    fused = LayerFusionClassifier(net, layers="all", fusion="stack", cv=cv, cache=cache)
+    fused = LayerFusionClassifier(LayerFeatureTransformer(net, cache=cache), layers="all",
+                                  fusion=StackingFusion(cv=cv))
     fused.fit(X[::2], y[::2])
     lft = LayerFeatureTransformer(net, layers="all", cache=cache)
     F_train, F_test = lft.fit_transform(X[::2]), lft.transform(X[1::2])
@@ -131,8 +144,8 @@ def test_stack_equals_stacking_classifier_on_per_layer_features(n_classes):
          for layer, cols in lft.feature_slices_.items()],
         final_estimator=LogisticRegression(), cv=cv,
     ).fit(F_train, y[::2])
-    assert fused.stack_method_ == "predict_proba"
-    assert len(fused.estimators_) == len(lft.layer_names_) == 4
+    assert fused.fusion_.stack_method_ == "predict_proba"
+    assert len(fused.fusion_.estimators_) == len(lft.layer_names_) == 4
     assert_array_equal(fused.predict(X[1::2]), stacking.predict(F_test))
     assert_allclose(fused.predict_proba(X[1::2]), stacking.predict_proba(F_test),
                     rtol=1e-6, atol=1e-9)
@@ -143,24 +156,25 @@ def test_stack_equals_stacking_classifier_on_per_layer_features(n_classes):
 
 def test_stack_reads_the_decision_function_when_there_is_no_proba():
     X, y = images()
-    fused = LayerFusionClassifier(make_small_cnn(n_classes=3), fusion="stack", cv=3,
-                                  estimator=LinearSVC()).fit(X, y)
-    assert fused.stack_method_ == "decision_function"
+    fused = LayerFusionClassifier(make_small_cnn(n_classes=3),
+                                  fusion=StackingFusion(LinearSVC(), cv=3)).fit(X, y)
+    assert fused.fusion_.stack_method_ == "decision_function"
     assert fused.predict_proba(X).shape == (90, 3)
 
 
 def test_optional_methods_follow_the_estimator():
     X, y = images()
     net = make_small_cnn(n_classes=3)
-    concat = LayerFusionClassifier(net, fusion="concat", estimator=LinearSVC())
+    concat = LayerFusionClassifier(net, fusion=ConcatFusion(LinearSVC()))
     assert not hasattr(concat, "predict_proba")
     assert hasattr(concat, "decision_function")
     concat.fit(X, y)
     assert not hasattr(concat, "predict_proba")
     assert concat.decision_function(X).shape == (90, 3)
-    stack = LayerFusionClassifier(net, fusion="stack", final_estimator=LinearSVC())
+    stack = LayerFusionClassifier(net, fusion=StackingFusion(final_estimator=LinearSVC()))
     assert not hasattr(stack, "predict_proba")
-    weighted = LayerFusionClassifier(net)
+    assert hasattr(LayerFusionClassifier(net), "predict_proba")  # stacking by default
+    weighted = LayerFusionClassifier(net, fusion=WeightedFusion())
     assert all(hasattr(weighted, m) for m in
                ("predict_proba", "predict_log_proba", "decision_function"))
 
@@ -168,50 +182,58 @@ def test_optional_methods_follow_the_estimator():
 # --- "weighted" against a hand computation ---------------------------------------
 
 
-def test_one_layer_weighted_fusion_is_a_logistic_regression_on_standardised_features():
-    X, y = signal_and_noise(150, 4, seed=0)
-    alpha = 1e-2
-    fused = LayerFusionClassifier(Views(2, 4), layers=["view0"], alpha=alpha, tol=1e-9,
-                                  random_state=0).fit(X, y)
-    assert_array_equal(fused.layer_weights_, [1.0])
-    # LogisticRegression minimises C * sum(loss) + ||W||^2 / 2: alpha = 1 / (C n)
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_one_layer_weighted_fusion_is_a_logistic_regression_on_standardised_features(
+    n_classes, C
+):
+    # the penalty is LogisticRegression's C for two classes as for more (it
+    # was alpha, which for two classes matched C = 2 / (alpha n), not 1 / (alpha n))
+    X, y = signal_and_noise(150, 4, seed=0, n_classes=n_classes)
+    fused = LayerFusionClassifier(
+        Views(2, 4), layers=["view0"], fusion=WeightedFusion(C=C, tol=1e-9, random_state=0)
+    ).fit(X, y)
+    assert_array_equal(fused.fusion_.layer_weights_, [1.0])
     F = X[:, :4].astype(np.float64)  # float32 features would fit in float32
     reference = make_pipeline(
-        StandardScaler(), LogisticRegression(C=1 / (alpha * len(y)), tol=1e-12, max_iter=10_000)
+        StandardScaler(), LogisticRegression(C=C, tol=1e-12, max_iter=10_000)
     ).fit(F, y)
     # Both solutions are within gradient 1e-9 of the optimum; the objective is
-    # at least alpha-strongly convex in W, so parameters agree to ~1e-7 and
+    # at least 1/(C n)-strongly convex in W, so parameters agree to ~1e-7 and
     # probabilities (features of magnitude ~3) to well under 1e-5.
     assert_allclose(fused.predict_proba(X), reference.predict_proba(F), atol=1e-5)
+    assert_allclose(fused.decision_function(X), reference.decision_function(F), atol=1e-4)
     assert_array_equal(fused.predict(X), reference.predict(F))
 
 
 def test_a_pure_noise_layer_gets_almost_no_weight():
     X, y = signal_and_noise(300, 4, seed=1)
+    # C = 1 / (1e-3 * 300): the penalty this test was written for
+    fusion = WeightedFusion(C=1 / (1e-3 * 300), random_state=0)
     fused = LayerFusionClassifier(Views(2, 4), layers=["view0", "view1"],
-                                  random_state=0).fit(X, y)
-    weights = fused.layer_weights_
+                                  fusion=fusion).fit(X, y)
+    weights = fused.fusion_.layer_weights_
     assert weights.shape == (2,)
     assert weights.sum() == pytest.approx(1.0, abs=1e-12)
     # mixing in noise blurs the signal; only what the noise happens to fit of
     # 300 training labels keeps its optimal weight above 0 (here 0.022)
     assert weights[1] < 0.05
     swapped = LayerFusionClassifier(Views(2, 4), layers=["view1", "view0"],
-                                    random_state=0).fit(X, y)
-    assert_allclose(swapped.layer_weights_, weights[::-1], atol=1e-3)
+                                    fusion=fusion).fit(X, y)
+    assert_allclose(swapped.fusion_.layer_weights_, weights[::-1], atol=1e-3)
 
 
 def test_prediction_is_the_mix_of_standardised_layers_by_hand():
     X, y = signal_and_noise(120, 3, seed=2)
     fused = LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"],
-                                  random_state=0).fit(X[:90], y[:90])
-    params = fused.fusion_.params_
+                                  fusion=WeightedFusion(random_state=0)).fit(X[:90], y[:90])
+    fusion = fused.fusion_
     mixed = 0.0
-    for weight, cols in zip(fused.layer_weights_, (slice(0, 3), slice(3, 6))):
+    for weight, cols in zip(fusion.layer_weights_, (slice(0, 3), slice(3, 6))):
         F = X[:90, cols].astype(np.float64)
         z = (X[90:, cols] - F.mean(axis=0)) / F.std(axis=0)
         mixed = mixed + weight * z
-    logits = mixed @ params["coef"].T + params["intercept"]
+    logits = mixed @ fusion.coef_.T + fusion.intercept_
     assert_allclose(fused.decision_function(X[90:]), logits, rtol=1e-5, atol=1e-6)
     assert_allclose(fused.predict_proba(X[90:]), softmax(logits, axis=1), rtol=1e-5,
                     atol=1e-7)
@@ -220,14 +242,15 @@ def test_prediction_is_the_mix_of_standardised_layers_by_hand():
     assert_array_equal(fused.predict(X[90:]), np.argmax(logits, axis=1))
 
 
-def test_binary_decision_function_is_the_positive_class_logit_difference():
+def test_binary_decision_function_is_the_positive_class_logit():
     X, y = signal_and_noise(100, 3, seed=3, n_classes=2)
     labels = np.array(["no", "yes"])[y]
     fused = LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"],
-                                  random_state=0).fit(X, labels)
+                                  fusion=WeightedFusion(random_state=0)).fit(X, labels)
     proba = fused.predict_proba(X)
     scores = fused.decision_function(X)
     assert scores.shape == (100,)
+    assert fused.fusion_.coef_.shape == (1, 3)  # one logit, as LogisticRegression
     assert_allclose(scores, np.log(proba[:, 1] / proba[:, 0]), rtol=1e-6, atol=1e-8)
     assert set(fused.predict(X)) <= {"no", "yes"}
 
@@ -235,7 +258,8 @@ def test_binary_decision_function_is_the_positive_class_logit_difference():
 def test_layers_of_different_widths_are_projected_to_the_narrowest():
     X, y = images()
     net = make_small_cnn(n_classes=3)  # blocks of width 8, 16, 32, 3
-    fused = LayerFusionClassifier(net, layers=["2", "5", "9"], random_state=0).fit(X, y)
+    fused = LayerFusionClassifier(net, layers=["2", "5", "9"],
+                                  fusion=WeightedFusion(random_state=0)).fit(X, y)
     assert fused.fusion_.equal_width_.width_ == 8
     Z = fused.fusion_.equal_width_.transform(
         [fused.extractor_.transform(X)[:, cols]
@@ -243,7 +267,8 @@ def test_layers_of_different_widths_are_projected_to_the_narrowest():
     assert Z.shape == (3, 90, 8)
     # each projected layer has a mean feature variance of 1 on the training rows
     assert_allclose(Z.var(axis=1, ddof=1).mean(axis=1), 1.0, rtol=1e-6)
-    wide = LayerFusionClassifier(net, layers=["2", "5", "9"], n_components=9)
+    wide = LayerFusionClassifier(net, layers=["2", "5", "9"],
+                                 fusion=WeightedFusion(n_components=9))
     with pytest.raises(ValueError, match="n_components=9 is wider than the narrowest layer"):
         wide.fit(X, y)
 
@@ -251,18 +276,18 @@ def test_layers_of_different_widths_are_projected_to_the_narrowest():
 def test_weighted_fusion_is_deterministic_given_random_state():
     X, y = images()
     net = make_small_cnn(n_classes=3)
-    first = LayerFusionClassifier(net, random_state=3).fit(X, y)
-    again = LayerFusionClassifier(net, random_state=3).fit(X, y)
-    assert_array_equal(first.layer_weights_, again.layer_weights_)
+    first = LayerFusionClassifier(net, fusion=WeightedFusion(random_state=3)).fit(X, y)
+    again = LayerFusionClassifier(net, fusion=WeightedFusion(random_state=3)).fit(X, y)
+    assert_array_equal(first.fusion_.layer_weights_, again.fusion_.layer_weights_)
     assert_array_equal(first.predict_proba(X), again.predict_proba(X))
-    assert first.n_iter_ >= 1
+    assert first.fusion_.n_iter_ >= 1
 
 
 def test_too_few_iterations_warn():
     X, y = signal_and_noise(60, 3, seed=4)
     with pytest.warns(ConvergenceWarning, match=r"did not converge.*max_iter=2"):
-        LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"], max_iter=2,
-                              random_state=0).fit(X, y)
+        LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"],
+                              fusion=WeightedFusion(max_iter=2, random_state=0)).fit(X, y)
 
 
 # --- the network, the cache, clones --------------------------------------------
@@ -272,8 +297,9 @@ def test_a_grid_over_fusion_and_layers_runs_each_row_once():
     X, y = images(90, seed=2)
     net = make_small_cnn(n_classes=3)
     counter = RowCounter(net[0])  # before the first extraction: part of the cache key
-    fused = LayerFusionClassifier(net, cache=MemoryCache(), cv=2, random_state=0)
-    grid = GridSearchCV(fused, {"fusion": ["weighted", "concat", "stack"],
+    fused = LayerFusionClassifier(LayerFeatureTransformer(net, cache=MemoryCache()))
+    grid = GridSearchCV(fused, {"fusion": [WeightedFusion(random_state=0), ConcatFusion(),
+                                           StackingFusion(cv=2)],
                                 "layers": [["2", "5"], "all"]}, cv=3)
     grid.fit(X, y)
     assert counter.rows == len(X)
@@ -285,8 +311,8 @@ def test_the_network_is_shared_and_unchanged():
     X, y = images()
     net = make_small_cnn(n_classes=3)
     before = snapshot(net)
-    fused = LayerFusionClassifier(net, fusion="stack", cv=2)
-    assert clone(fused).model is net
+    fused = LayerFusionClassifier(net, fusion=StackingFusion(cv=2))
+    assert clone(fused).extractor is net
     fused.fit(X, y).predict(X)
     assert fused.extractor_.model_ is net
     assert_unchanged(net, before)
@@ -302,7 +328,7 @@ def test_a_factory_builds_one_network_per_fit():
         return make_mlp(n_features, hidden=(16,), seed=len(calls))
 
     X, y = load_iris(return_X_y=True)
-    fused = LayerFusionClassifier(factory, random_state=0).fit(X, y)
+    fused = LayerFusionClassifier(factory, fusion=WeightedFusion(random_state=0)).fit(X, y)
     fused.predict(X)
     assert calls == [4]
 
@@ -313,31 +339,25 @@ def test_bad_input_is_refused_clearly():
     with pytest.raises(ValueError, match="at least 2 classes"):
         LayerFusionClassifier(net).fit(X, np.zeros(30))
     with pytest.raises(ValueError, match="'fusion' parameter"):
-        LayerFusionClassifier(net, fusion="mean").fit(X, y)
+        LayerFusionClassifier(net, fusion="weighted").fit(X, y)
+    with pytest.raises(ValueError, match="'C' parameter of WeightedFusion"):
+        LayerFusionClassifier(net, fusion=WeightedFusion(C=0)).fit(X, y)
+    with pytest.raises(ValueError, match="'cv' parameter of StackingFusion"):
+        LayerFusionClassifier(net, fusion=StackingFusion(cv="five")).fit(X, y)
     with pytest.raises(ValueError, match="30 samples but y has 29"):
         LayerFusionClassifier(net).fit(X, y[:29])
 
 
-# --- the display -------------------------------------------------------------------
+def test_the_strategy_is_cloned_and_the_users_left_unfitted():
+    X, y = images(60)
+    strategy = StackingFusion(cv=2)
+    fused = LayerFusionClassifier(make_small_cnn(n_classes=3), layers=["2", "5"],
+                                  fusion=strategy).fit(X, y)
+    assert fused.fusion_ is not strategy and not hasattr(strategy, "estimators_")
+    assert fused.get_params()["fusion__cv"] == 2  # a grid reaches it as fusion__cv
 
 
-def test_weights_display_draws_one_bar_per_layer(tmp_path):
-    import matplotlib.pyplot as plt
-
-    X, y = signal_and_noise(120, 3, seed=5)
-    fused = LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"],
-                                  random_state=0).fit(X, y)
-    fig, ax = plt.subplots()
-    display = LayerWeightsDisplay.from_estimator(fused, ax=ax)
-    assert display.ax_ is ax and display.figure_ is fig
-    assert_allclose([bar.get_height() for bar in display.bars_], fused.layer_weights_)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["view0", "view1"]
-    fig.savefig(tmp_path / "weights.png")
-    assert (tmp_path / "weights.png").stat().st_size > 1000
-    concat = LayerFusionClassifier(Views(2, 3), layers=["view0", "view1"],
-                                   fusion="concat").fit(X, y)
-    with pytest.raises(ValueError, match="only fusion='weighted' learns layer weights"):
-        LayerWeightsDisplay.from_estimator(concat)
-    with pytest.raises(ValueError, match="one value per layer"):
-        LayerWeightsDisplay(layers=["a", "b"], weights=[1.0])
-    plt.close("all")
+def test_the_default_fusion_is_stacking():
+    X, y = images(60)
+    fused = LayerFusionClassifier(make_small_cnn(n_classes=3), layers=["2", "5"]).fit(X, y)
+    assert isinstance(fused.fusion_, StackingFusion)
