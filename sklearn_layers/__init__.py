@@ -21,6 +21,8 @@ from .heads import (
     KNNInterpolatedClassifier,
     LinearProbeClassifier,
     PrototypeClassifier,
+    RFRBoostClassifier,
+    RFRBoostRegressor,
     default_probe,
 )
 from .metrics import layer_metrics_from_features
@@ -41,6 +43,8 @@ __all__ = [
     "LinearProbeClassifier",
     "MemoryCache",
     "PrototypeClassifier",
+    "RFRBoostClassifier",
+    "RFRBoostRegressor",
     "StackingFusion",
     "WeightedFusion",
     "__version__",

@@ -4,7 +4,12 @@ They import no network code: use them on :class:`~sklearn_layers.LayerFeatureTra
 output or on plain tabular data.
 """
 
-from .boosting import GrowNetClassifier, GrowNetRegressor
+from .boosting import (
+    GrowNetClassifier,
+    GrowNetRegressor,
+    RFRBoostClassifier,
+    RFRBoostRegressor,
+)
 from .neighbours import KNNInterpolatedClassifier, PrototypeClassifier
 from .probe import LinearProbeClassifier, default_probe, linear_probe_path
 
@@ -14,6 +19,8 @@ __all__ = [
     "KNNInterpolatedClassifier",
     "LinearProbeClassifier",
     "PrototypeClassifier",
+    "RFRBoostClassifier",
+    "RFRBoostRegressor",
     "default_probe",
     "linear_probe_path",
 ]
