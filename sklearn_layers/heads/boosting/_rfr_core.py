@@ -34,15 +34,16 @@ def ridge_solve(F, G, w, alpha):
     solved by Cholesky; with ``alpha = 0`` and a singular ``F' W F`` the
     minimum-norm least-squares solution.
     """
-    share = w / w.sum()
+    share = (w / w.sum()).astype(F.dtype)
     Fw = F * share[:, None]
-    gram = F.T @ Fw
+    gram = (F.T @ Fw).astype(np.float64)
     gram.flat[:: gram.shape[0] + 1] += alpha
-    rhs = Fw.T @ G
+    rhs = (Fw.T @ G).astype(np.float64)
     try:
-        return linalg.solve(gram, rhs, assume_a="pos", check_finite=False)
+        B = linalg.solve(gram, rhs, assume_a="pos", check_finite=False)
     except (linalg.LinAlgError, ValueError):
-        return linalg.lstsq(gram, rhs, check_finite=False)[0]
+        B = linalg.lstsq(gram, rhs, check_finite=False)[0]
+    return B.astype(F.dtype)
 
 
 # Penalties 'auto' chooses among (per unit of the weighted mean loss, on
@@ -58,11 +59,11 @@ def ridge_solve_gcv(F, G, w, alphas=AUTO_ALPHAS):
     for every ``alpha``; GCV is ``RSS / (1 - df / n)^2`` over the ``n``
     rows (Golub, Heath and Wahba, 1979). Returns ``(B, alpha)``.
     """
-    share = w / w.sum()
+    share = (w / w.sum()).astype(F.dtype)
     Fw = F * share[:, None]
-    s, V = linalg.eigh(F.T @ Fw, check_finite=False)
+    s, V = linalg.eigh((F.T @ Fw).astype(np.float64), check_finite=False)
     s = np.clip(s, 0.0, None)
-    Q = V.T @ (Fw.T @ G)  # (p, k)
+    Q = V.T @ (Fw.T @ G).astype(np.float64)  # (p, k)
     q2 = (Q * Q).sum(axis=1)
     total = float(share @ (G * G).sum(axis=1))
     n = len(F)
@@ -77,15 +78,16 @@ def ridge_solve_gcv(F, G, w, alphas=AUTO_ALPHAS):
         if best is None or gcv < best[0]:
             best = (gcv, alpha)
     alpha = alphas[-1] if best is None else best[1]
-    return V @ (Q / (s + alpha)[:, None]), float(alpha)
+    return (V @ (Q / (s + alpha)[:, None])).astype(F.dtype), float(alpha)
 
 
 def weighted_standardise_stats(Z, w):
     """Weighted column means and standard deviations (1 where a column is constant)."""
-    share = w / w.sum()
+    share = (w / w.sum()).astype(Z.dtype)
     mean = share @ Z
     std = np.sqrt(share @ (Z - mean) ** 2)
-    return mean, np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    tiny = 1e-12 if Z.dtype == np.float64 else 1e-6
+    return mean, np.where(std > tiny * np.maximum(np.abs(mean), 1.0), std, 1.0).astype(Z.dtype)
 
 
 @dataclass
@@ -97,7 +99,7 @@ class RandomLayer:
     bias: np.ndarray
 
     @classmethod
-    def draw(cls, rng, n_phi, n_x, n_out):
+    def draw(cls, rng, n_phi, n_x, n_out, dtype=np.float64):
         """Gaussian weights giving the representation and the input equal shares.
 
         With standardised inputs, each block's pre-activation has variance
@@ -108,7 +110,7 @@ class RandomLayer:
         weight_phi = rng.standard_normal((n_phi, n_out)) / np.sqrt(max(n_phi, 1) * blocks)
         weight_x = rng.standard_normal((n_x, n_out)) / np.sqrt(max(n_x, 1) * blocks)
         bias = rng.uniform(-1.0, 1.0, n_out)
-        return cls(weight_phi, weight_x, bias)
+        return cls(*(a.astype(dtype) for a in (weight_phi, weight_x, bias)))
 
     def __call__(self, Phi, X0):
         Z = X0 @ self.weight_x + self.bias
@@ -133,7 +135,8 @@ class LinearTop:
 
 def fit_ridge_top(Phi, Y, w, alpha):
     """Weighted ridge regression with an unpenalised intercept (``alpha=None``: GCV)."""
-    share = w / w.sum()
+    share = (w / w.sum()).astype(Phi.dtype)
+    Y = Y.astype(Phi.dtype)
     Phi_mean, Y_mean = share @ Phi, share @ Y
     if alpha is None:
         coef = ridge_solve_gcv(Phi - Phi_mean, Y - Y_mean, w)[0]
@@ -156,7 +159,7 @@ def predict_proba_columns(raw):
     return expit(raw) if raw.shape[1] == 1 else softmax(raw, axis=1)
 
 
-def fit_logistic_top(Phi, Y, w, alpha, start=None, max_iter=200):
+def fit_logistic_top(Phi, Y, w, alpha, start=None, max_iter=100):
     """Weighted L2-penalised logistic regression by L-BFGS (unpenalised intercept).
 
     Minimises ``logistic_loss + alpha / 2 * ||coef||^2``; ``start`` (a
@@ -169,9 +172,9 @@ def fit_logistic_top(Phi, Y, w, alpha, start=None, max_iter=200):
     def objective(theta):
         coef = theta[: n_phi * n_out].reshape(n_phi, n_out)
         intercept = theta[n_phi * n_out:]
-        raw = Phi @ coef + intercept
+        raw = (Phi @ coef.astype(Phi.dtype)).astype(np.float64) + intercept
         residual = (predict_proba_columns(raw) - Y) * share[:, None]
-        grad_coef = Phi.T @ residual + alpha * coef
+        grad_coef = (Phi.T @ residual.astype(Phi.dtype)).astype(np.float64) + alpha * coef
         grad_intercept = residual.sum(axis=0)
         value = logistic_loss(raw, Y, w) + 0.5 * alpha * float((coef * coef).sum())
         return value, np.concatenate([grad_coef.ravel(), grad_intercept])
@@ -182,9 +185,9 @@ def fit_logistic_top(Phi, Y, w, alpha, start=None, max_iter=200):
         theta = np.concatenate([start.coef.ravel(), start.intercept])
     result = minimize(
         objective, theta, jac=True, method="L-BFGS-B",
-        options={"maxiter": max_iter, "gtol": 1e-6},
+        options={"maxiter": max_iter, "gtol": 1e-5},
     )
-    theta = result.x
+    theta = result.x.astype(Phi.dtype)
     return LinearTop(theta[: n_phi * n_out].reshape(n_phi, n_out), theta[n_phi * n_out:])
 
 
@@ -201,21 +204,22 @@ def negative_gradient(Phi, Y, top, squared):
     """
     raw = top(Phi)
     residual = Y - (raw if squared else predict_proba_columns(raw))
-    G = residual @ top.coef.T
-    norm = np.sqrt((G * G).sum() / len(G))
-    return G / norm if norm > 0 else G
+    G = (residual @ top.coef.T).astype(Phi.dtype)
+    norm = np.sqrt((G * G).sum(dtype=np.float64) / len(G))
+    return G / G.dtype.type(norm) if norm > 0 else G
 
 
 def line_search_squared(Phi, Y, w, top, direction):
     """``a`` minimising the weighted squared error of ``top(Phi + a * direction)``.
 
-    Closed form: ``a = <r, U>_w / <U, U>_w`` with ``r`` the residual and ``U
-    = direction @ coef``.
+    Closed form: ``a = <r, U>_w / (<U, U>_w + 1e-5)`` with ``r`` the
+    residual, ``U = direction @ coef`` and ``<., .>_w`` the weighted mean.
     """
+    share = w / w.sum()
     residual = Y - top(Phi)
     U = direction @ top.coef
-    numerator = float(w @ (residual * U).sum(axis=1))
-    denominator = float(w @ (U * U).sum(axis=1)) + _LINE_SEARCH_L2 * w.sum()
+    numerator = float(share @ (residual * U).sum(axis=1))
+    denominator = float(share @ (U * U).sum(axis=1)) + _LINE_SEARCH_L2
     return numerator / denominator if denominator > 0 else 0.0
 
 
@@ -275,13 +279,18 @@ def fit_stage(rng, Phi, X0, Y, w, top, *, squared, n_features, alpha, learning_r
 
     ``alpha`` is the ridge penalty of the step's solve, ``None`` for GCV.
     """
-    layer = RandomLayer.draw(rng, Phi.shape[1], X0.shape[1], n_features)
+    layer = RandomLayer.draw(rng, Phi.shape[1], X0.shape[1], n_features, Phi.dtype)
     F = layer(Phi, X0)
     G = negative_gradient(Phi, Y, top, squared)
     delta = ridge_solve_gcv(F, G, w)[0] if alpha is None else ridge_solve(F, G, w, alpha)
     direction = F @ delta
+    # Unit root-mean-square, so that the line search's tiny penalty on ``a``
+    # does not bind when a strong ridge penalty made the fitted step small.
+    rms = np.sqrt((direction * direction).sum(dtype=np.float64) / len(direction))
+    if rms > 0:
+        direction, delta = direction / Phi.dtype.type(rms), delta / Phi.dtype.type(rms)
     search = line_search_squared if squared else line_search_logistic
-    factor = learning_rate * search(Phi, Y, w, top, direction)
+    factor = np.asarray(learning_rate * search(Phi, Y, w, top, direction), dtype=Phi.dtype)
     moved = Phi + factor * direction
     mean, scale = weighted_standardise_stats(moved, w)
     return Stage(layer, factor * delta, mean, scale), (moved - mean) / scale
@@ -297,7 +306,7 @@ class Upscale:
 
     @classmethod
     def fit(cls, rng, X0, w, width):
-        layer = RandomLayer.draw(rng, 0, X0.shape[1], width)
+        layer = RandomLayer.draw(rng, 0, X0.shape[1], width, X0.dtype)
         Phi = layer(None, X0)
         mean, scale = weighted_standardise_stats(Phi, w)
         return cls(layer, mean, scale), (Phi - mean) / scale

@@ -57,12 +57,12 @@ _DOCS = """
         a closed-form solve, so stages are few and cheap compared with the
         trees of :class:`~sklearn.ensemble.HistGradientBoostingClassifier`.
 
-    representation_width : int, default=128
+    representation_width : int, default=64
         Width of the residual representation ``Phi``: the number of random
         ``tanh`` features of the input that start it, and of the columns
         each stage updates.
 
-    n_features_per_stage : int, default=256
+    n_features_per_stage : int, default=128
         Number of random ``tanh`` features each stage draws from the
         current representation and the input; its step is a linear map of
         them (``n_features_per_stage x representation_width``).
@@ -182,7 +182,7 @@ class _BaseRFRBoost(ReprMixin, BaseEstimator):
 
     def _encode(self, X):
         numeric, categorical = self._validate_X(X, reset=False)
-        return self._encoder.transform(numeric, categorical).astype(np.float64)
+        return self._encoder.transform(numeric, categorical)
 
     # ------------------------------------------------------------------- fit
 
@@ -235,12 +235,12 @@ class _BaseRFRBoost(ReprMixin, BaseEstimator):
             return numeric[index], cat
 
         self._encoder = TabularEncoder().fit(*rows(train), w[train])
-        X0 = self._encoder.transform(*rows(train)).astype(np.float64)
+        X0 = self._encoder.transform(*rows(train))
         Y_train = self._fit_target(Y[train], w[train])
         validation = (None, None, None)
         if val is not None:
             validation = (
-                self._encoder.transform(*rows(val)).astype(np.float64),
+                self._encoder.transform(*rows(val)),
                 self._scale_target(Y[val]),
                 w[val],
             )
@@ -443,8 +443,8 @@ class RFRBoostClassifier(ClassifierMixin, _BaseRFRBoost):
         *,
         learning_rate=1.0,
         max_iter=10,
-        representation_width=128,
-        n_features_per_stage=256,
+        representation_width=64,
+        n_features_per_stage=128,
         l2_regularization="auto",
         categorical_features="from_dtype",
         early_stopping="auto",
@@ -674,8 +674,8 @@ class RFRBoostRegressor(RegressorMixin, _BaseRFRBoost):
         *,
         learning_rate=1.0,
         max_iter=10,
-        representation_width=128,
-        n_features_per_stage=256,
+        representation_width=64,
+        n_features_per_stage=128,
         l2_regularization="auto",
         categorical_features="from_dtype",
         early_stopping="auto",
