@@ -159,7 +159,14 @@ def predict_proba_columns(raw):
     return expit(raw) if raw.shape[1] == 1 else softmax(raw, axis=1)
 
 
-def fit_logistic_top(Phi, Y, w, alpha, start=None, max_iter=100):
+# L-BFGS iterations of the logistic top model: from zero at the first stage,
+# and warm-started from the previous stage's model afterwards, where the
+# representation has moved by one small step.
+LOGISTIC_MAX_ITER = 100
+LOGISTIC_WARM_MAX_ITER = 20
+
+
+def fit_logistic_top(Phi, Y, w, alpha, start=None, max_iter=None):
     """Weighted L2-penalised logistic regression by L-BFGS (unpenalised intercept).
 
     Minimises ``logistic_loss + alpha / 2 * ||coef||^2``; ``start`` (a
@@ -182,7 +189,9 @@ def fit_logistic_top(Phi, Y, w, alpha, start=None, max_iter=100):
     if start is None:
         theta = np.zeros(n_phi * n_out + n_out)
     else:
-        theta = np.concatenate([start.coef.ravel(), start.intercept])
+        theta = np.concatenate([start.coef.ravel(), start.intercept]).astype(np.float64)
+    if max_iter is None:
+        max_iter = LOGISTIC_MAX_ITER if start is None else LOGISTIC_WARM_MAX_ITER
     result = minimize(
         objective, theta, jac=True, method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": 1e-5},
