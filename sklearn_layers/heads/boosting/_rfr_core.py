@@ -87,7 +87,8 @@ def weighted_standardise_stats(Z, w):
     mean = share @ Z
     std = np.sqrt(share @ (Z - mean) ** 2)
     tiny = 1e-12 if Z.dtype == np.float64 else 1e-6
-    return mean, np.where(std > tiny * np.maximum(np.abs(mean), 1.0), std, 1.0).astype(Z.dtype)
+    scale = np.where(std > tiny * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    return mean, scale.astype(Z.dtype)
 
 
 @dataclass
@@ -275,7 +276,8 @@ class Stage:
     """One residual block: its random layer, output map and re-standardisation."""
 
     layer: RandomLayer
-    delta: np.ndarray  # (n_features_per_stage, width): the step, line search and shrinkage included
+    # (n_features_per_stage, width): the step, line search and shrinkage included
+    delta: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
 

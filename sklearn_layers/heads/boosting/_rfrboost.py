@@ -164,7 +164,10 @@ _REFERENCES = """
 
 def _with_docs(cls):
     doc = cls.__doc__
-    for key, text in {"params": _DOCS, "attributes": _ATTRIBUTES, "notes": _NOTES, "references": _REFERENCES}.items():
+    texts = {
+        "params": _DOCS, "attributes": _ATTRIBUTES, "notes": _NOTES, "references": _REFERENCES,
+    }
+    for key, text in texts.items():
         doc = doc.replace(f"\n    %({key})s", text)
     cls.__doc__ = doc
     return cls
@@ -252,7 +255,8 @@ class _BaseRFRBoost(ReprMixin, BaseEstimator):
 
         def rows(index):
             cat = None if categorical is None else (
-                categorical.iloc[index] if hasattr(categorical, "iloc") else categorical[index]
+                categorical.iloc[index] if hasattr(categorical, "iloc")
+                else categorical[index]
             )
             return numeric[index], cat
 
@@ -531,7 +535,8 @@ class RFRBoostClassifier(ClassifierMixin, _BaseRFRBoost):
 
     def _fit_top(self, Phi, Y, w, start):
         alpha = self.l2_regularization
-        return fit_logistic_top(Phi, Y, w, _LOGISTIC_AUTO_L2 if alpha == "auto" else alpha, start)
+        alpha = _LOGISTIC_AUTO_L2 if alpha == "auto" else alpha
+        return fit_logistic_top(Phi, Y, w, alpha, start)
 
     @staticmethod
     def _loss(raw, Y, w):
