@@ -45,6 +45,9 @@ from ._tabular import TabularEncoder, weighted_mean_std
 # better of 1e-3, 1e-2 and 3e-2 on the benchmark's classification sets.
 _LOGISTIC_AUTO_L2 = 1e-2
 
+# Bounds of representation_width="auto" (2 * sqrt(n_train)).
+_AUTO_WIDTH = (16, 64)
+
 # HistGradientBoosting's threshold for early_stopping="auto".
 _AUTO_EARLY_STOPPING_ROWS = 10_000
 
@@ -61,15 +64,19 @@ _DOCS = """
         are few compared with the trees of
         :class:`~sklearn.ensemble.HistGradientBoostingClassifier`.
 
-    representation_width : int, default=64
+    representation_width : int or 'auto', default='auto'
         Width of the residual representation ``Phi``: the number of random
         ``tanh`` features of the input that start it, and of the columns
-        each stage updates.
+        each stage updates. ``'auto'`` is ``2 * sqrt(n)`` for ``n`` training
+        rows, between 16 and 64 (random features need about ``sqrt(n)`` of
+        them to learn at the rate of the kernel they approximate; wider
+        overfits small data, on large data 64 bounds the cost).
 
-    n_features_per_stage : int, default=128
+    n_features_per_stage : int or 'auto', default='auto'
         Number of random ``tanh`` features each stage draws from the
         current representation and the input; its step is a linear map of
-        them (``n_features_per_stage x representation_width``).
+        them (``n_features_per_stage x representation_width``). ``'auto'``
+        is twice the representation's width.
 
     l2_regularization : float or 'auto', default='auto'
         Ridge penalty of the closed-form solves (each stage's step and the
@@ -179,8 +186,8 @@ class _BaseRFRBoost(ReprMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "representation_width": [Interval(Integral, 1, None, closed="left")],
-        "n_features_per_stage": [Interval(Integral, 1, None, closed="left")],
+        "representation_width": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_features_per_stage": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "l2_regularization": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
@@ -300,9 +307,14 @@ class _BaseRFRBoost(ReprMixin, BaseEstimator):
         """Fit the stages on ``(X0, Y, w)``; with validation rows, stop early and cut back."""
         squared = self._squared
         alpha = None if self.l2_regularization == "auto" else self.l2_regularization
-        upscale, Phi = Upscale.fit(
-            np.random.default_rng([seed, 0]), X0, w, self.representation_width
-        )
+        width = self.representation_width
+        if width == "auto":
+            width = int(np.clip(round(2 * np.sqrt(len(X0))), *_AUTO_WIDTH))
+        n_features = self.n_features_per_stage
+        if n_features == "auto":
+            n_features = 2 * width
+        self.representation_width_, self.n_features_per_stage_ = width, n_features
+        upscale, Phi = Upscale.fit(np.random.default_rng([seed, 0]), X0, w, width)
         top = self._fit_top(Phi, Y, w, None)
         stages, tops = [], [top]
         train_scores = [-self._loss(top(Phi), Y, w)]
@@ -314,7 +326,7 @@ class _BaseRFRBoost(ReprMixin, BaseEstimator):
         for t in range(self.max_iter):
             stage, Phi = fit_stage(
                 np.random.default_rng([seed, t + 1]), Phi, X0, Y, w, top,
-                squared=squared, n_features=self.n_features_per_stage, alpha=alpha,
+                squared=squared, n_features=n_features, alpha=alpha,
                 learning_rate=self.learning_rate,
             )
             top = self._fit_top(Phi, Y, w, top)
@@ -377,6 +389,14 @@ class _BaseRFRBoost(ReprMixin, BaseEstimator):
 
 
 _ATTRIBUTES = """
+    representation_width_ : int
+        Width of the residual representation (``representation_width``, or
+        what ``'auto'`` chose).
+
+    n_features_per_stage_ : int
+        Random features drawn per stage (``n_features_per_stage``, or what
+        ``'auto'`` chose).
+
     n_iter_ : int
         Number of stages (residual blocks) of the fitted model: the best
         validation stage with early stopping, else ``max_iter``.
@@ -477,8 +497,8 @@ class RFRBoostClassifier(ClassifierMixin, _BaseRFRBoost):
         *,
         learning_rate=1.0,
         max_iter=5,
-        representation_width=64,
-        n_features_per_stage=128,
+        representation_width="auto",
+        n_features_per_stage="auto",
         l2_regularization="auto",
         categorical_features="from_dtype",
         early_stopping="auto",
@@ -711,8 +731,8 @@ class RFRBoostRegressor(RegressorMixin, _BaseRFRBoost):
         *,
         learning_rate=1.0,
         max_iter=5,
-        representation_width=64,
-        n_features_per_stage=128,
+        representation_width="auto",
+        n_features_per_stage="auto",
         l2_regularization="auto",
         categorical_features="from_dtype",
         early_stopping="auto",

@@ -159,6 +159,17 @@ def test_early_stopping_cuts_back_to_the_best_validation_stage():
     assert not auto.do_early_stopping_ and auto.n_iter_ == 2  # 'auto': off below 10,000 rows
 
 
+@pytest.mark.parametrize("n_rows, width", [(36, 16), (400, 40), (2000, 64)])
+def test_auto_widths_grow_with_the_square_root_of_the_rows(n_rows, width):
+    X, y = make_regression(n_rows, 3, random_state=0)
+    reg = RFRBoostRegressor(**{**FAST, "max_iter": 1}).fit(X, y)
+    assert (reg.representation_width_, reg.n_features_per_stage_) == (width, 2 * width)
+    assert reg._stages[0].delta.shape == (2 * width, width)
+    fixed = RFRBoostRegressor(**{**FAST, "max_iter": 1}, representation_width=8,
+                              n_features_per_stage=5).fit(X, y)
+    assert fixed._stages[0].delta.shape == (5, 8)
+
+
 def test_deterministic_and_pickles():
     X, y = make_classification(120, 6, random_state=1)
     a = RFRBoostClassifier(**FAST).fit(X, y)
@@ -171,11 +182,12 @@ def test_deterministic_and_pickles():
 
 
 def test_integer_sample_weight_equals_repeated_rows():
-    # With a fixed penalty: GCV ('auto') counts rows, so a repeated row and a
-    # weight of 2 may choose different penalties.
+    # With a fixed penalty and widths: GCV and the 'auto' widths count rows, so
+    # a repeated row and a weight of 2 may choose differently.
     X, y = make_regression(80, 4, noise=5.0, random_state=0)
     weights = np.arange(80) % 3
-    params = {**FAST, "l2_regularization": 1e-2}
+    params = {**FAST, "l2_regularization": 1e-2, "representation_width": 16,
+              "n_features_per_stage": 32}
     weighted = RFRBoostRegressor(**params).fit(X, y, sample_weight=weights)
     repeated = RFRBoostRegressor(**params).fit(np.repeat(X, weights, axis=0),
                                                np.repeat(y, weights))
