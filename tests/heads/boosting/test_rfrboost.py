@@ -138,9 +138,8 @@ def test_staged_predict_proba_ends_at_predict_proba():
 def test_stages_lower_the_training_loss():
     X, y = make_regression(300, 5, noise=1.0, random_state=0)
     y = np.sin(y / 50)
-    reg = RFRBoostRegressor(max_iter=6, early_stopping=True, validation_fraction=None,
-                            n_iter_no_change=6, random_state=0)
-    reg.set_params(validation_fraction=0.2).fit(X, y)
+    reg = RFRBoostRegressor(max_iter=6, early_stopping=True, validation_fraction=0.2,
+                            n_iter_no_change=6, random_state=0, n_threads=1).fit(X, y)
     assert np.all(np.diff(reg.train_score_) >= -1e-6)  # scores are negative losses
     assert reg.train_score_[-1] > reg.train_score_[0]
 
@@ -149,13 +148,13 @@ def test_early_stopping_cuts_back_to_the_best_validation_stage():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 10)), rng.normal(size=200)  # noise: stages overfit
     reg = RFRBoostRegressor(max_iter=30, l2_regularization=1e-6, early_stopping=True,
-                            n_iter_no_change=2, random_state=0).fit(X, y)
+                            n_iter_no_change=2, random_state=0, n_threads=1).fit(X, y)
     assert reg.do_early_stopping_
     n_trained = len(reg.validation_score_) - 1
     assert n_trained < 30
     assert reg.n_iter_ == 1 + int(np.argmax(reg.validation_score_[1:]))
     assert len(list(reg.staged_predict(X))) == reg.n_iter_
-    auto = RFRBoostRegressor(max_iter=2, random_state=0).fit(X, y)
+    auto = RFRBoostRegressor(max_iter=2, random_state=0, n_threads=1).fit(X, y)
     assert not auto.do_early_stopping_ and auto.n_iter_ == 2  # 'auto': off below 10,000 rows
 
 
