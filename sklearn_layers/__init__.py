@@ -29,6 +29,8 @@ from .heads import (
     LinearProbeClassifier,
     LinearProbeRegressor,
     PrototypeClassifier,
+    RFRBoostClassifier,
+    RFRBoostRegressor,
     default_probe,
 )
 from .metrics import layer_metrics_from_features
@@ -53,6 +55,8 @@ __all__ = [
     "LinearProbeRegressor",
     "MemoryCache",
     "PrototypeClassifier",
+    "RFRBoostClassifier",
+    "RFRBoostRegressor",
     "StackingFusion",
     "WeightedFusion",
     "__version__",

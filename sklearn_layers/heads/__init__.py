@@ -4,7 +4,12 @@ They import no network code: use them on :class:`~sklearn_layers.LayerFeatureTra
 output or on plain tabular data.
 """
 
-from .boosting import GrowNetClassifier, GrowNetRegressor
+from .boosting import (
+    GrowNetClassifier,
+    GrowNetRegressor,
+    RFRBoostClassifier,
+    RFRBoostRegressor,
+)
 from .neighbours import KNNInterpolatedClassifier, PrototypeClassifier
 from .probe import (
     LinearProbeClassifier,
@@ -20,6 +25,8 @@ __all__ = [
     "LinearProbeClassifier",
     "LinearProbeRegressor",
     "PrototypeClassifier",
+    "RFRBoostClassifier",
+    "RFRBoostRegressor",
     "default_probe",
     "linear_probe_path",
 ]

@@ -2,5 +2,11 @@
 
 from ._classifier import GrowNetClassifier
 from ._regressor import GrowNetRegressor
+from ._rfrboost import RFRBoostClassifier, RFRBoostRegressor
 
-__all__ = ["GrowNetClassifier", "GrowNetRegressor"]
+__all__ = [
+    "GrowNetClassifier",
+    "GrowNetRegressor",
+    "RFRBoostClassifier",
+    "RFRBoostRegressor",
+]
