@@ -2,7 +2,6 @@
 
 import os
 import warnings
-from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -16,9 +15,10 @@ from ._extraction._extract import extract, layer_slices, model_float_dtype
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
 from ._extraction._models import resolve_module
-from ._extraction._plan import prefetch_poolings, probe_widths
 from ._extraction._pooling import POOLING_NAMES, check_pooling
+from ._extraction._prefetch import prefetch_poolings
 from ._extraction._shapes import ModuleShapes
+from ._extraction._widths import probe_widths
 from .utils._device import resolve_device
 from ._extraction._precision import PRECISIONS, row_cosines, warn_if_emulated
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
@@ -340,8 +340,8 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         warn_if_emulated(self.precision, device, stacklevel=5)
         with torch_threads(self.n_threads):
             self.n_features_per_layer_ = probe_widths(
-                partial(extract, precision=self.precision), self.model_, adapter,
-                self.poolings_, device=device, cache=cache, prefetch=self._prefetch(cache),
+                self.model_, adapter, self.poolings_, device=device, cache=cache,
+                prefetch=self._prefetch(cache), precision=self.precision,
             )
         self.feature_slices_ = layer_slices(self.layer_names_, self.n_features_per_layer_)
         self.n_features_out_ = int(sum(self.n_features_per_layer_.values()))

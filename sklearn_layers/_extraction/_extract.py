@@ -6,9 +6,10 @@ import numpy as np
 import torch
 
 from ._aliases import AliasObserver, drop_alias, known_aliases, remember_aliases
+from ._cache_identity import cache_identity
 from ._capture import capture
 from ._fingerprint import count_rows, memo_of
-from ._plan import cache_identity, make_plan
+from ._plan import make_plan
 from ._precision import autocast
 from ._progress import progress_bar
 

@@ -16,9 +16,10 @@ import numpy as np
 
 from .._extraction._aliases import known_aliases
 from .._extraction._cache import make_cache
+from .._extraction._cache_identity import cache_identity
 from .._extraction._capture import capture
 from .._extraction._extract import model_float_dtype
-from .._extraction._plan import cache_identity, make_plan
+from .._extraction._plan import make_plan
 from .._extraction._precision import autocast
 from ..utils._threads import torch_threads
 

@@ -362,7 +362,7 @@ def test_autocast_is_part_of_the_identity(X):
     ],
 )
 def test_numeric_settings_are_part_of_the_identity(setting, value):
-    from sklearn_layers._extraction._plan import cache_identity
+    from sklearn_layers._extraction._cache_identity import cache_identity
 
     new_api = hasattr(torch.backends, "fp32_precision")
     if setting.endswith("fp32_precision") and not new_api:
@@ -447,9 +447,9 @@ def test_numeric_settings_restored_to_the_default_equal_a_fresh_process():
     import subprocess
     import sys
 
-    from sklearn_layers._extraction._plan import numeric_settings
+    from sklearn_layers._extraction._settings import numeric_settings
 
-    code = ("import torch; from sklearn_layers._extraction._plan import numeric_settings;"
+    code = ("import torch; from sklearn_layers._extraction._settings import numeric_settings;"
             "print(numeric_settings(torch.device('cpu')))")
     previous = torch.get_float32_matmul_precision()
     try:
