@@ -70,6 +70,10 @@ df_train, y_train = _frame(40, 0)
 df_test, _ = _frame(10, 1)
 w_train = np.ones(len(df_train))
 """,
+    "rfrboost.rst": """
+net = make_staged_cnn(n_classes=2, width=4)
+images, labels = _images(40)
+""",
     "deploying.rst": IMAGES + """
 import pickle
 from sklearn_layers.models import load_minilm
