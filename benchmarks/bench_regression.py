@@ -59,14 +59,15 @@ MAX_ANGLE = 45.0
 
 
 def rotated_digits(n_rows, seed=0):
-    """The first ``n_rows`` digits, each rotated by a uniform angle; (images, angles)."""
+    """The first ``n_rows`` digits, each rotated by a uniform angle, and the angles."""
     images, _ = load_digits_28x28(return_X_y=True)
     images = images[:n_rows]
     rng = np.random.default_rng(seed)
     angles = rng.uniform(-MAX_ANGLE, MAX_ANGLE, size=len(images))
     background = float(images.min())  # the normalised value of a blank pixel
     rotated = np.stack([
-        ndimage.rotate(img[0], angle, reshape=False, order=1, mode="constant", cval=background)
+        ndimage.rotate(img[0], angle, reshape=False, order=1, mode="constant",
+                       cval=background)
         for img, angle in zip(images, angles)
     ])[:, None].astype(np.float32)
     return rotated, angles
@@ -91,13 +92,14 @@ def main(n_rows=1797, repeats=3):
     torch.set_num_threads(1)
     X_img, y = rotated_digits(n_rows)
     model = load_digit_cnn()
-    print(f"torch {torch.__version__}, threads=1, {len(y)} digits rotated by U(-45, 45) degrees; "
-          f"target: the angle (std {y.std():.1f} degrees)")
+    print(f"torch {torch.__version__}, threads=1, {len(y)} digits rotated by "
+          f"U(-45, 45) degrees; target: the angle (std {y.std():.1f} degrees)")
 
     start = time.perf_counter()
     extractor = LayerFeatureTransformer(model, layers="all", cache=None)
     features = extractor.fit_transform(X_img)
-    print(f"extracted {len(extractor.layer_names_)} layers once in {time.perf_counter() - start:.1f} s")
+    elapsed = time.perf_counter() - start
+    print(f"extracted {len(extractor.layer_names_)} layers once in {elapsed:.1f} s")
 
     # (a) the probe vs StandardScaler + RidgeCV, per layer
     splits = list(KFold(5).split(features))
@@ -118,8 +120,8 @@ def main(n_rows=1797, repeats=3):
     print_table(rows, ["layer", "features", "probe r2", "RidgeCV r2", "probe s",
                        "RidgeCV s", "RidgeCV/probe"])
     print(f"time ratio RidgeCV/probe: median {np.median(ratios):.2f}x, "
-          f"min {np.min(ratios):.2f}x, max {np.max(ratios):.2f}x; largest |r2 difference| "
-          f"{max(r2_gaps):.1e}")
+          f"min {np.min(ratios):.2f}x, max {np.max(ratios):.2f}x; "
+          f"largest |r2 difference| {max(r2_gaps):.1e}")
 
     # (b) IntermediateLayerRegressor on 4/5 of the rows, r2 on the last 1/5
     n_train = len(y) * 4 // 5
@@ -132,8 +134,9 @@ def main(n_rows=1797, repeats=3):
     Xlast = features[:, extractor.feature_slices_[last]]
     last_r2 = LinearProbeRegressor().fit(Xlast[:n_train], y[:n_train]).score(
         Xlast[n_train:], y[n_train:])
-    print(f"\n(b) IntermediateLayerRegressor (cv=5, {n_train} training rows, fit {fit_s:.1f} s): "
-          f"chose {ilr.best_layer_} (CV r2 {ilr.best_score_:.4f}); held-out r2 on "
+    print(f"\n(b) IntermediateLayerRegressor (cv=5, {n_train} training rows, "
+          f"fit {fit_s:.1f} s): chose {ilr.best_layer_} (CV r2 {ilr.best_score_:.4f}); "
+          f"held-out r2 on "
           f"{len(y) - n_train} rows {held_out:.4f} vs last layer {last} {last_r2:.4f}")
 
     # (c) layer_sweep with its default estimators on the continuous target
@@ -148,7 +151,8 @@ def main(n_rows=1797, repeats=3):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1797, help="digits used (at most 1797)")
+    parser.add_argument("--rows", type=int, default=1797,
+                        help="digits used (at most 1797)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats per fit")
     args = parser.parse_args()
     with threadpool_limits(1):
