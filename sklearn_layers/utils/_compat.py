@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import (  # noqa: F401
     validate_parameter_constraints,
 )
 from sklearn_compat.base import _fit_context as _sklearn_fit_context
+from sklearn.utils import _safe_indexing  # noqa: F401
 from sklearn_compat.utils.validation import validate_data  # noqa: F401
 
 from ._threads import is_thread_count, thread_budget
@@ -57,6 +58,7 @@ __all__ = [
     "StrOptions",
     "validate_params",
     "_fit_context",
+    "_safe_indexing",
     "validate_data",
     "validate_parameter_constraints",
 ]

@@ -20,7 +20,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import train_test_split
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import (
     check_consistent_length,
     check_is_fitted,
@@ -32,6 +32,7 @@ from ...utils._compat import (
     RealNotInt,
     StrOptions,
     _fit_context,
+    _safe_indexing,
     validate_data,
 )
 from ...utils._device import resolve_device

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
@@ -759,10 +759,7 @@ class RFRBoostRegressor(RegressorMixin, _BaseRFRBoost):
         self.n_threads = n_threads
 
     def _encode_y(self, y):
-        from sklearn.utils.validation import _assert_all_finite
-
-        y = np.asarray(y, dtype=np.float64)
-        _assert_all_finite(y, input_name="y")
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         return y[:, None], None
 
     def _class_weights(self, y):

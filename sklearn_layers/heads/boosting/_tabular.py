@@ -9,7 +9,9 @@ turns both into one float32 matrix for the networks.
 
 import numpy as np
 from sklearn.preprocessing import OneHotEncoder
-from sklearn.utils import _safe_indexing, check_array
+from sklearn.utils import check_array
+
+from ...utils._compat import _safe_indexing
 
 
 def _is_categorical_dtype(dtype):
