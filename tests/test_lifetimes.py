@@ -23,7 +23,7 @@ def test_creating_and_dropping_a_thousand_models_leaves_none_alive():
         net = make_mlp(seed=i)
         refs.append(weakref.ref(net))
         if i % 2:
-            LayerFeatureTransformer(net, layers="all").fit_transform(X)  # cache, aliases
+            LayerFeatureTransformer(net, layers="all").fit_transform(X)  # cache
         else:
             LayerFeatureTransformer(net, layers="3", cache=None).fit_transform(X)
         if i % 250 == 0:
@@ -107,7 +107,7 @@ def test_what_a_cache_remembers_about_a_model_dies_with_the_model():
     net = make_mlp()
     LayerFeatureTransformer(net, layers="all", cache=cache).fit_transform(X)
     memo = cache.identity_memo
-    assert len(memo.tensors) == len(list(net.parameters())) and len(memo.aliases) == 1
+    assert len(memo.tensors) == len(list(net.parameters()))
     ref = weakref.ref(net)
     del net
     gc.collect()
@@ -116,7 +116,7 @@ def test_what_a_cache_remembers_about_a_model_dies_with_the_model():
 
 def test_the_extraction_modules_hold_no_state_between_calls():
     # what the cache remembers lives on the cache object: the modules keep no
-    # dict, set or weak dict of models, tensors, classes, caches or aliases
+    # dict, set or weak dict of models, tensors, classes or caches
     import sklearn_layers._extraction as extraction
 
     offenders = []

@@ -6,7 +6,6 @@ digests) -> {layer_key: [1-D float32 or None per row]}`` and ``store(model,
 {layer_key: (n_rows, width)}, digests)``.
 """
 
-import json
 import os
 import sqlite3
 import sys
@@ -194,8 +193,6 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (model TEXT NOT NULL, layer TEXT NOT NULL, row BLOB NOT NULL,
     dtype TEXT NOT NULL, width INTEGER NOT NULL, value BLOB NOT NULL,
     PRIMARY KEY (model, layer, row)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS aliases (model TEXT PRIMARY KEY, map TEXT NOT NULL,
-    complete INTEGER NOT NULL);
 """
 _FLOAT32 = np.dtype("<f4").str
 _CHUNK = 400  # rows per SELECT: layers x rows stay under SQLite's 32,766 variables
@@ -390,22 +387,6 @@ class DiskCache:
             db.execute("COMMIT")
 
         self._run(write)
-
-    def load_aliases(self, fingerprint):
-        """The alias map stored for a model key: ``(name -> canonical, complete)`` or None."""
-        got = self._run(lambda db: db.execute(
-            "SELECT map, complete FROM aliases WHERE model = ?", (fingerprint,)).fetchone())
-        try:
-            aliases = json.loads(got[0])
-        except (TypeError, ValueError):
-            return None
-        if not (isinstance(aliases, dict) and all(isinstance(v, str) for v in aliases.values())):
-            return None
-        return aliases, bool(got[1])
-
-    def save_aliases(self, fingerprint, aliases, complete):
-        self._run(lambda db: db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
-                                        (fingerprint, json.dumps(aliases), int(complete))))
 
     def _warn(self, exc):
         if str(exc) not in self._warned:

@@ -125,8 +125,8 @@ class _Recorder:
 
     def record(self, name, value):
         # a module called twice is captured at its first call only, even when
-        # that call gives nothing to keep: the alias observer and every
-        # extraction, with or without a cache, agree on which output a name is
+        # that call gives nothing to keep: every extraction, with or without a
+        # cache, agrees on which output a name is
         if threading.get_ident() != self.owner or name in self.fired:
             return
         self.fired.add(name)
@@ -372,8 +372,7 @@ class _Leave:
 
 
 @contextmanager
-def capture(model, names, poolings, *, early_exit=True, optional=(), observer=None,
-            until=None):
+def capture(model, names, poolings, *, early_exit=True, optional=(), until=None):
     """Register hooks on ``names`` and yield a function running one batch.
 
     Parameters
@@ -389,10 +388,6 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
     optional : collection of str, default=()
         Names whose capture may fail or not happen (prefetched blocks): they are
         then missing from the results instead of raising.
-    observer : AliasObserver, default=None
-        Also watch every module (see :mod:`._aliases`); the forward then runs
-        under ``torch.no_grad()``, whose tensors carry the version counters
-        the observer reads, instead of ``torch.inference_mode()``.
     until : callable, default=None
         ``until(name, features) -> bool``, called as each requested layer is
         captured (in the order the forward reaches them); True stops the
@@ -421,8 +416,6 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
                     handles.append(module.register_forward_pre_hook(hook))
                 else:
                     handles.append(module.register_forward_hook(hook))
-            if observer is not None:
-                handles.extend(observer.attach(model))
 
         def run(batch):
             recorder.start(batch)
@@ -446,8 +439,7 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), observer=No
             warn_if_nothing_to_pool(recorder.shapes, recorder.poolings)
             return recorder.results
 
-        grad_mode = torch.inference_mode() if observer is None else torch.no_grad()
-        with eval_mode(model), grad_mode:
+        with eval_mode(model), torch.inference_mode():
             yield run
     finally:
         with _HOOK_LOCK:

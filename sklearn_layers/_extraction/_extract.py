@@ -5,17 +5,12 @@ from contextlib import ExitStack
 import numpy as np
 import torch
 
-from ._aliases import AliasObserver, drop_alias, known_aliases, remember_aliases
 from ._cache_identity import cache_identity
 from ._capture import capture
 from ._fingerprint import count_rows, memo_of
 from ._plan import make_plan
 from ._precision import autocast
 from ._progress import progress_bar
-
-
-class _AliasBroken(Exception):
-    """Two names traced as the same tensor disagreed; extract again without it."""
 
 
 def model_float_dtype(model):
@@ -72,36 +67,22 @@ def extract(
     features : ndarray or dict of ndarray
     """
     with autocast(device, precision):
-        while True:  # each retry follows a dropped alias, so this ends
-            try:
-                return _extract_once(model, adapter, poolings, batch_size=batch_size,
-                                     device=device, cache=cache, prefetch=prefetch,
-                                     widths=widths, progress=progress,
-                                     precision=precision)
-            except _AliasBroken:
-                continue
+        return _extract(model, adapter, poolings, batch_size=batch_size, device=device,
+                        cache=cache, prefetch=prefetch, widths=widths, progress=progress,
+                        precision=precision)
 
 
-def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefetch,
-                  widths, progress, precision):
+def _extract(model, adapter, poolings, *, batch_size, device, cache, prefetch, widths,
+             progress, precision):
     float_dtype = model_float_dtype(model)
     if cache is not None and hasattr(adapter, "tokenizer"):
         adapter.memo = memo_of(cache).tokenizers  # the vocabulary digest is kept there
-    chunks = adapter.chunks(batch_size)
-    first = next(chunks)
     fingerprint = cache_identity(
         model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
         device=device, float_dtype=float_dtype, adapter=adapter,
     )
-    complete = bool(prefetch)  # without prefetch, the trace may exit early
-    aliases = None if fingerprint is None else known_aliases(cache, fingerprint,
-                                                             complete=complete)
-    if fingerprint is not None and aliases is None:
-        aliases = _trace_first_row(model, first, poolings, prefetch, fingerprint, cache,
-                                   device=device, float_dtype=float_dtype,
-                                   precision=precision)
     plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
-                     aliases=aliases, precision=precision)
+                     precision=precision)
     names = list(poolings)
     n = len(adapter)
     out, slices = _allocate(n, names, widths)
@@ -109,7 +90,7 @@ def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefet
     run = None
     with ExitStack() as stack:
         stack.callback(bar.close)
-        for chunk in _chain(first, chunks):
+        for chunk in adapter.chunks(batch_size):
             todo = list(range(chunk.n))
             if plan.cache is not None:
                 todo = _serve_hits(plan, chunk, names, out, slices, widths)
@@ -131,53 +112,10 @@ def _extract_once(model, adapter, poolings, *, batch_size, device, cache, prefet
                 for name in names:
                     _write(out, slices, name, rows, arrays[name])
                 if plan.cache is not None:
-                    if _drop_disagreeing(plan, arrays):
-                        raise _AliasBroken  # rows already stored agreed
                     plan.cache.store(plan.fingerprint, plan.keyed(arrays),
                                      [chunk.digests[i] for i in positions])
                 bar.update(len(positions))
     return out
-
-
-def _trace_first_row(model, chunk, poolings, prefetch, fingerprint, cache, *, device,
-                     float_dtype, precision):
-    """Observe the model's aliases on the chunk's first row, caching that row.
-
-    The row's captured layers are stored under the keys the observed aliases
-    give, so tracing costs no forward pass beyond that row's own. Names
-    sharing a key are compared first: one that disagrees loses its alias.
-    """
-    observer = AliasObserver()
-    captured = {**dict(prefetch or {}), **poolings}
-    optional = set(captured) - set(poolings)
-    complete = bool(prefetch)  # then the whole forward pass is observed, once
-    with capture(model, list(captured), captured, early_exit=not complete, optional=optional,
-                 observer=observer) as run:
-        results = run(chunk.build([0]).to(device, float_dtype))
-    count_rows(cache, 1)
-    aliases = observer.aliases()
-    remember_aliases(cache, fingerprint, aliases, complete=complete)
-    arrays = {name: t.numpy() for name, t in results.items()}
-    while True:  # each round drops an alias, so this ends
-        plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, prefetch=prefetch,
-                         aliases=aliases, precision=precision)
-        dropped = _drop_disagreeing(plan, arrays, on_traced_row=True)
-        if not dropped:
-            break
-        for name in dropped:
-            aliases.pop(name, None)
-    keyed = plan.keyed(arrays)
-    digests = chunk.digests[:1]
-    held = cache.lookup(fingerprint, list(keyed), digests)
-    missing = {k: v for k, v in keyed.items() if held[k][0] is None}
-    if missing:  # a shared cache may hold the row already: never rewrite it
-        cache.store(fingerprint, missing, digests)
-    return aliases
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _serve_hits(plan, chunk, names, out, slices, widths):
@@ -199,24 +137,6 @@ def _serve_hits(plan, chunk, names, out, slices, widths):
             values = np.stack([found[keys[name]][i] for i in done])
             _write(out, slices, name, target, values)
     return todo
-
-
-def _drop_disagreeing(plan, arrays, *, on_traced_row=False):
-    """Drop the aliases of the first two names that share a key but not features.
-
-    Returns the names that lost their alias (none when every pair agrees).
-    """
-    for first, other in plan.checks:
-        if first in arrays and other in arrays and not np.array_equal(
-            arrays[first], arrays[other], equal_nan=True
-        ):
-            canonical = plan.canonical[first]
-            dropped = [name for name in (first, other) if name != canonical]
-            for name in dropped:
-                drop_alias(plan.cache, plan.fingerprint, name, canonical,
-                           on_traced_row=on_traced_row)
-            return dropped
-    return []
 
 
 def layer_slices(names, widths):

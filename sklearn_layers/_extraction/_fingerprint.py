@@ -30,15 +30,14 @@ _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks")
 
 class IdentityMemo:
     """What a cache remembers about the models it met: tensor and class digests
-    and tokenizer vocabularies (weakly keyed), alias maps per model key, and
-    which unkeyable callables were already warned about."""
+    and tokenizer vocabularies (weakly keyed), and which unkeyable callables
+    were already warned about."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self.tensors = WeakIdKeyDictionary()  # by identity: a tensor's == is elementwise
         self.classes = weakref.WeakKeyDictionary()
         self.tokenizers = weakref.WeakKeyDictionary()
-        self.aliases = {}  # model key -> (name -> canonical, complete)
         self.warned = set()
 
 

@@ -2,9 +2,9 @@
 
 A :class:`Plan` names, for one call, the requested layers and their keys, the
 blocks computed alongside them on a cache miss (prefetch), and the cache
-itself. A layer's key is ``"<canonical name>|<pooling>|<precision>"``: names that denote
-the very same tensor (:mod:`._aliases`) share the canonical name, so they
-share entries.
+itself. A layer's key is ``"<name>|<pooling>|<precision>"``: each name has its
+own entries, even where two names denote one tensor (a stage and its last
+child), so an entry is only ever served for the name it was computed for.
 """
 
 from dataclasses import dataclass, field
@@ -24,11 +24,6 @@ class Plan:
         Every layer hooked during a miss -> pooling (requested first).
     keys : dict
         Captured layer -> cache key (empty without a cache).
-    canonical : dict
-        Captured layer -> the name its key is made of (empty without a cache).
-    checks : list of (str, str)
-        Pairs of captured layers sharing a key, the first one captured first:
-        their features are compared before anything is stored under the key.
     optional : set
         Captured layers that may fail or not run (prefetched blocks).
     cache : object or None
@@ -40,8 +35,6 @@ class Plan:
     poolings: dict
     captured: dict = field(default_factory=dict)
     keys: dict = field(default_factory=dict)
-    canonical: dict = field(default_factory=dict)
-    checks: list = field(default_factory=list)
     optional: set = field(default_factory=set)
     cache: object = None
     fingerprint: str = None
@@ -51,12 +44,11 @@ class Plan:
         return not self.optional
 
     def keyed(self, arrays):
-        """Captured arrays keyed for the cache (one entry per key)."""
+        """Captured arrays keyed for the cache."""
         return {self.keys[name]: value for name, value in arrays.items() if name in self.keys}
 
 
-def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=None,
-              precision="float32"):
+def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, precision="float32"):
     """Decide what to capture and how to key it.
 
     Parameters
@@ -68,8 +60,6 @@ def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=
         From :func:`._cache_identity.cache_identity`; None means no caching.
     prefetch : dict, default=None
         Block -> pooling to compute alongside on a miss.
-    aliases : dict, default=None
-        Name -> canonical name (:mod:`._aliases`).
     precision : str, default="float32"
         The forward's precision (:mod:`._precision`), a term of every key: the
         identity also reads the ambient autocast, but the key names what the
@@ -83,21 +73,8 @@ def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, aliases=
     if fingerprint is None:
         return plan  # no cache: early exit, nothing prefetched
     plan.cache, plan.fingerprint = cache, fingerprint
-    aliases = aliases or {}
     prefetched = {n: p for n, p in (prefetch or {}).items() if n not in plan.captured}
     plan.captured.update(prefetched)
     plan.optional = set(prefetched)
-    owners = {}
-    for name, p in plan.captured.items():
-        canonical = aliases.get(name, name)
-        # an alias observed on one traced row is trusted only where its canonical
-        # name is captured beside it, so that every batch compares the two
-        plan.canonical[name] = canonical if canonical in plan.captured else name
-        k = plan.keys[name] = f"{plan.canonical[name]}|{pooling_key(p)}|{precision}"
-        if k in owners:
-            # another name of the very same tensor, requested or prefetched: it
-            # is compared with the first on every batch before either is stored
-            plan.checks.append((owners[k], name))
-        else:
-            owners[k] = name
+    plan.keys = {name: f"{name}|{pooling_key(p)}|{precision}" for name, p in plan.captured.items()}
     return plan

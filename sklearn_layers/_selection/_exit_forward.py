@@ -14,7 +14,6 @@ same rule, and run no forward; prediction never stores anything in the cache.
 
 import numpy as np
 
-from .._extraction._aliases import known_aliases
 from .._extraction._cache import make_cache
 from .._extraction._cache_identity import cache_identity
 from .._extraction._capture import capture
@@ -141,9 +140,7 @@ def serve_cached(extractor, names, adapter, heads, thresholds, output):
         )
     if fingerprint is None:
         return todo
-    # a partial alias map only makes lookups miss, never serve another layer
-    aliases = known_aliases(cache, fingerprint, complete=False) or {}
-    plan = make_plan(poolings, cache=cache, fingerprint=fingerprint, aliases=aliases,
+    plan = make_plan(poolings, cache=cache, fingerprint=fingerprint,
                      precision=extractor.precision)
     keys = [plan.keys[name] for name in names]
     widths = [extractor.n_features_per_layer_[name] for name in names]

@@ -506,7 +506,7 @@ def test_progress_bar_only_for_rows_through_the_network(cnn, data, monkeypatch):
 def test_eviction_of_rows_still_needed_warns_once(cnn, data):
     X, y = data
     pipe = Pipeline([
-        ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(max_bytes=60_000))),
+        ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(max_bytes=200000))),
         ("head", NearestCentroid()),
     ])
     grid = GridSearchCV(pipe, {"features__layers": ["2", "5", "9"]}, cv=3)

@@ -554,7 +554,7 @@ def test_a_second_process_is_served_from_disk(tmp_path):
     second = eval(_in_fresh_interpreter(code, 2))
     assert first[1] + first[0] >= 64 and first[3] + first[2] >= 64
     # fit computes one row of its own (widths never come from a file); the
-    # transform computes nothing, not even a row to trace aliases
+    # transform computes nothing
     assert second == [1, 0, 1, 0]
 
 

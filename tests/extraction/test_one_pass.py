@@ -1,4 +1,5 @@
-"""Whatever names a grid uses for one tensor, each row goes through the network once."""
+"""A grid over the names users write runs each row through the network once,
+and every name is served its own features, even where two names denote one tensor."""
 
 import numpy as np
 import pytest
@@ -82,19 +83,18 @@ class Switch(nn.Module):
         return x if x.shape[0] == 1 else x * 2
 
 
-def test_an_alias_that_does_not_hold_on_every_row_is_dropped():
+def test_a_module_returning_its_input_object_on_some_rows_is_served_its_own_rows():
     X = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
     net = nn.Sequential(nn.Linear(4, 4), Switch(), nn.Linear(4, 2)).eval()
     cache = MemoryCache()
-    with pytest.warns(RuntimeWarning, match="not on every row"):
-        got = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(X)
-    fresh = LayerFeatureTransformer(net, layers="1", cache=None).fit_transform(X)
-    same_features_of_any(net, X, ["1"], got, fresh)
-    again = LayerFeatureTransformer(net, layers="1", cache=cache).fit_transform(X)
-    same_features_of_any(net, X, ["1"], again, fresh)
-    first = LayerFeatureTransformer(net, layers="0", cache=cache).fit_transform(X)
-    fresh = LayerFeatureTransformer(net, layers="0", cache=None).fit_transform(X)
-    same_features_of_any(net, X, ["0"], first, fresh)
+    for layers in (["0", "1", "2"], "1", "0"):
+        for batch_size in (1, 8):
+            got = LayerFeatureTransformer(net, layers=layers, pooling="flatten", cache=cache,
+                                          batch_size=batch_size).fit_transform(X)
+            fresh = LayerFeatureTransformer(net, layers=layers, pooling="flatten",
+                                            cache=None).fit_transform(X)
+            names = [layers] if isinstance(layers, str) else layers
+            same_features_of_any(net, X, names, got, fresh, pooling="flatten")
 
 
 def test_wrapped_models_expose_the_backbone_stages():
@@ -119,7 +119,7 @@ def test_compiled_model_is_extracted_through_its_eager_module(data):
 
 
 @pytest.mark.slow
-def test_hugging_face_names_of_one_hidden_state_share_an_entry():
+def test_hugging_face_names_of_one_hidden_state_come_from_one_pass():
     from sklearn_layers.models import load_minilm
 
     model, tokenizer = load_minilm()
@@ -133,7 +133,7 @@ def test_hugging_face_names_of_one_hidden_state_share_an_entry():
     last = LayerFeatureTransformer(model, layers="encoder.layer.5", tokenizer=tokenizer,
                                    cache=cache).fit_transform(texts)
     assert counter.take() == 0
-    assert_array_equal(last, first)  # one tensor, one entry
+    assert_array_equal(last, first)  # one tensor, pooled alike in one pass
     mid = LayerFeatureTransformer(model, layers="encoder.layer.2", tokenizer=tokenizer,
                                   cache=cache).fit_transform(texts)
     assert counter.take() == 0  # a prefetched block
@@ -184,59 +184,16 @@ def test_names_of_a_reused_modules_outputs_are_served_as_their_own():
     LayerFeatureTransformer(net, layers="act", cache=cache).fit_transform(X)
     assert counter.take() == len(X)
     for name in ["act", "fc2:input", "head:input"]:
-        got = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
-        assert counter.take() == 0, name  # "fc2:input" is act's first output: one entry
+        first = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
+        # "act" was cached; each input name is its own entry, computed once
+        assert counter.take() == (0 if name == "act" else len(X)), name
+        again = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
+        assert counter.take() == 0, name
         expected = LayerFeatureTransformer(net, layers=name, cache=None).fit_transform(X)
         counter.take()
-        same_features_of_any(net, X, [name], got, expected)
+        assert_array_equal(again, first)
+        same_features_of_any(net, X, [name], first, expected)
     counter.remove()
-
-
-def test_requested_aliases_are_compared_on_every_batch():
-    # "1" returns the very tensor of "0" on the traced row only; with a
-    # pooling that prefetches nothing, both names are requested ones ("2",
-    # requested last, lets the trace run past "1" before its early exit)
-    X = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
-    net = nn.Sequential(nn.Linear(4, 4), Switch(), nn.Linear(4, 2)).eval()
-    layers = ["0", "1", "2"]
-    cache = MemoryCache()
-    with pytest.warns(RuntimeWarning, match="not on every row"):
-        all_three = LayerFeatureTransformer(net, layers=layers, pooling="flatten",
-                                            cache=cache).fit_transform(X)
-    fresh = LayerFeatureTransformer(net, layers=layers, pooling="flatten",
-                                    cache=None).fit_transform(X)
-    same_features_of_any(net, X, layers, all_three, fresh, pooling="flatten")
-    for name in ["0", "1"]:
-        got = LayerFeatureTransformer(net, layers=name, pooling="flatten",
-                                      cache=cache).fit_transform(X)
-        expected = LayerFeatureTransformer(net, layers=name, pooling="flatten",
-                                           cache=None).fit_transform(X)
-        same_features_of_any(net, X, [name], got, expected, pooling="flatten")
-
-
-def test_a_traced_alias_whose_features_differ_is_never_stored_as_one(monkeypatch):
-    from sklearn_layers._extraction import _extract
-
-    class Mistaken(_extract.AliasObserver):
-        """An observer wrongly grouping act's two outputs."""
-
-        def aliases(self):
-            return {**super().aliases(), "head:input": "act"}
-
-    monkeypatch.setattr(_extract, "AliasObserver", Mistaken)
-    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    net = Reused().eval()
-    cache = MemoryCache()
-    with pytest.warns(RuntimeWarning, match="differ on the row used to trace"):
-        got = LayerFeatureTransformer(net, layers=["act", "head:input"],
-                                      cache=cache).fit_transform(X)
-    expected = LayerFeatureTransformer(net, layers=["act", "head:input"],
-                                       cache=None).fit_transform(X)
-    same_features_of_any(net, X, ["act", "head:input"], got, expected)
-    for name in ["act", "head:input"]:
-        got = LayerFeatureTransformer(net, layers=name, cache=cache).fit_transform(X)
-        expected = LayerFeatureTransformer(net, layers=name, cache=None).fit_transform(X)
-        same_features_of_any(net, X, [name], got, expected)
 
 
 class _ClampIfBig(nn.Module):
@@ -246,10 +203,9 @@ class _ClampIfBig(nn.Module):
         return x if x.abs().max() < 3 else x.clamp(-3, 3)
 
 
-def test_an_alias_seen_on_one_row_is_trusted_only_beside_its_canonical_name():
-    # Row 0 makes "1" return the very tensor of "0"; later rows do not. Without
-    # prefetch, "0" is not captured beside "1", so nothing compares them: "1"
-    # must be stored under its own key, never served as "0".
+def test_a_name_is_never_served_another_names_rows():
+    # Row 0 makes "1" return the very tensor of "0"; later rows do not: "1"
+    # is stored under its own key, never served as "0"
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 8), _ClampIfBig(), nn.Linear(8, 2))
     X = np.zeros((10, 4), np.float32)
