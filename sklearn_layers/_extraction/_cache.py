@@ -1,9 +1,9 @@
 """Row-keyed activation caches: in memory (bounded, LRU) or on disk (SQLite).
 
 An entry is one row's pooled features at one layer, keyed by ``(model key,
-layer|pooling, row digest)``. Both caches have ``lookup(model, layer_keys,
-digests) -> {layer_key: [1-D float32 or None per row]}`` and ``store(model,
-{layer_key: (n_rows, width)}, digests)``.
+layer|pooling|precision, row digest)``. Both caches have ``lookup(model,
+layer_keys, digests) -> {layer_key: [1-D float32 or None per row]}`` and
+``store(model, {layer_key: (n_rows, width)}, digests)``.
 """
 
 import os
@@ -20,8 +20,8 @@ import xxhash
 
 from ._fingerprint import IdentityMemo
 
-# An evicted key is remembered (for the eviction warning) as a 64-bit hash and
-# its size, two ints of about this many bytes together, plus its table slot.
+# an evicted key is remembered (for the eviction warning) as a 64-bit hash and
+# its size, two ints of about this many bytes together, plus its table slot
 _TRACKED_INTS_BYTES = 64
 
 
@@ -61,18 +61,16 @@ class MemoryCache:
             raise ValueError(f"max_bytes must be a non-negative int, got {max_bytes!r}.")
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-        self.n_rows_computed = 0
-        self.identity_memo = IdentityMemo()
-        self._warned = False
-        self._reset()
+        self.hits = self.misses = self.n_rows_computed = 0
+        self.clear()
 
-    def _reset(self):
-        self._entries = OrderedDict()
-        self._object_bytes = 0  # keys, digests and values of the entries
-        self._evicted = OrderedDict()  # hash of an evicted key -> its bytes
-        self._evicted_bytes = 0
+    def clear(self):
+        """Drop every entry, and what the cache remembers about models."""
+        with self._lock:
+            self._entries, self._evicted = OrderedDict(), OrderedDict()  # evicted: key hash -> bytes
+            # the entries' keys and values; those of every key evicted (once while tracked)
+            self._object_bytes = self._evicted_bytes = 0
+            self._warned, self.identity_memo = False, IdentityMemo()
 
     @property
     def nbytes(self):
@@ -94,45 +92,29 @@ class MemoryCache:
     def __len__(self):
         return len(self._entries)
 
-    def clear(self):
-        """Drop every entry, and what the cache remembers about models."""
-        with self._lock:
-            self._reset()
-            self._warned = False
-            self.identity_memo = IdentityMemo()
-
     def lookup(self, fingerprint, layer_keys, digests):
-        """Return cached rows (``None`` where missing) for each layer key.
-
-        Served rows are read-only float32 arrays.
-        """
+        """Cached rows (read-only float32, ``None`` where missing) per layer key."""
         found, recomputed = {}, 0
         with self._lock:
             for layer_key in layer_keys:
-                rows = []
-                for digest in digests:
-                    key = (fingerprint, layer_key, digest)
-                    value = self._entries.get(key)
+                found[layer_key] = rows = [self._entries.get((fingerprint, layer_key, d)) for d in digests]
+                for i, value in enumerate(rows):
+                    key = (fingerprint, layer_key, digests[i])
                     if value is None:
-                        self.misses += 1
-                        if self._evicted and _key_hash(key) in self._evicted:
-                            recomputed += 1
-                        rows.append(None)
+                        recomputed += bool(self._evicted) and _key_hash(key) in self._evicted
                     else:
                         self._entries.move_to_end(key)
-                        self.hits += 1
-                        rows.append(np.frombuffer(value, dtype=np.float32))
-                found[layer_key] = rows
+                        rows[i] = np.frombuffer(value, dtype=np.float32)
+                self.hits += sum(r is not None for r in rows)
+            self.misses += sum(r is None for rows in found.values() for r in rows)
             needed = self._object_bytes + sys.getsizeof(self._entries) + self._evicted_bytes
-        if recomputed and not self._warned:
-            self._warned = True
+            warn, self._warned = recomputed and not self._warned, self._warned or bool(recomputed)
+        if warn:
             warnings.warn(
-                f"{self!r} evicted rows that are requested again, so {recomputed} "
-                "rows x layers go through the network once more. Holding the rows "
-                f"stored so far needs max_bytes of at least {needed:,}.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+                f"{self!r} evicted rows that are requested again, so {recomputed} rows x "
+                "layers go through the network once more. Holding the rows stored so "
+                f"far needs max_bytes of about {needed:,}.", RuntimeWarning,
+                stacklevel=4)
         return found
 
     def store(self, fingerprint, features, digests):
@@ -141,35 +123,24 @@ class MemoryCache:
         with self._lock:
             for layer_key, matrix in features.items():
                 layer_key = sys.intern(layer_key)
-                matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-                for digest, row in zip(digests, matrix):
-                    key = (fingerprint, layer_key, digest)
-                    value = row.tobytes()
+                for digest, row in zip(digests, np.ascontiguousarray(matrix, dtype=np.float32)):
+                    key, value = (fingerprint, layer_key, digest), row.tobytes()
                     size = _object_bytes(key, value)
-                    if size > self.max_bytes:
-                        continue
-                    old = self._entries.pop(key, None)
-                    if old is not None:
-                        self._object_bytes -= _object_bytes(key, old)
-                    self._entries[key] = value
-                    self._object_bytes += size
+                    if size <= self.max_bytes:
+                        old = self._entries.pop(key, None)
+                        self._object_bytes += size - (0 if old is None else _object_bytes(key, old))
+                        self._entries[key] = value
             while self.nbytes > self.max_bytes and self._entries:
                 key, old = self._entries.popitem(last=False)
-                size = _object_bytes(key, old)
-                self._object_bytes -= size
-                self._remember_eviction(key, size)
+                self._object_bytes -= _object_bytes(key, old)
+                h = _key_hash(key)
+                if h not in self._evicted:
+                    self._evicted[h] = _object_bytes(key, old)
+                    self._evicted_bytes += self._evicted[h]
+                while self._evicted and self._tracking_bytes() * 16 > self.max_bytes:
+                    self._evicted.popitem(last=False)  # its bytes stay counted as needed
             if not self._entries:
                 self._entries = OrderedDict()  # release an emptied table
-
-    def _remember_eviction(self, key, size):
-        h = _key_hash(key)
-        if h in self._evicted:
-            return
-        self._evicted[h] = size
-        self._evicted_bytes += size
-        while self._evicted and self._tracking_bytes() * 16 > self.max_bytes:
-            _, dropped = self._evicted.popitem(last=False)
-            self._evicted_bytes -= dropped
 
 
 def _object_bytes(key, value):
@@ -198,16 +169,16 @@ _FLOAT32 = np.dtype("<f4").str
 _CHUNK = 400  # rows per SELECT: layers x rows stay under SQLite's 32,766 variables
 
 
+class _Foreign(Exception):
+    """The database file is damaged or not one this package wrote."""
+
+
 def _corrupt(exc):
     """Whether an SQLite error says the file is damaged or not a database."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # Python < 3.11 has no error codes: judge by the class
         return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
     return code & 0xFF in (11, 26) or code == 522  # CORRUPT, NOTADB, IOERR_SHORT_READ
-
-
-class _Foreign(Exception):
-    """The database file is not one this package wrote."""
 
 
 class DiskCache:
@@ -239,13 +210,11 @@ class DiskCache:
     computed_here = False  # rows may come from another process
 
     def __init__(self, path, memory_bytes=256 << 20):
-        self.path = Path(path)
-        self.memory_bytes = memory_bytes
+        self.path, self.memory_bytes = Path(path), memory_bytes
         self._front = MemoryCache(memory_bytes) if memory_bytes else None
         self._lock = threading.RLock()
         self._db, self._pid, self._warned, self._inherited = None, None, set(), []
-        self.n_rows_computed = 0
-        self.identity_memo = IdentityMemo()
+        self.n_rows_computed, self.identity_memo = 0, IdentityMemo()
 
     def __repr__(self):
         return f"DiskCache({str(self.path)!r})"
@@ -262,31 +231,30 @@ class DiskCache:
 
     def _connection(self):
         """The open database (reopened after a fork), or None when it cannot be used."""
-        if self._pid == os.getpid():
-            return self._db
-        if self._db is not None:  # opened before a fork: never used, nor closed, here
-            self._inherited.append(self._db)
-        self._pid, self._db = os.getpid(), None
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._db = self._open()
-        except _Foreign as exc:
-            self._set_aside(exc)
-        except (OSError, sqlite3.Error) as exc:
-            self._warn(exc)
+        if self._pid != os.getpid():
+            if self._db is not None:  # opened before a fork: never used, nor closed, here
+                self._inherited.append(self._db)
+            self._pid, self._db = os.getpid(), None
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._db = self._open()
+            except _Foreign as exc:
+                self._set_aside(exc)
+            except (OSError, sqlite3.Error) as exc:
+                self._warn(exc)
         return self._db
 
     def _open(self):
         db = sqlite3.connect(self.file, timeout=60, isolation_level=None, check_same_thread=False)
+        ours = "PRAGMA application_id"
         try:
-            if db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
-                db.execute("BEGIN IMMEDIATE")  # one process creates the tables
-                if db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
+            if db.execute(ours).fetchone()[0] != _APPLICATION_ID:
+                db.execute("BEGIN IMMEDIATE")  # one process creates the table
+                if db.execute(ours).fetchone()[0] != _APPLICATION_ID:
                     if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                         raise _Foreign("it holds another program's tables")
                     db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-                    for statement in _SCHEMA.split(";")[:-1]:
-                        db.execute(statement)
+                    db.execute(_SCHEMA)
                 db.execute("COMMIT")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable up to the last checkpoint
@@ -307,9 +275,8 @@ class DiskCache:
                       f"package can read ({exc}); it was moved to {aside.name} and is "
                       "never served.", RuntimeWarning, stacklevel=5)
         try:
-            os.replace(self.file, aside)
-            for suffix in ("-wal", "-shm"):
-                if os.path.exists(f"{self.file}{suffix}"):
+            for suffix in ("", "-wal", "-shm"):
+                if suffix == "" or os.path.exists(f"{self.file}{suffix}"):
                     os.replace(f"{self.file}{suffix}", f"{aside}{suffix}")
             self._db = self._open()
         except (OSError, sqlite3.Error, _Foreign) as again:
@@ -319,30 +286,23 @@ class DiskCache:
         """``work(db)`` under the lock; a failing database is a miss, never an error."""
         with self._lock:
             db = self._connection()
-            if db is None:
-                return None
             try:
-                return work(db)
+                return None if db is None else work(db)
             except sqlite3.Error as exc:
                 if _corrupt(exc):
-                    self._set_aside(exc)
-                    return None
+                    return self._set_aside(exc)
                 try:  # read-only, disk full, locked for longer than the timeout
                     db.execute("ROLLBACK") if db.in_transaction else None
                 except sqlite3.Error:
                     pass
                 self._warn(exc)
-            return None
 
     def lookup(self, fingerprint, layer_keys, digests):
-        """Return cached rows (``None`` where missing or unreadable) per layer key."""
-        if self._front is not None:
-            found = self._front.lookup(fingerprint, layer_keys, digests)
-        else:
-            found = {key: [None] * len(digests) for key in layer_keys}
-        wanted = [i for i, _ in enumerate(digests) if any(found[k][i] is None for k in layer_keys)]
-        position = {digests[i]: i for i in wanted}
+        """Cached rows (``None`` where missing or unreadable) per layer key."""
         layers = list(layer_keys)
+        found = (self._front.lookup(fingerprint, layers, digests) if self._front is not None
+                 else {key: [None] * len(digests) for key in layers})
+        wanted = [i for i in range(len(digests)) if any(found[k][i] is None for k in layers)]
 
         def read(db):
             got = []
@@ -354,17 +314,15 @@ class DiskCache:
                     [fingerprint, *layers, *rows]).fetchall()
             return got
 
-        served = {}
+        position, served = {digests[i]: i for i in wanted}, {}
         for layer, row, dtype, width, value in (self._run(read) or []) if wanted else ():
-            if dtype == _FLOAT32 and isinstance(value, bytes) and len(value) == 4 * width:
-                i = position[row]
-                if found[layer][i] is None:
-                    found[layer][i] = np.frombuffer(value, dtype=np.float32)
-                    served.setdefault(layer, []).append(i)
-        if self._front is not None:
-            for layer, rows in served.items():
-                self._front.store(fingerprint, {layer: np.stack([found[layer][i] for i in rows])},
-                                  [digests[i] for i in rows])
+            i = position[row]
+            if dtype == _FLOAT32 and isinstance(value, bytes) and len(value) == 4 * width and found[layer][i] is None:
+                found[layer][i] = np.frombuffer(value, dtype=np.float32)
+                served.setdefault(layer, []).append(i)
+        for layer, rows in served.items() if self._front is not None else ():
+            self._front.store(fingerprint, {layer: np.stack([found[layer][i] for i in rows])},
+                              [digests[i] for i in rows])
         return found
 
     def store(self, fingerprint, features, digests):
@@ -391,11 +349,9 @@ class DiskCache:
     def _warn(self, exc):
         if str(exc) not in self._warned:
             self._warned.add(str(exc))
-            warnings.warn(
-                f"Could not use the activation cache {str(self.path)!r} ({exc}); features "
-                "are computed and returned but not cached on disk.",
-                RuntimeWarning, stacklevel=5,
-            )
+            warnings.warn(f"Could not use the activation cache {str(self.path)!r} ({exc}); "
+                          "features are computed and returned but not cached on disk.",
+                          RuntimeWarning, stacklevel=5)
 
 
 def make_cache(cache):
@@ -405,20 +361,14 @@ def make_cache(cache):
     held for a path in between); pass a ``DiskCache`` object to share its
     in-memory front and model memo across calls and clones.
     """
-    if cache is None:
-        return None
-    if isinstance(cache, str) and cache == "memory":
-        return default_memory_cache()
-    if isinstance(cache, (str, os.PathLike)):
-        if not os.fspath(cache).strip():
-            raise ValueError(
-                "cache='' names no directory; pass 'memory', a directory path, a "
-                "MemoryCache/DiskCache or None."
-            )
-        return DiskCache(cache)
-    if hasattr(cache, "lookup") and hasattr(cache, "store"):
+    if cache is None or hasattr(cache, "lookup") and hasattr(cache, "store"):
         return cache
-    raise ValueError(
-        f"cache must be 'memory', a directory path, a MemoryCache/DiskCache or None; "
-        f"got {cache!r}."
-    )
+    if isinstance(cache, str) and cache == "memory":
+        return _DEFAULT
+    if isinstance(cache, (str, os.PathLike)) and os.fspath(cache).strip():
+        return DiskCache(cache)
+    if isinstance(cache, (str, os.PathLike)):
+        raise ValueError("cache='' names no directory; pass 'memory', a directory path, a "
+                         "MemoryCache/DiskCache or None.")
+    raise ValueError(f"cache must be 'memory', a directory path, a MemoryCache/DiskCache "
+                     f"or None; got {cache!r}.")

@@ -5,9 +5,8 @@ from contextlib import ExitStack
 import numpy as np
 import torch
 
-from ._cache_identity import cache_identity
 from ._capture import capture
-from ._fingerprint import count_rows, memo_of
+from ._fingerprint import cache_identity, count_rows, memo_of
 from ._plan import make_plan
 from ._precision import autocast
 from ._progress import progress_bar

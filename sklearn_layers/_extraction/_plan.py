@@ -57,7 +57,7 @@ def make_plan(poolings, *, cache=None, fingerprint=None, prefetch=None, precisio
         Requested layer -> pooling.
     cache : cache object, default=None
     fingerprint : str, default=None
-        From :func:`._cache_identity.cache_identity`; None means no caching.
+        From :func:`._fingerprint.cache_identity`; None means no caching.
     prefetch : dict, default=None
         Block -> pooling to compute alongside on a miss.
     precision : str, default="float32"

@@ -503,16 +503,31 @@ def test_progress_bar_only_for_rows_through_the_network(cnn, data, monkeypatch):
     assert len(totals) == 2  # all cached: no bar
 
 
-def test_eviction_of_rows_still_needed_warns_once(cnn, data):
-    X, y = data
-    pipe = Pipeline([
-        ("features", LayerFeatureTransformer(cnn, cache=MemoryCache(max_bytes=200000))),
-        ("head", NearestCentroid()),
-    ])
-    grid = GridSearchCV(pipe, {"features__layers": ["2", "5", "9"]}, cv=3)
-    with pytest.warns(RuntimeWarning, match="max_bytes of at least") as record:
-        grid.fit(X, y)
-    assert sum("evicted rows" in str(w.message) for w in record) == 1
+def test_eviction_of_rows_still_needed_warns_once():
+    import re
+    import warnings
+
+    # entries of 4,000 bytes of features in a 64 KiB cache: at most 16 are held,
+    # and the tracker (a sixteenth of the bound) remembers the latest evictions
+    cache = MemoryCache(max_bytes=64 * 1024)
+    digests = [i.to_bytes(16, "little") for i in range(40)]
+    for i, digest in enumerate(digests):
+        cache.store("fp", {"l": np.full((1, 1000), i, np.float32)}, [digest])
+    held = digests[-len(cache):]
+    assert 0 < len(held) <= 16
+    assert all(row is not None for row in cache.lookup("fp", ["l"], held)["l"])  # the latest
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.lookup("fp", ["l"], [b"x" * 16])  # never stored: no warning
+        cache.lookup("fp", ["other"], digests[-1:])  # another layer: never stored either
+    latest_evicted = digests[-len(held) - 1]
+    with pytest.warns(RuntimeWarning, match="max_bytes of about") as record:
+        cache.lookup("fp", ["l"], [latest_evicted])
+    needed = int(re.search(r"of about ([\d,]+)", str(record[0].message))[1].replace(",", ""))
+    assert needed >= 40 * 4000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.lookup("fp", ["l"], [latest_evicted])  # once per cache
 
 
 def flatten_pixels(rows):

@@ -362,7 +362,7 @@ def test_autocast_is_part_of_the_identity(X):
     ],
 )
 def test_numeric_settings_are_part_of_the_identity(setting, value):
-    from sklearn_layers._extraction._cache_identity import cache_identity
+    from sklearn_layers._extraction._fingerprint import cache_identity
 
     new_api = hasattr(torch.backends, "fp32_precision")
     if setting.endswith("fp32_precision") and not new_api:
@@ -404,8 +404,9 @@ def test_content_is_hashed_once_per_model_state(monkeypatch):
     from sklearn_layers._extraction import _fingerprint
 
     hashed = []
-    as_bytes = _fingerprint._as_bytes
-    monkeypatch.setattr(_fingerprint, "_as_bytes", lambda t: hashed.append(t) or as_bytes(t))
+    content_digest = _fingerprint._content_digest
+    monkeypatch.setattr(_fingerprint, "_content_digest",
+                        lambda t: hashed.append(t) or content_digest(t))
     memo = _fingerprint.IdentityMemo()
     net = make_mlp()
     n_tensors = len(list(net.parameters()))
@@ -447,9 +448,9 @@ def test_numeric_settings_restored_to_the_default_equal_a_fresh_process():
     import subprocess
     import sys
 
-    from sklearn_layers._extraction._settings import numeric_settings
+    from sklearn_layers._extraction._fingerprint import numeric_settings
 
-    code = ("import torch; from sklearn_layers._extraction._settings import numeric_settings;"
+    code = ("import torch; from sklearn_layers._extraction._fingerprint import numeric_settings;"
             "print(numeric_settings(torch.device('cpu')))")
     previous = torch.get_float32_matmul_precision()
     try:

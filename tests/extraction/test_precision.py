@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
-from sklearn_layers._extraction import _cache_identity, _precision
+from sklearn_layers._extraction import _fingerprint, _precision
 from sklearn_layers._extraction._precision import native, row_cosines
 
 ROWS_COMPUTED = []
@@ -82,7 +82,7 @@ def test_the_key_names_the_precision_whatever_the_identity_reads(
     # the model's identity also reads the ambient autocast; the layer key
     # names the precision on its own, so an identity blind to it still keeps
     # the entries apart
-    monkeypatch.setattr(_cache_identity, "numeric_settings", lambda device: "blind")
+    monkeypatch.setattr(_fingerprint, "numeric_settings", lambda device: "blind")
     net, cache = CountingMLP(), MemoryCache()
     lft(net, "float32", cache).fit(X).transform(X)
     served = lft(net, "bfloat16", cache).fit(X).transform(X)
