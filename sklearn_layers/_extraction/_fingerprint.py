@@ -82,31 +82,30 @@ def _hooks(hooks):
 
 
 def _bytes(t):
-    """A tensor's bytes as a numpy buffer (numpy has no bfloat16 nor float8: uint8)."""
-    t = t.detach().cpu().contiguous()
+    """A CPU tensor's bytes as a numpy buffer (numpy has no bfloat16 nor float8: uint8)."""
     try:
         return t.numpy()
     except TypeError:
-        return t.reshape(-1).view(torch.uint8).numpy()
+        return t.contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 def _content_digest(t):
-    return xxhash.xxh3_128_digest(_bytes(t))
+    """A digest of a tensor's dtype, shape, device and bytes."""
+    header = f"{t.dtype}|{tuple(t.shape)}|{t.device}|".encode()
+    return xxhash.xxh3_128_digest(header + (_bytes(t.cpu().contiguous()).tobytes() if t.numel() else b""))
 
 
 def _tensor(h, name, tensor, memo):
+    """Hash a tensor by name and content digest, the digest kept per tensor state."""
     if isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
         raise Unnameable(f"{name} is an uninitialised (lazy) parameter")
     t = tensor.detach()
-    h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|{t.device}".encode())
-    if not t.numel():
-        return
     try:
         version = tensor._version
     except RuntimeError:  # an inference tensor has no version counter: read it every call
         version = object()
     state = (t.data_ptr(), version, t.dtype, t.shape, t.stride(), t.device)
-    if t.device.type == "cpu" and t.is_contiguous():  # 16 sampled values, as bytes (NaN == NaN)
+    if t.device.type == "cpu" and t.is_contiguous() and t.numel():  # 16 values, as bytes
         state += (_bytes(t.view(-1)[:: max(1, t.numel() // 16)]).tobytes(),)
     with memo.lock:
         known = memo.tensors.get(tensor)
@@ -114,7 +113,7 @@ def _tensor(h, name, tensor, memo):
         known = (state, _content_digest(t))
         with memo.lock:
             memo.tensors[tensor] = known
-    h.update(known[1])
+    h.update(name.encode() + known[1])
 
 
 def _value(h, name, value, memo, seen, depth=0):
