@@ -628,3 +628,13 @@ def test_padding_side_changed_after_a_transform_is_another_key():
         tokenizer.padding_side = "right"
     assert cache.n_rows_computed - before == len(texts)  # nothing served from the right-padded run
     assert_array_equal(got, fresh)
+
+
+def test_the_package_version_is_part_of_the_key(monkeypatch):
+    # a disk cache written by another release (whose poolings may differ) is not served
+    from sklearn_layers._extraction import _fingerprint
+
+    net = make_mlp()
+    before = model_fingerprint(net)
+    monkeypatch.setattr(_fingerprint, "__version__", "0.0.0-another-release", raising=False)
+    assert model_fingerprint(net) != before
