@@ -166,7 +166,7 @@ def fit_path(X, y, train_sets, Cs, *, sample_weight, class_weight, standardize,
     if uses_whitening(preconditioner, n_samples, n_features, n_classes):
         if covariance is None or covariance.shape != (n_features, n_features):
             covariance = rows.covariance(counts)
-        family = Whitening(covariance, n_problems=len(splits) * len(Cs))
+        family = Whitening(covariance)
     else:
         covariance, family = None, Diagonal(variances)
     latest = dict(enumerate(starts)) if starts is not None else {}

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.special
 import torch
 
-from ._lbfgs import minimize_lbfgs, minimize_one
+from ._lbfgs import minimize_lbfgs, minimize_one, minimize_one_wolfe
 from ...utils._chunks import chunk_n_rows
 
 # Bytes per feature of a row chunk's float64 temporaries.
@@ -387,7 +387,10 @@ def solve(problems, W0, b0, *, preconditioner, tol, max_iter):
         [maps.to_solver(W0).reshape(len(everyone), -1), b0 * root], axis=1
     )
     first = in_solver_space(everyone, maps, values, grad_W, grad_b)
-    minimize = minimize_one if problems.n_problems == 1 else minimize_lbfgs
+    if problems.n_problems > 1:
+        minimize = minimize_lbfgs
+    else:
+        minimize = minimize_one if preconditioner.whitens else minimize_one_wolfe
     x, max_gradient, n_iter, status = minimize(
         fun, x0, tol=tol, max_iter=max_iter, first=first
     )
