@@ -221,6 +221,7 @@ def minimize_one(fun, x0, *, tol, max_iter, first=None, history=10, max_backtrac
             if value <= f + 1e-4 * step * slope:
                 found = True
                 break
+            # as in minimize_lbfgs: the quadratic's minimiser, in [0.1, 0.5] step
             curvature = value - f - step * slope
             proposal = -slope * step * step / (2.0 * curvature) if curvature > 0 else 0.0
             if not np.isfinite(proposal):
