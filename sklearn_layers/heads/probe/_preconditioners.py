@@ -59,10 +59,9 @@ class Whitening:
     ``Sigma_s = (1 - SHRINKAGE) * Sigma + SHRINKAGE * diag(Sigma)`` and
     ``L`` its Cholesky factor (``n_features**3 / 3``); the maps are
     triangular solves and products (``n_features**2`` per row of
-    coefficients), with no explicit inverse. The problems of a batch share
-    one factor, at their mean curvature and penalty, when their curvatures
-    and their penalties are each within a factor 1.5 of each other; else each
-    problem has its own. The one whitening of the probe, for a single fit
+    coefficients), with no explicit inverse. Problems whose curvatures, and
+    penalties, are within a factor 1.5 of each other share one factor, at
+    their mean curvature and penalty (a path's folds at one C). The one whitening of the probe, for a single fit
     and for a path alike.
 
     Parameters
@@ -78,11 +77,13 @@ class Whitening:
         self._shrunk.flat[:: covariance.shape[0] + 1] += SHRINKAGE * np.diag(covariance)
 
     def at(self, curvatures, penalties):
-        if _close(curvatures) and _close(penalties):
-            L = [self._factor(curvatures.mean(), penalties.mean())]
-            return _Triangular(L, np.zeros(len(curvatures), dtype=int))
-        L = [self._factor(c, eps) for c, eps in zip(curvatures, penalties)]
-        return _Triangular(L, np.arange(len(curvatures)))
+        groups = _groups(curvatures, penalties)
+        which = np.empty(len(curvatures), dtype=int)
+        L = []
+        for position, members in enumerate(groups):
+            which[members] = position
+            L.append(self._factor(curvatures[members].mean(), penalties[members].mean()))
+        return _Triangular(L, which)
 
     def _factor(self, curvature, penalty):
         d = self.covariance.shape[0]
@@ -100,8 +101,24 @@ class Whitening:
         raise FloatingPointError("could not factor the whitening matrix")
 
 
-def _close(values):
-    return values.max() <= _SHARE_RATIO * values.min()
+def _groups(curvatures, penalties):
+    """Problems in groups whose curvatures, and penalties, are within _SHARE_RATIO.
+
+    Greedy over the problems sorted by penalty then curvature: a path's
+    problems at one C (its folds) fall in one group.
+    """
+    order = np.lexsort((curvatures, penalties))
+    groups = []
+    for p in order:
+        if groups:
+            first = groups[-1][0]
+            if (max(curvatures[p], curvatures[first])
+                    <= _SHARE_RATIO * min(curvatures[p], curvatures[first])
+                    and penalties[p] <= _SHARE_RATIO * penalties[first]):
+                groups[-1].append(p)
+                continue
+        groups.append([p])
+    return [np.array(members) for members in groups]
 
 
 class _Scaling:
@@ -134,6 +151,7 @@ class _Triangular:
     def __init__(self, L, which):
         self.L = L
         self.which = which
+        self._members = [np.flatnonzero(which == f) for f in range(len(L))]
 
     def select(self, index):
         return _Triangular(self.L, self.which[index])
@@ -152,11 +170,14 @@ class _Triangular:
 
     def _apply(self, A, operation, trans):
         A = np.ascontiguousarray(A, dtype=np.float64)
-        if len(self.L) == 1:
-            return operation(self.L[0], A.reshape(-1, A.shape[-1]), trans).reshape(A.shape)
+        d = A.shape[-1]
+        if len(self._members[0]) == len(A):  # one factor for all
+            return operation(self.L[0], A.reshape(-1, d), trans).reshape(A.shape)
         out = np.empty_like(A)
-        for p in range(A.shape[0]):
-            out[p] = operation(self.L[self.which[p]], A[p], trans)
+        for L, members in zip(self.L, self._members):
+            if len(members):
+                rows = A[members].reshape(-1, d)
+                out[members] = operation(L, rows, trans).reshape(len(members), *A.shape[1:])
         return out
 
 

@@ -237,6 +237,8 @@ class Problems:
         self._row_weights = self.row_weights.astype(rows.dtype)
         self.factors = base_scale / scales
         self.offsets = (base_mean - means) / scales
+        # one split, or splits with the moments of the stored rows: no folding
+        self._standardised_alike = bool((self.factors == 1).all() and (self.offsets == 0).all())
         self._target = y.astype(rows.dtype)[:, None]
         self._rows = np.arange(len(y))
 
@@ -260,23 +262,44 @@ class Problems:
             rows and outputs (else None).
         """
         n_index, n_outputs, d = W.shape
-        factors, offsets = self.factors[index], self.offsets[index]
-        weights = self._row_weights[:, index]
-        row_weights = self.row_weights[:, index]
-        scores = self.rows.scores((W * factors[:, None, :]).reshape(-1, d))
+        if n_index == self.n_problems:  # `index` is every problem, in order
+            weights, row_weights = self._row_weights, self.row_weights
+            penalties = self.penalties
+        else:
+            weights, row_weights = self._row_weights[:, index], self.row_weights[:, index]
+            penalties = self.penalties[index]
+        if self._standardised_alike:
+            scaled, shift = W, b
+        else:
+            factors, offsets = self.factors[index], self.offsets[index]
+            scaled = W * factors[:, None, :]
+            shift = b + np.einsum("pkd,pd->pk", W, offsets)
+        scores = self.rows.scores(scaled.reshape(-1, d))
         scores = scores.reshape(-1, n_index, n_outputs)
-        scores += (b + np.einsum("pkd,pd->pk", W, offsets)).astype(scores.dtype)
+        scores += shift.astype(scores.dtype)
         curvatures = None
         if n_outputs == 1:
             z = scores[:, :, 0]
-            p = scipy.special.expit(z)
+            # expit(z) as 1 / (1 + exp(-z)): 3x faster than scipy's expit on
+            # float32 (2,729 x 15 scores); exp(-z) = inf gives p = 0 exactly
+            with np.errstate(over="ignore"):
+                p = np.exp(-z)
+            p += 1.0
+            np.reciprocal(p, out=p)
             # log(1 + exp(z)) = max(z, 0) - log(max(p, 1 - p)): 6x faster
             # than np.logaddexp(0, z) on float32 (2,729 x 5 scores: 0.12 ms
             # against 0.81 ms), and as exact.
-            loss = np.maximum(z, 0) - self._target * z - np.log(np.maximum(p, 1 - p))
-            residual = (p - self._target) * weights
+            log_max = 1.0 - p
+            np.maximum(log_max, p, out=log_max)
+            np.log(log_max, out=log_max)
+            loss = np.maximum(z, 0)
+            loss -= self._target * z
+            loss -= log_max
             if curvature:
                 curvatures = np.einsum("ip,ip->p", row_weights, p * (1 - p))
+            residual = p
+            residual -= self._target
+            residual *= weights
             residual = residual[:, :, None]
         else:
             scores -= _last_axis_max(scores)[:, :, None]
@@ -290,14 +313,15 @@ class Problems:
             residual[self._rows, :, self.y] -= 1.0
             residual *= weights[:, :, None]
         values = np.einsum("ip,ip->p", row_weights, loss.astype(np.float64))
-        values += 0.5 * self.penalties[index] * np.einsum("pkd,pkd->p", W, W)
+        values += 0.5 * penalties * np.einsum("pkd,pkd->p", W, W)
         grad_b = residual.sum(axis=0, dtype=np.float64)
         residual = residual.reshape(-1, n_index * n_outputs)
         product = self.rows.transposed_product(residual)
         grad_W = product.reshape(n_index, n_outputs, d).astype(np.float64)
-        grad_W *= factors[:, None, :]
-        grad_W += grad_b[:, :, None] * offsets[:, None, :]
-        grad_W += self.penalties[index, None, None] * W
+        if not self._standardised_alike:
+            grad_W *= factors[:, None, :]
+            grad_W += grad_b[:, :, None] * offsets[:, None, :]
+        grad_W += penalties[:, None, None] * W
         if n_outputs > 1:
             # Adding one vector to every class's row changes no probability:
             # the exact gradient has no component along it (the optimum sums
