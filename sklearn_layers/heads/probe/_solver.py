@@ -67,13 +67,23 @@ def moments(X, weights, *, scale, working_memory=None):
         # squares summed in X's dtype over blocks of _SQUARES_BLOCK rows and
         # the blocks in float64: within gamma(_SQUARES_BLOCK) (1.5e-5 for
         # float32) of the float64 sum of the same squares, in 0.4 ms where
-        # converting the deviations to float64 took 2.6 ms (2,729 x 384)
+        # converting the deviations to float64 took 2.6 ms (2,729 x 384),
+        # provided the squares do not underflow (below)
         for start in range(0, n, _SQUARES_BLOCK):
             deviations = X[start : start + _SQUARES_BLOCK] - shift
             var += np.einsum("ij,ij->j", deviations, deviations)
     else:
         for part in chunks:
             var += weights[part] @ np.square(X[part] - shift)
+    # Squares below the dtype's smallest normal number lose their digits
+    # (MiniLM's last layer has features of size 1e-32, whose squares
+    # underflow float32): where the mean square is under tiny / eps, the
+    # squares of those columns are taken in float64.
+    info = np.finfo(X.dtype)
+    faint = np.flatnonzero(var < (n if uniform else total) * (float(info.tiny) / float(info.eps)))
+    if faint.size:
+        squares = np.square((X[:, faint] - shift[faint]).astype(np.float64))
+        var[faint] = squares.sum(axis=0) if uniform else weights @ squares
     var /= total if not uniform else n
     if not scale:
         return mean, np.ones(d), var
