@@ -145,6 +145,27 @@ def test_preconditioners_are_invertible_and_transposed(name):
             np.testing.assert_allclose(M @ H @ M.T, np.eye(6), atol=1e-9)
 
 
+def test_whitening_shares_one_factor_between_close_problems():
+    families, covariance = _families()
+    shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * np.diag(np.diag(covariance))
+    # a path's five folds at one C: close curvatures, one penalty
+    curvatures, penalties = np.array([0.20, 0.21, 0.22, 0.20, 0.25]), np.full(5, 1e-3)
+    maps = families["whiten"].at(curvatures, penalties)
+    assert len(maps.L) == 1
+    # the factor is at the mean curvature c: problem p's matrix c_p S + eps I
+    # becomes one whose eigenvalues lie between c_p / c and 1
+    mean = curvatures.mean()
+    M = maps.to_model(np.eye(6)[None].repeat(5, axis=0))
+    for p, c in enumerate(curvatures):
+        H = c * shrunk + penalties[p] * np.eye(6)
+        eigenvalues = np.linalg.eigvalsh(M[p] @ H @ M[p].T)
+        low, high = sorted([c / mean, 1.0])
+        assert (eigenvalues >= low - 1e-9).all() and (eigenvalues <= high + 1e-9).all()
+    # values of C 100 apart: a factor each
+    maps = families["whiten"].at(np.array([0.2, 0.2, 0.2]), np.array([1e-3, 1e-1, 1e-3]))
+    assert len(maps.L) == 2 and maps.which[0] == maps.which[2] != maps.which[1]
+
+
 def test_whitening_survives_a_slightly_indefinite_covariance():
     families, covariance = _families()
     vals, vecs = np.linalg.eigh(covariance)
