@@ -223,7 +223,7 @@ class StandardisedRows:
         """``Z.T @ diag(weights) @ Z / weights.sum()`` (Z is centred), float64."""
         n, d = self.shape
         if (weights == weights[0]).all():
-            return _to_numpy(self._Z.T @ self._Z).astype(np.float64) / n
+            return np.multiply(_to_numpy(self._Z.T @ self._Z), 1.0 / n, dtype=np.float64)
         roots = self._to_device(np.sqrt(weights / weights.sum()).astype(self.dtype))
         rows = chunk_n_rows(self.dtype.itemsize * d, working_memory)
         covariance = np.zeros((d, d))
