@@ -223,7 +223,9 @@ def minimize_one(fun, x0, *, tol, max_iter, first=None, history=10, max_backtrac
                 break
             # as in minimize_lbfgs: the quadratic's minimiser, in [0.1, 0.5] step
             curvature = value - f - step * slope
-            proposal = -slope * step * step / (2.0 * curvature) if curvature > 0 else 0.0
+            proposal = 0.0
+            if curvature > 0:
+                proposal = -slope * step * step / (2.0 * curvature)
             if not np.isfinite(proposal):
                 proposal = 0.0
             step = min(max(proposal, 0.1 * step), 0.5 * step)

@@ -61,8 +61,8 @@ class Whitening:
     triangular solves and products (``n_features**2`` per row of
     coefficients), with no explicit inverse. Problems whose curvatures, and
     penalties, are within a factor 1.5 of each other share one factor, at
-    their mean curvature and penalty (a path's folds at one C). The one whitening of the probe, for a single fit
-    and for a path alike.
+    their mean curvature and penalty (a path's folds at one C). The one
+    whitening of the probe, for a single fit and for a path alike.
 
     Parameters
     ----------
@@ -81,7 +81,8 @@ class Whitening:
         L = []
         for position, members in enumerate(groups):
             which[members] = position
-            L.append(self._factor(curvatures[members].mean(), penalties[members].mean()))
+            c, eps = curvatures[members].mean(), penalties[members].mean()
+            L.append(self._factor(c, eps))
         return _Triangular(L, which)
 
     def _factor(self, curvature, penalty):
@@ -96,7 +97,9 @@ class Whitening:
             matrix.flat[:: d + 1] += diagonal + jitter
             # the symmetric matrix's transpose is its Fortran-ordered self:
             # LAPACK factors it in place instead of copying it (1.2 MB at 384)
-            L, info = scipy.linalg.lapack.dpotrf(matrix.T, lower=1, clean=1, overwrite_a=1)
+            L, info = scipy.linalg.lapack.dpotrf(
+                matrix.T, lower=1, clean=1, overwrite_a=1
+            )
             if info == 0:
                 return L
             scale = curvature * float(self._diagonal.mean()) + penalty
@@ -180,7 +183,7 @@ class _Triangular:
         for L, members in zip(self.L, self._members):
             if len(members):
                 rows = A[members].reshape(-1, d)
-                out[members] = operation(L, rows, trans).reshape(len(members), *A.shape[1:])
+                out[members] = operation(L, rows, trans).reshape(A[members].shape)
         return out
 
 

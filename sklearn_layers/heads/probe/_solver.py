@@ -82,7 +82,8 @@ def moments(X, weights, *, scale, working_memory=None):
     # underflow float32): where the mean square is under tiny / eps, the
     # squares of those columns are taken in float64.
     info = np.finfo(X.dtype)
-    faint = np.flatnonzero(var < (n if uniform else total) * (float(info.tiny) / float(info.eps)))
+    floor = (n if uniform else total) * (float(info.tiny) / float(info.eps))
+    faint = np.flatnonzero(var < floor)
     if faint.size:
         squares = np.square((X[:, faint] - shift[faint]).astype(np.float64))
         var[faint] = squares.sum(axis=0) if uniform else weights @ squares
@@ -223,7 +224,8 @@ class StandardisedRows:
         """``Z.T @ diag(weights) @ Z / weights.sum()`` (Z is centred), float64."""
         n, d = self.shape
         if (weights == weights[0]).all():
-            return np.multiply(_to_numpy(self._Z.T @ self._Z), 1.0 / n, dtype=np.float64)
+            gram = _to_numpy(self._Z.T @ self._Z)
+            return np.multiply(gram, 1.0 / n, dtype=np.float64)
         roots = self._to_device(np.sqrt(weights / weights.sum()).astype(self.dtype))
         rows = chunk_n_rows(self.dtype.itemsize * d, working_memory)
         covariance = np.zeros((d, d))
@@ -280,7 +282,9 @@ class Problems:
         self.factors = base_scale / scales
         self.offsets = (base_mean - means) / scales
         # one split, or splits with the moments of the stored rows: no folding
-        self._standardised_alike = bool((self.factors == 1).all() and (self.offsets == 0).all())
+        self._standardised_alike = bool(
+            (self.factors == 1).all() and (self.offsets == 0).all()
+        )
         self._target = y.astype(rows.dtype)[:, None]
         self._rows = np.arange(len(y))
 
@@ -310,7 +314,8 @@ class Problems:
             weights, row_weights = self._row_weights, self.row_weights
             penalties = self.penalties
         else:
-            weights, row_weights = self._row_weights[:, index], self.row_weights[:, index]
+            weights = self._row_weights[:, index]
+            row_weights = self.row_weights[:, index]
             penalties = self.penalties[index]
         if self._standardised_alike:
             scaled, shift = W, b

@@ -162,7 +162,7 @@ def test_whitening_shares_one_factor_between_close_problems():
         low, high = sorted([c / mean, 1.0])
         assert (eigenvalues >= low - 1e-9).all() and (eigenvalues <= high + 1e-9).all()
     # values of C 100 apart: a factor each
-    maps = families["whiten"].at(np.array([0.2, 0.2, 0.2]), np.array([1e-3, 1e-1, 1e-3]))
+    maps = families["whiten"].at(np.full(3, 0.2), np.array([1e-3, 1e-1, 1e-3]))
     assert len(maps.L) == 2 and maps.which[0] == maps.which[2] != maps.which[1]
 
 
