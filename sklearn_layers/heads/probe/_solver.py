@@ -19,7 +19,7 @@ import numpy as np
 import scipy.special
 import torch
 
-from ._lbfgs import minimize_lbfgs, minimize_one, minimize_one_wolfe
+from ._lbfgs import minimize_lbfgs, minimize_one
 from ...utils._chunks import chunk_n_rows
 
 # Bytes per feature of a row chunk's float64 temporaries.
@@ -497,11 +497,13 @@ def solve(problems, W0, b0, *, preconditioner, tol, max_iter):
     )
     first = in_solver_space(everyone, maps, values, grad_W, grad_b)
     if problems.n_problems > 1:
-        minimize = minimize_lbfgs
+        x, max_gradient, n_iter, status = minimize_lbfgs(
+            fun, x0, tol=tol, max_iter=max_iter, first=first
+        )
     else:
-        minimize = minimize_one if preconditioner.whitens else minimize_one_wolfe
-    x, max_gradient, n_iter, status = minimize(
-        fun, x0, tol=tol, max_iter=max_iter, first=first
-    )
+        x, max_gradient, n_iter, status = minimize_one(
+            fun, x0, tol=tol, max_iter=max_iter, first=first,
+            line_search="armijo" if preconditioner.whitens else "wolfe",
+        )
     W, b = split(x, everyone, maps)
     return W, b, n_iter, status, max_gradient

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_layers.heads.probe._lbfgs import minimize_lbfgs
+from sklearn_layers.heads.probe._lbfgs import minimize_lbfgs, minimize_one
 from sklearn_layers.heads.probe._preconditioners import SHRINKAGE, Diagonal, Whitening
 from sklearn_layers.heads.probe._solver import (
     StandardisedRows,
@@ -216,3 +216,40 @@ def test_lbfgs_reports_max_iter_and_a_start_at_the_optimum():
     assert n_iter[0] == 3 and status[0] == "max_iter"
     _, _, n_iter, status = minimize_lbfgs(fun, target.copy(), tol=1e-12, max_iter=3)
     assert n_iter[0] == 0 and status[0] == "converged"
+
+
+@pytest.mark.parametrize("line_search", ["armijo", "wolfe"])
+def test_one_problem_reaches_the_optimum_of_an_ill_scaled_quadratic(line_search):
+    # curvatures from 1 to 1e4: no unit step is right in every direction
+    H = np.diag(np.geomspace(1, 1e4, 12))[None]
+    target = np.linspace(-1, 1, 12)[None]
+    fun = _quadratic(H, target)
+    tol = 1e-5  # decreases stay above the stalling rule's 64 eps
+    x, measure, n_iter, status = minimize_one(
+        fun, np.zeros((1, 12)), tol=tol, max_iter=500, line_search=line_search
+    )
+    assert status[0] == "converged" and measure[0] <= tol
+    # ||x - t|| <= ||H (x - t)|| / lambda_min(H) <= sqrt(n) tol / 1
+    assert np.linalg.norm(x - target) <= np.sqrt(12) * tol
+    if line_search == "armijo":  # the lockstep solver's iterates, on vectors
+        x_batch, _, n_batch, _ = minimize_lbfgs(fun, np.zeros((1, 12)), tol=tol,
+                                                max_iter=500)
+        assert n_batch[0] == n_iter[0]
+        np.testing.assert_allclose(x, x_batch, rtol=0, atol=1e-12)
+
+
+def test_wolfe_steps_meet_the_strong_wolfe_conditions():
+    from sklearn_layers.heads.probe._lbfgs import _wolfe_search
+
+    direction = np.array([1.0])
+    for minimum, start in [(3.0, 1.0), (0.01, 1.0), (50.0, 0.02)]:
+        # phi(a) = (a - minimum)^2 along `direction` from 0
+        def evaluate(step, minimum=minimum):
+            return (np.array([step]), (step - minimum) ** 2,
+                    np.array([2 * (step - minimum)]), 0.0)
+
+        f, slope = minimum**2, -2 * minimum
+        step = _wolfe_search(evaluate, f, slope, direction, start, 20)[0][0]
+        assert (step - minimum) ** 2 <= f + 1e-4 * step * slope
+        assert abs(2 * (step - minimum)) <= 0.9 * abs(slope)
+
