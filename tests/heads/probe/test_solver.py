@@ -100,6 +100,13 @@ def test_products_on_a_torch_device_equal_numpys(monkeypatch):
             on_torch.transposed_product(R_), on_numpy.transposed_product(R_),
             rtol=0, atol=2 * bound(R_.T, Z).max(),
         )
+    target = np.sign(Z[:, 0])
+    passes = [rows.vector_pass(W[0], lambda part, s: np.tanh(s) - target[part])
+              for rows in (on_torch, on_numpy)]
+    np.testing.assert_allclose(passes[0][0], passes[1][0], rtol=0,
+                               atol=2 * bound(Z, W[:1].T).max())
+    np.testing.assert_allclose(passes[0][1], passes[1][1], rtol=0,
+                               atol=4 * bound((np.abs(target) + 1)[None], Z).max())
     for w in (np.ones(200), weights):
         Zw = Z * np.sqrt(w / w.sum())[:, None]
         np.testing.assert_allclose(
