@@ -113,15 +113,14 @@ def _groups(curvatures, penalties):
     Greedy over the problems sorted by penalty then curvature: a path's
     problems at one C (its folds) fall in one group.
     """
-    order = np.lexsort((curvatures, penalties))
     groups = []
-    for p in order:
+    for p in np.lexsort((curvatures, penalties)):
         if groups:
-            first = groups[-1][0]
-            if (max(curvatures[p], curvatures[first])
-                    <= _SHARE_RATIO * min(curvatures[p], curvatures[first])
-                    and penalties[p] <= _SHARE_RATIO * penalties[first]):
-                groups[-1].append(p)
+            members = groups[-1] + [p]
+            c, eps = curvatures[members], penalties[members]
+            if (c.max() <= _SHARE_RATIO * c.min()
+                    and eps.max() <= _SHARE_RATIO * eps.min()):
+                groups[-1] = members
                 continue
         groups.append([p])
     return [np.array(members) for members in groups]

@@ -168,6 +168,9 @@ def test_whitening_shares_one_factor_between_close_problems():
         eigenvalues = np.linalg.eigvalsh(M[p] @ H @ M[p].T)
         low, high = sorted([c / mean, 1.0])
         assert (eigenvalues >= low - 1e-9).all() and (eigenvalues <= high + 1e-9).all()
+    # curvatures 2x apart never share, even each within 1.5x of a third
+    maps = families["whiten"].at(np.array([1.0, 1.4, 0.7]), np.full(3, 1e-3))
+    assert maps.which[1] != maps.which[2]
     # values of C 100 apart: a factor each
     maps = families["whiten"].at(np.full(3, 0.2), np.array([1e-3, 1e-1, 1e-3]))
     assert len(maps.L) == 2 and maps.which[0] == maps.which[2] != maps.which[1]
