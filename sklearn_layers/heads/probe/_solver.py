@@ -16,7 +16,6 @@ anisotropic features.
 """
 
 import numpy as np
-import scipy.special
 import torch
 
 from ._lbfgs import minimize_lbfgs, minimize_one
@@ -418,7 +417,6 @@ class Problems:
             grad_W -= grad_W.mean(axis=1, keepdims=True)
             grad_b -= grad_b.mean(axis=1, keepdims=True)
         return values, grad_W, grad_b, curvatures
-
 
     def _one_binary(self, W, b, k, curvature):
         """:meth:`__call__` for one binary problem on rows standardised alike.
