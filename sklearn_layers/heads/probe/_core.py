@@ -110,9 +110,10 @@ def fit_path(X, y, train_sets, Cs, *, sample_weight, class_weight, standardize,
     One standardised copy of `X` serves every problem (each problem's own
     standardisation, by its training rows, is folded into its coefficients);
     one whitening covariance, of the rows weighted by how often the training
-    sets hold them (all splits together), preconditions every problem; the
-    problems of one ``C`` are solved together, and each training set's fit at
-    the next ``C`` starts from its solution at the previous one.
+    sets hold them (all splits together), preconditions every problem; all
+    problems are solved together, in batches that fit `working_memory`, and
+    a training set's fit in a later batch (a larger ``C``) starts from its
+    solution in an earlier one.
 
     Parameters
     ----------
@@ -166,7 +167,7 @@ def fit_path(X, y, train_sets, Cs, *, sample_weight, class_weight, standardize,
     if uses_whitening(preconditioner, n_samples, n_features, n_classes):
         if covariance is None or covariance.shape != (n_features, n_features):
             covariance = rows.covariance(counts)
-        family = Whitening(covariance, n_problems=len(splits) * len(Cs))
+        family = Whitening(covariance)
     else:
         covariance, family = None, Diagonal(variances)
     latest = dict(enumerate(starts)) if starts is not None else {}
@@ -199,24 +200,30 @@ def _split(y, train, sample_weight, class_weight, name):
 
 
 def _batches(splits, Cs, n_samples):
-    """(split, C) problems with the same C and classes, in batches that fit in memory.
+    """(split, C) problems with the same classes, in batches that fit in memory.
 
-    Values of C in increasing order, so that each split's problem at a C can
-    start from its solution at the previous one.
+    All values of C in one batch where memory allows: the solver runs the
+    problems of a batch in lockstep, so a batch costs its slowest problem's
+    iterations, and a product with 15 columns costs less than twice one with
+    5 (a 5-fold x 3-C sweep on 2,729 x 384 tweets: 35 evaluations against 76
+    for one batch per C warm-started from the previous, 0.8 against 1.1 s
+    for 7 layers). Problems are ordered by C then split, so that a batch cut
+    short by memory leaves the larger C to later batches, which start from
+    the earlier solutions.
     """
+    groups = {}
     for C in Cs:
-        groups = {}
         for position, split in enumerate(splits):
             key = tuple(split["classes"].tolist())
             groups.setdefault(key, []).append({"split": position, "C": C, **split})
-        for group in groups.values():
-            n_classes = len(group[0]["classes"])
-            n_outputs = 1 if n_classes == 2 else n_classes
-            # scores, residuals and a few temporaries of shape (n_samples, n_outputs)
-            per_problem = 6 * n_samples * n_outputs * 8
-            size = max(1, int(get_config()["working_memory"] * 2**20 // per_problem))
-            for start in range(0, len(group), size):
-                yield group[start : start + size]
+    for group in groups.values():
+        n_classes = len(group[0]["classes"])
+        n_outputs = 1 if n_classes == 2 else n_classes
+        # scores, residuals and a few temporaries of shape (n_samples, n_outputs)
+        per_problem = 6 * n_samples * n_outputs * 8
+        size = max(1, int(get_config()["working_memory"] * 2**20 // per_problem))
+        for start in range(0, len(group), size):
+            yield group[start : start + size]
 
 
 def _solve_batch(rows, y, family, group, base_mean, base_scale, latest, tol, max_iter):

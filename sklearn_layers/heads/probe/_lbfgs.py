@@ -182,55 +182,185 @@ def _line_search(fun, x, f, slope, direction, index, max_backtracks):
     return accepted, x_new, f_new, g_new, m_new
 
 
-def minimize_one(fun, x0, *, tol, max_iter, first=None, history=10):
-    """:func:`minimize_lbfgs` for a batch of one problem, with scipy's L-BFGS-B.
+def minimize_one(fun, x0, *, tol, max_iter, first=None, history=10,
+                 max_backtracks=10, line_search="armijo"):
+    """:func:`minimize_lbfgs` for a batch of one problem, without the batch.
 
     One problem shares no products, so the lockstep bookkeeping of
-    :func:`minimize_lbfgs` (a few dozen numpy calls per iteration) is pure
-    overhead, and scipy's compiled L-BFGS-B with its Wolfe line search
-    needs fewer iterations than the Armijo backtracking there: on 200 x 384
-    features that overhead was most of a fit's time. The stopping rules are
-    the same: the caller's measure at most `tol` (checked after every
-    iteration), a relative decrease below ``64 * eps`` (scipy's ``ftol``, as
-    scikit-learn sets it) or `max_iter`.
+    :func:`minimize_lbfgs` (fancy indexing of the active problems, stacked
+    histories) is pure overhead; this is the same L-BFGS on 1-D vectors,
+    with the same stopping rules. Two line searches:
+
+    - ``"armijo"``: the backtracking search of :func:`minimize_lbfgs` from a
+      unit step (the same iterates), for whitened variables, where the unit
+      step is right;
+    - ``"wolfe"``: a step meeting the strong Wolfe conditions (sufficient
+      decrease 1e-4, curvature 0.9), the first from ``min(1, 1 / ||d||)``,
+      bracketed and refined by cubic interpolation: scipy's L-BFGS-B's
+      search as scikit-learn runs it, for variables that are only scaled
+      (the diagonal preconditioner), where backtracking from a unit step
+      took up to twice the iterations (digits CNN's 128-256 features: 39-45
+      against scipy's 20-24; this search 20-24). It replaced scipy's
+      L-BFGS-B, whose Python wrapper cost about 0.13 ms per iteration.
 
     Parameters and returns are those of :func:`minimize_lbfgs` (arrays with
-    one row).
+    one row), plus `line_search`; `max_backtracks` bounds the evaluations of
+    one Armijo search (the Wolfe search allows twice as many).
     """
-    import scipy.optimize
-
     everyone = np.arange(1)
+    x = x0[0].copy()
     f, g, measure = fun(x0, everyone) if first is None else first
-    if measure[0] <= tol:
-        return x0.copy(), measure, np.zeros(1, dtype=int), _STATUS_NAMES[[_CONVERGED]]
-    last = {"x": x0[0].copy(), "measure": measure[0]}
+    f, g, measure = float(f[0]), g[0], float(measure[0])
+    status = _CONVERGED if measure <= tol else _RUNNING
+    pairs = []  # (s, y, 1 / s.y), oldest first
+    gamma = 1.0
+    n_iter = 0
+    while status == _RUNNING and n_iter < max_iter:
+        n_iter += 1
+        direction = _two_loop_one(g, pairs, gamma)
+        slope = float(g @ direction)
+        if not slope < 0:  # rounding lost the descent: restart
+            pairs, gamma = [], 1.0
+            direction = -g
+            slope = -float(g @ g)
 
-    def objective(x):
-        values, gradients, measures = fun(x[None], everyone)
-        last["x"], last["measure"] = x.copy(), measures[0]
-        return values[0], gradients[0]
+        def evaluate(step, x=x, direction=direction):
+            trial = x + step * direction
+            values, gradients, measures = fun(trial[None], everyone)
+            return trial, float(values[0]), gradients[0], float(measures[0])
 
-    def stop_at_tol(intermediate_result):
-        if not np.array_equal(intermediate_result.x, last["x"]):
-            objective(intermediate_result.x)
-        if last["measure"] <= tol:
-            raise StopIteration
-
-    result = scipy.optimize.minimize(
-        objective, x0[0], jac=True, method="L-BFGS-B", callback=stop_at_tol,
-        options={"maxiter": max_iter, "maxcor": history, "gtol": 0.0,
-                 "ftol": _FTOL, "maxfun": 50 * max_iter},
-    )
-    x = result.x
-    if not np.array_equal(x, last["x"]):
-        objective(x)
-    if last["measure"] <= tol:
-        status = _CONVERGED
-    elif result.nit >= max_iter:
-        status = _RUNNING  # reads "max_iter"
-    elif result.status == 0:  # scipy's relative reduction of f: ftol
-        status = _STALLED
-    else:  # the line search found no decrease
-        status = _NO_PROGRESS
-    return (x[None], np.array([last["measure"]]), np.array([int(result.nit)]),
+        if line_search == "wolfe":
+            step = 1.0
+            if not pairs:  # scipy's first step: at most a unit move
+                step = min(1.0, 1.0 / float(np.sqrt(direction @ direction)))
+            found = _wolfe_search(
+                evaluate, f, slope, direction, step, 2 * max_backtracks
+            )
+        else:
+            found = _armijo_search(evaluate, f, slope, max_backtracks)
+        if found is None:
+            status = _NO_PROGRESS
+            break
+        trial, value, gradient, new_measure = found
+        s = trial - x
+        y = gradient - g
+        sy, yy = float(s @ y), float(y @ y)
+        if sy > 1e-10 * yy:
+            pairs.append((s, y, 1.0 / sy))
+            if len(pairs) > history:
+                pairs.pop(0)
+            gamma = sy / yy
+        decrease = f - value
+        x, f, g, measure = trial, value, gradient, new_measure
+        if measure <= tol:
+            status = _CONVERGED
+        elif decrease <= _FTOL * max(abs(f), abs(f + decrease), 1.0):
+            status = _STALLED
+    return (x[None], np.array([measure]), np.array([n_iter]),
             _STATUS_NAMES[[status]])
+
+
+def _armijo_search(evaluate, f, slope, max_evaluations):
+    """Backtracking from a unit step, as :func:`_line_search` does; None if none."""
+    step = 1.0
+    for _ in range(max_evaluations):
+        found = evaluate(step)
+        value = found[1]
+        if value <= f + 1e-4 * step * slope:
+            return found
+        # the quadratic's minimiser, in [0.1, 0.5] step
+        curvature = value - f - step * slope
+        proposal = 0.0
+        if curvature > 0:
+            proposal = -slope * step * step / (2.0 * curvature)
+        if not np.isfinite(proposal):
+            proposal = 0.0
+        step = min(max(proposal, 0.1 * step), 0.5 * step)
+    return None
+
+
+def _wolfe_search(evaluate, f, slope, direction, step, max_evaluations):
+    """A step meeting the strong Wolfe conditions (Nocedal and Wright, 3.5-3.6).
+
+    Returns what `evaluate` returned at it, or at the best point of
+    sufficient decrease found when the evaluations run out, or None.
+    """
+    def point(step):
+        found = evaluate(step)
+        return step, found[1], float(found[2] @ direction), found
+
+    def sufficient(step, value):
+        return value <= f + 1e-4 * step * slope
+
+    def curved(derivative):
+        return abs(derivative) <= -0.9 * slope
+
+    previous = (0.0, f, slope, None)
+    evaluations = 0
+    low = high = None
+    while evaluations < max_evaluations:  # bracket a step
+        current = point(step)
+        evaluations += 1
+        if not sufficient(step, current[1]) or (
+            previous[3] is not None and current[1] >= previous[1]
+        ):
+            low, high = previous, current
+            break
+        if curved(current[2]):
+            return current[3]
+        if current[2] >= 0:
+            low, high = current, previous
+            break
+        previous = current
+        step *= 4.0
+    if low is None:
+        return previous[3]
+    while evaluations < max_evaluations:  # zoom into [low, high]
+        current = point(_cubic_step(low, high))
+        evaluations += 1
+        if not sufficient(current[0], current[1]) or current[1] >= low[1]:
+            high = current
+        else:
+            if curved(current[2]):
+                return current[3]
+            if current[2] * (high[0] - low[0]) >= 0:
+                high = low
+            low = current
+    return low[3]
+
+
+def _cubic_step(low, high):
+    """Minimiser of the cubic through two (step, value, slope) points, inside.
+
+    Kept 10% of the interval away from its ends (bisection when the cubic
+    has no minimiser).
+    """
+    (a1, f1, d1), (a2, f2, d2) = low[:3], high[:3]
+    left, right = min(a1, a2), max(a1, a2)
+    width = right - left
+    step = 0.5 * (left + right)
+    t1 = d1 + d2 - 3.0 * (f1 - f2) / (a1 - a2)
+    root = t1 * t1 - d1 * d2
+    if root >= 0:
+        t2 = np.copysign(np.sqrt(root), a2 - a1)
+        denominator = d2 - d1 + 2.0 * t2
+        if denominator != 0:
+            step = a2 - (a2 - a1) * (d2 + t2 - t1) / denominator
+    if not np.isfinite(step):
+        step = 0.5 * (left + right)
+    return min(max(step, left + 0.1 * width), right - 0.1 * width)
+
+
+def _two_loop_one(g, pairs, gamma):
+    """``-H g`` for one problem's L-BFGS inverse Hessian (pairs oldest first)."""
+    q = g.copy()
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        alpha = rho * float(s @ q)
+        alphas.append(alpha)
+        q -= alpha * y
+    q *= gamma
+    for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
+        q += (alpha - rho * float(y @ q)) * s
+    q *= -1.0
+    return q

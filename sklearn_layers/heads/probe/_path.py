@@ -23,12 +23,14 @@ def linear_probe_path(estimator, X, y, *, splits, Cs=None, sample_weight=None):
     them (each fit's own standardisation, by its training rows' statistics,
     is folded into its coefficients), factors one whitening covariance (of
     the rows, weighted by how many training sets hold them) for all of them,
-    solves the splits of one `C` together (one matrix product per iteration
-    serves them all), and starts each split's fit at the next `C` from its
-    solution at the previous one (values of `C` in increasing order). Each
-    fit converges to the optimum it would reach alone on ``X[train],
-    y[train]``: the shared whitening and the warm starts only shape the
-    solver's path (see the Notes of :class:`LinearProbeClassifier`).
+    and solves every (split, C) together (one matrix product per iteration
+    serves them all; the splits of one `C` share one whitening factor). When
+    `working_memory` (scikit-learn's config) splits them into batches, the
+    values of `C` go in increasing order and each split's fit starts from
+    its solution at the previous `C`. Each fit converges to the optimum it
+    would reach alone on ``X[train], y[train]``: the shared whitening and
+    the starting points only shape the solver's path (see the Notes of
+    :class:`LinearProbeClassifier`).
     ``LinearProbeClassifier.fit`` is this function with one split and one
     `C`.
 
