@@ -107,10 +107,10 @@ def moments_of_each(X, weights, *, centre, scale, working_memory=None):
     every column (two products with the weights' columns), where a call to
     :func:`moments` per column converts every row once per column and pass.
     The moments are taken around `centre` (the mean of all rows) and
-    recentred (``E[(x - c)^2] - (m - c)^2``): exact for the constant features
-    (their deviations from their own mean are 0 exactly), and for the others
-    within rounding of :func:`moments` since every column's mean is close to
-    the centre.
+    recentred (``E[(x - c)^2] - (m - c)^2``), within rounding of
+    :func:`moments` where a column's variance is not far below its second
+    moment about the centre; the features where it is (constant in that
+    column's rows, or nearly so) are taken again by :func:`moments`.
 
     Parameters
     ----------
@@ -137,7 +137,19 @@ def moments_of_each(X, weights, *, centre, scale, working_memory=None):
         squares += weights[part].T @ np.square(deviations)
     shifts = sums / totals[:, None]
     means = centre + shifts
-    var = np.maximum(squares / totals[:, None] - np.square(shifts), 0.0)
+    second = squares / totals[:, None]  # about the centre
+    var = np.maximum(second - np.square(shifts), 0.0)
+    # Recentring loses the digits of a variance far below the second moment
+    # about the centre (its rounding error is within n * eps of that moment):
+    # a feature constant in one column's rows but not in all (a pixel that is 0
+    # in every training row of a fold) came out at 1e-21 instead of 0, and was
+    # scaled by 1e-11. Such columns are taken again, two-pass, by moments().
+    for k in range(second.shape[0]):
+        lost = np.flatnonzero(var[k] <= 1e3 * n * np.finfo(np.float64).eps * second[k])
+        if lost.size:
+            mean, scale_, normalised = moments(X[:, lost], weights[:, k], scale=scale,
+                                               working_memory=working_memory)
+            means[k, lost], var[k, lost] = mean, normalised * scale_**2
     if not scale:
         return means, np.ones_like(means), var
     eps = np.finfo(np.float64).eps

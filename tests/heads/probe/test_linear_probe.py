@@ -10,7 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wi
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -418,6 +418,24 @@ def test_path_fits_equal_independent_fits():
                 for m in (alone, fit["estimator"])]
         assert _max_gradient(problem, fit["C"], *sols[1]) <= tol * (1 + 1e-6)
         bound = _distance_bound(problem, fit["C"], sols)
+        np.testing.assert_allclose(sols[1][0], sols[0][0], rtol=0, atol=bound)
+
+
+def test_path_fit_of_a_feature_constant_in_its_fold_equals_the_fit_alone():
+    # pixel 56 of the digits is blank in every training row of the third fold:
+    # that fold's fit scales it by 1, as StandardScaler (and its fit alone) does
+    X, y = load_digits(return_X_y=True)
+    splits = list(KFold(3, shuffle=True, random_state=0).split(X))
+    assert np.ptp(X[splits[2][0], 56]) == 0 < np.ptp(X[:, 56])
+    tol = 1e-6
+    fits = linear_probe_path(LinearProbeClassifier(tol=tol), X, y, splits=splits, Cs=[1.0])
+    for fit in fits:
+        train, _ = splits[fit["split"]]
+        alone = LinearProbeClassifier(tol=tol).fit(X[train], y[train])
+        np.testing.assert_allclose(fit["estimator"].scale_, alone.scale_, rtol=1e-12)
+        problem = _problem(X[train], y[train])
+        sols = [_params(problem, m.coef_, m.intercept_) for m in (alone, fit["estimator"])]
+        bound = _distance_bound(problem, 1.0, sols)
         np.testing.assert_allclose(sols[1][0], sols[0][0], rtol=0, atol=bound)
 
 

@@ -75,6 +75,27 @@ def test_moments_of_each_column_are_standard_scalers(dtype):
                                    rtol=rtol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_feature_constant_in_one_columns_rows_is_constant_there(dtype):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)).astype(dtype)
+    X[:200, 1] = 0.0  # blank in every training row of the first fold (a pixel)
+    X[:200, 2] = 0.1
+    folds = np.zeros((300, 2))
+    folds[:200, 0] = 1
+    folds[100:, 1] = 1
+    centre = X.astype(np.float64).mean(axis=0)
+    means, scales, variances = moments_of_each(X, folds, centre=centre, scale=True)
+    alone = moments(X, folds[:, 0], scale=True)
+    # scaled by 1, their variance within the rounding of the weighted mean
+    # (StandardScaler's rule: at most (n * mean * eps)^2)
+    assert (scales[0, 1:] == 1.0).all()
+    assert (variances[0, 1:] <= (200 * 0.1 * np.finfo(np.float64).eps) ** 2).all()
+    # a 200-row weighted mean, summed in another order: within 200 float64 eps
+    np.testing.assert_allclose(means[0, 1:], alone[0][1:], rtol=200 * np.finfo(np.float64).eps)
+    assert (scales[1, 1:] != 1.0).all()  # they vary in the second fold's rows
+
+
 def test_products_on_a_torch_device_equal_numpys(monkeypatch):
     rng = np.random.default_rng(0)
     Z = rng.normal(size=(200, 7)).astype(np.float32)
