@@ -379,21 +379,8 @@ class Problems:
         curvatures = None
         if n_outputs == 1:
             z = scores[:, :, 0]
-            # expit(z) as 1 / (1 + exp(-z)): 3x faster than scipy's expit on
-            # float32 (2,729 x 15 scores); exp(-z) = inf gives p = 0 exactly
-            with np.errstate(over="ignore"):
-                p = np.exp(-z)
-            p += 1.0
-            np.reciprocal(p, out=p)
-            # log(1 + exp(z)) = max(z, 0) - log(max(p, 1 - p)): 6x faster
-            # than np.logaddexp(0, z) on float32 (2,729 x 5 scores: 0.12 ms
-            # against 0.81 ms), and as exact.
-            log_max = 1.0 - p
-            np.maximum(log_max, p, out=log_max)
-            np.log(log_max, out=log_max)
-            loss = np.maximum(z, 0)
-            loss -= self._target * z
-            loss -= log_max
+            p = _expit(z, np.empty_like(z))
+            loss = _binary_loss(z, p, self._target)
             if curvature:
                 curvatures = np.einsum("ip,ip->p", row_weights, p * (1 - p))
             residual = p
@@ -447,26 +434,13 @@ class Problems:
 
         def residual_of(rows, scores):
             scores += shift
-            block = np.negative(scores, out=p[rows])
-            # expit(z) as 1 / (1 + exp(-z)): 3x faster than scipy's expit on
-            # float32; exp(-z) = inf gives p = 0 exactly
-            with np.errstate(over="ignore"):
-                np.exp(block, out=block)
-            block += 1.0
-            np.reciprocal(block, out=block)
+            block = _expit(scores, p[rows])
             out = np.subtract(block, target[rows], out=residual[rows])
             out *= weights[rows]
             return out
 
         z, product = self.rows.vector_pass(w, residual_of)
-        # log(1 + exp(z)) = max(z, 0) - log(max(p, 1 - p)): 6x faster than
-        # np.logaddexp(0, z) on float32, and as exact
-        log_max = 1.0 - p
-        np.maximum(log_max, p, out=log_max)
-        np.log(log_max, out=log_max)
-        loss = np.maximum(z, 0)
-        loss -= target * z
-        loss -= log_max
+        loss = _binary_loss(z, p, target)
         row_weights = self.row_weights[:, k]
         penalty = self.penalties[k]
         value = row_weights @ loss.astype(np.float64) + 0.5 * penalty * (w @ w)
@@ -497,6 +471,30 @@ def _last_axis_sum(A):
     """``A.sum(axis=-1)`` as a matrix-vector product (30 us against 4 us above)."""
     flat = A.reshape(-1, A.shape[-1])
     return (flat @ np.ones(flat.shape[1], dtype=A.dtype)).reshape(A.shape[:-1])
+
+
+def _expit(z, out):
+    """``1 / (1 + exp(-z))`` into `out` (may be `z`): 3x faster than scipy's
+    expit on float32 (2,729 x 15 scores); ``exp(-z) = inf`` gives 0 exactly."""
+    np.negative(z, out=out)
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
+
+
+def _binary_loss(z, p, target):
+    """``log(1 + exp(z)) - target * z`` from ``p = expit(z)``, as
+    ``max(z, 0) - target * z - log(max(p, 1 - p))``: 6x faster than
+    ``np.logaddexp(0, z)`` on float32 (2,729 x 5 scores: 0.12 ms against
+    0.81 ms), and as exact."""
+    log_max = 1.0 - p
+    np.maximum(log_max, p, out=log_max)
+    np.log(log_max, out=log_max)
+    loss = np.maximum(z, 0)
+    loss -= target * z
+    loss -= log_max
+    return loss
 
 
 def solve(problems, W0, b0, *, preconditioner, tol, max_iter):
