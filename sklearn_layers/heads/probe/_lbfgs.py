@@ -168,18 +168,22 @@ def _line_search(fun, x, f, slope, direction, index, max_backtracks):
         pending = pending[~good]
         if pending.size == 0:
             break
-        # minimiser of the quadratic through f, slope and the new value,
-        # kept in [0.1, 0.5] times the step so that the search always shrinks
-        t = step[pending]
-        bad = values[~good]
-        curvature = bad - f[pending] - t * slope[pending]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            proposal = np.where(
-                curvature > 0, -slope[pending] * t * t / (2.0 * curvature), 0.0
-            )
-        proposal = np.nan_to_num(proposal, nan=0.0, posinf=0.0, neginf=0.0)
-        step[pending] = np.minimum(np.maximum(proposal, 0.1 * t), 0.5 * t)
+        step[pending] = _backtrack(step[pending], f[pending], slope[pending], values[~good])
     return accepted, x_new, f_new, g_new, m_new
+
+
+def _backtrack(step, f, slope, value):
+    """The next step after `step` failed the Armijo test (arrays or scalars).
+
+    The minimiser of the quadratic through ``f``, ``slope`` and the new
+    ``value``, kept in [0.1, 0.5] times the step so that the search always
+    shrinks.
+    """
+    curvature = value - f - step * slope
+    with np.errstate(divide="ignore", invalid="ignore"):
+        proposal = np.where(curvature > 0, -slope * step * step / (2.0 * curvature), 0.0)
+    proposal = np.nan_to_num(proposal, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.minimum(np.maximum(proposal, 0.1 * step), 0.5 * step)
 
 
 def minimize_one(fun, x0, *, tol, max_iter, first=None, history=10,
@@ -268,14 +272,7 @@ def _armijo_search(evaluate, f, slope, max_evaluations):
         value = found[1]
         if value <= f + 1e-4 * step * slope:
             return found
-        # the quadratic's minimiser, in [0.1, 0.5] step
-        curvature = value - f - step * slope
-        proposal = 0.0
-        if curvature > 0:
-            proposal = -slope * step * step / (2.0 * curvature)
-        if not np.isfinite(proposal):
-            proposal = 0.0
-        step = min(max(proposal, 0.1 * step), 0.5 * step)
+        step = float(_backtrack(step, f, slope, value))
     return None
 
 
