@@ -1,10 +1,6 @@
-"""Row digests (xxh3-128): what the activation cache keys an input row on.
-
-A row's bytes, the dtype and per-row shape of each array and the keyword under
-which each array reaches the model; a string under the tokenizer's full name;
-a raw item (image, file, array) by :func:`item_digest`. Not a cryptographic
-hash: collisions matter only against someone who can already write the cache.
-"""
+"""Row digests (xxh3-128): what the activation cache keys an input row on. Not a
+cryptographic hash: collisions matter only against someone who can already write
+the cache."""
 
 import os
 import stat
@@ -36,8 +32,8 @@ def _row_bytes(a):
 
 
 def row_digests(arrays, names=None):
-    """One digest per row over the bytes, dtypes, shapes and names (the keyword
-    under which each array reaches the model) of ``arrays``, sharing axis 0."""
+    """One digest per row over the bytes, dtypes, per-row shapes and names (the keyword
+    under which each reaches the model) of ``arrays``, which share axis 0."""
     parts = [_row_bytes(a) for a in arrays]
     head = repr([(names[i] if names else i, dtype, shape) for i, (dtype, shape, _) in enumerate(parts)]).encode()
     rows = [flat for _, _, flat in parts]
@@ -51,14 +47,10 @@ def text_digests(tokenizer_name, texts):
 
 
 def item_digest(item):
-    """Bytes identifying one raw item, or None (then the input is not cached).
-
-    A PIL image by mode, size and pixels (a palette image's palette and
-    transparency too: its bytes are indices); a string or path by itself
-    (``preprocess`` may read more than the file: its name, its neighbours) and,
-    when it names a regular file, by that file's content; arrays and tensors
-    by dtype, shape and bytes; ``bytes`` as they are.
-    """
+    """Bytes identifying one raw item, or None (then the input is not cached): a PIL
+    image by mode, size, pixels and palette; a string or path by itself and the
+    content of the regular file it names (``preprocess`` may read its name too);
+    an array or tensor by dtype, shape and bytes; ``bytes`` as they are."""
     if is_pil_image(item):
         palette = bytes(item.getpalette() or ()) if item.mode in ("P", "PA") else b""
         mode = getattr(item.palette, "mode", None) if palette else None
@@ -77,8 +69,7 @@ def item_digest(item):
 
 
 def _file_content(path):
-    """``b"file|"`` and the digest of a regular file's bytes, else ``b"-"`` (text
-    naming no file, a directory, a FIFO: never opened, so never waited on)."""
+    """A digest of a regular file's bytes, else ``b"-"`` (a FIFO is never opened)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return b"-"

@@ -1,15 +1,6 @@
-"""A model's cache identity: everything about a network and the ambient settings
-that can change its outputs, the same in every process.
-
-The module tree, each module's configuration (``extra_repr()``, attributes:
-plain data, configs, tensors and arrays, functions by code), every module
-class's code (:func:`._identity.class_digest`), an instance ``forward``, a
-TorchScript module's code, the hooks (by code), every parameter and buffer,
-torch's and this package's versions, the floating dtype, device type and
-numeric settings. A tensor's bytes are hashed once per state, in an
-:class:`IdentityMemo` living on the cache. ``docs/user_guide/cache.rst`` lists
-which edits are seen and what is not covered.
-"""
+"""A model's cache key: all about a network and the ambient settings that can change
+its outputs, the same in every process. ``docs/user_guide/cache.rst`` lists what it
+covers, which edits are seen and what it cannot see."""
 
 import functools
 import re
@@ -23,7 +14,7 @@ import xxhash
 from torch.utils.weak import WeakIdKeyDictionary
 
 from .._version import __version__
-from ._identity import Unnameable, class_digest, code_name, config_repr, plain_repr
+from ._identity import Unnameable, class_digest, code_name, config_repr
 from ._pooling import pooling_key
 
 _NN_INTERNALS = frozenset(vars(torch.nn.Module())) | {"forward"}
@@ -51,25 +42,17 @@ class IdentityMemo:
 
 
 def memo_of(cache):
-    """The :class:`IdentityMemo` living on ``cache`` (a fresh one if it has none)."""
+    """The cache's :class:`IdentityMemo`; a cache of the user's own without one
+    gets a fresh memo each call (nothing is written on it)."""
     memo = getattr(cache, "identity_memo", None)
-    if not isinstance(memo, IdentityMemo):
-        memo = IdentityMemo()
-        try:
-            cache.identity_memo = memo
-        except AttributeError:  # a cache object without a __dict__: no memo
-            pass
-    return memo
+    return memo if isinstance(memo, IdentityMemo) else IdentityMemo()
 
 
 def count_rows(cache, n):
     """Add ``n`` to the cache's count of rows that went through the network."""
-    if cache is not None:
+    if isinstance(getattr(cache, "n_rows_computed", None), int):
         with memo_of(cache).lock:
-            try:
-                cache.n_rows_computed = getattr(cache, "n_rows_computed", 0) + n
-            except AttributeError:  # a cache object that takes no attribute
-                pass
+            cache.n_rows_computed += n
 
 
 def _hooks(hooks):
@@ -82,23 +65,23 @@ def _hooks(hooks):
 
 
 def _bytes(t):
-    """A CPU tensor's bytes as a numpy buffer (numpy has no bfloat16 nor float8: uint8)."""
+    """A CPU tensor's bytes (numpy has no bfloat16 nor float8: read those as uint8)."""
     try:
-        return t.numpy()
+        return t.numpy().tobytes()
     except TypeError:
-        return t.contiguous().reshape(-1).view(torch.uint8).numpy()
+        return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def _content_digest(t):
     """A digest of a tensor's dtype, shape, device and bytes."""
     header = f"{t.dtype}|{tuple(t.shape)}|{t.device}|".encode()
-    return xxhash.xxh3_128_digest(header + (_bytes(t.cpu().contiguous()).tobytes() if t.numel() else b""))
+    return xxhash.xxh3_128_hexdigest(header + (_bytes(t.cpu()) if t.numel() else b""))
 
 
-def _tensor(h, name, tensor, memo):
-    """Hash a tensor by name and content digest, the digest kept per tensor state."""
+def _tensor_digest(tensor, memo):
+    """:func:`_content_digest`, kept in ``memo`` while the tensor's state is unchanged."""
     if isinstance(tensor, torch.nn.parameter.UninitializedTensorMixin):
-        raise Unnameable(f"{name} is an uninitialised (lazy) parameter")
+        raise Unnameable("an uninitialised (lazy) parameter")
     t = tensor.detach()
     try:
         version = tensor._version
@@ -106,41 +89,29 @@ def _tensor(h, name, tensor, memo):
         version = object()
     state = (t.data_ptr(), version, t.dtype, t.shape, t.stride(), t.device)
     if t.device.type == "cpu" and t.is_contiguous() and t.numel():  # 16 values, as bytes
-        state += (_bytes(t.view(-1)[:: max(1, t.numel() // 16)]).tobytes(),)
+        state += (_bytes(t.view(-1)[:: max(1, t.numel() // 16)]),)
     with memo.lock:
         known = memo.tensors.get(tensor)
     if known is None or known[0] != state:
         known = (state, _content_digest(t))
         with memo.lock:
             memo.tensors[tensor] = known
-    h.update(name.encode() + known[1])
+    return known[1]
 
 
-def _value(h, name, value, memo, seen, depth=0):
-    """Hash an attribute: plain data by repr, tensors and arrays by bytes (inside
-    tuples, lists and dicts too), anything else by :func:`config_repr`."""
-    kind = type(value)  # not isinstance: it reads __class__, slow on a HF config
-    plain = None if id(value) in seen else plain_repr(value)
-    if plain is not None:
-        h.update(f"{name}={plain}".encode())
-    elif issubclass(kind, torch.Tensor):
-        _tensor(h, name, value, memo)
-    elif issubclass(kind, (np.ndarray, np.generic)):
-        a = np.asarray(value)
-        h.update(f"{name}|ndarray|{a.dtype!r}|{a.shape}".encode())
-        # object arrays hold addresses: name the objects instead
-        h.update(config_repr(a.tolist()).encode() if a.dtype.hasobject
-                 else np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-    elif issubclass(kind, (tuple, list, dict)) and depth < 8:
-        h.update(f"{name}={kind.__qualname__}[{len(value)}]".encode())
-        items = (sorted(((config_repr(k), v) for k, v in value.items()), key=lambda kv: kv[0])
-                 if isinstance(value, dict) else enumerate(value))
-        for key, item in items:
-            _value(h, f"{name}[{key}]", item, memo, seen, depth + 1)
-    else:  # an object shared by many modules (a config) is named once per call
-        if id(value) not in seen:
-            seen[id(value)] = (value, config_repr(value))  # kept alive: ids stay unique
-        h.update(f"{name}={seen[id(value)][1]}".encode())
+def _leaf(value, memo, seen):
+    """Tensors and arrays by content; any other object (a config shared by many
+    modules, say) by :func:`config_repr`, once per call."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor:{_tensor_digest(value, memo)}"
+    if isinstance(value, (np.ndarray, np.generic)):
+        a = np.asarray(value)  # object arrays hold addresses: name the objects instead
+        content = (config_repr(a.tolist()) if a.dtype.hasobject
+                   else xxhash.xxh3_128_hexdigest(np.ascontiguousarray(a).reshape(-1).view(np.uint8)))
+        return f"ndarray|{a.dtype!r}|{a.shape}|{content}"
+    if id(value) not in seen:
+        seen[id(value)] = (value, config_repr(value))  # kept alive: ids stay unique
+    return seen[id(value)][1]
 
 
 def _module(h, path, module, memo, seen):
@@ -151,8 +122,9 @@ def _module(h, path, module, memo, seen):
     if isinstance(module, torch.jit.ScriptModule):  # its code and attributes, no addresses
         h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", module._c.dump_to_str(True, True, False)).encode())
     attributes = vars(module)
+    leaf = functools.partial(_leaf, memo=memo, seen=seen)
     for attr in sorted(attributes.keys() - _NN_INTERNALS):
-        _value(h, attr, attributes[attr], memo, seen)
+        h.update(f"{attr}={config_repr(attributes[attr], leaf)}".encode())
     override = attributes.get("forward")
     override = getattr(override, "sklearn_layers_wrapped", override)  # under the package's tap
     if override is not None:
@@ -164,13 +136,12 @@ def _module(h, path, module, memo, seen):
     for kind, tensors in (("p", module._parameters), ("b", module._buffers)):
         for name, t in tensors.items():
             if t is not None:
-                _tensor(h, f"{kind}:{name}", t, memo)
+                h.update(f"{kind}:{name}={_tensor_digest(t, memo)}".encode())
 
 
 def model_fingerprint(model, memo=None):
-    """A hex digest of the model's structure, code, hooks and tensors, or ``None``
-    when part of it has no stable identity (a lambda attribute, a closure as
-    ``forward``, a lazy parameter). ``memo``: an :class:`IdentityMemo` (a cache's)."""
+    """A digest of the model's structure, code, hooks and tensors, or ``None`` when
+    part of it has no stable name (a lambda attribute, a lazy parameter)."""
     memo = IdentityMemo() if memo is None else memo
     optimized = getattr(getattr(torch, "_dynamo", None), "eval_frame", None)
     if isinstance(model, getattr(optimized, "OptimizedModule", ())):
@@ -204,48 +175,45 @@ def _flag(path):
 
 
 def _autocast(device_type):
-    if not hasattr(torch, "get_autocast_dtype"):  # torch < 2.4: the CPU and CUDA only
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
-        return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
-    return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+    if device_type == "cpu":  # torch < 2.4: the CPU and CUDA only
+        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
 
 
 def numeric_settings(device):
-    """A digest of the ambient settings that change how a forward on ``device``
-    rounds: autocast for its type, the float32 matmul precision, the default
-    dtype and the TF32 and reduced-precision switches (:data:`_NUMERIC_FLAGS`)."""
+    """A digest of what changes how a forward on ``device`` rounds: autocast, the
+    matmul precision, the default dtype and the switches in :data:`_NUMERIC_FLAGS`."""
     settings = (_read(lambda: _autocast(device.type)), _read(torch.get_float32_matmul_precision),
                 _read(torch.get_default_dtype), *(_flag(path) for path in _NUMERIC_FLAGS))
     return xxhash.xxh3_64_hexdigest(repr(settings).encode())
 
 
-def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype, adapter=None):
-    """The model's cache key for this call, or None when nothing may be cached.
+def _unkeyable(poolings, cacheable, adapter):
+    """``(what, label)`` of each part of the call that has no stable name."""
+    found = [("pooling", p) for p in poolings.values() if pooling_key(p) is None]
+    found += [(what, getattr(adapter, what)) for what in ("tokenizer", "preprocess")
+              if not cacheable and getattr(adapter, what, None) is not None
+              and getattr(adapter, "_name", lambda: 1)() is None]
+    return [(what, f"{getattr(f, '__module__', None) or ''}.{f.__qualname__}"
+             if isinstance(getattr(f, "__qualname__", None), str) else repr(f)[:100])
+            for what, f in found]
 
-    The fingerprint, the floating dtype the model runs in, the device type and
-    the numeric settings. Nothing is cached without a cache, for input without
-    stable row identities, or when a pooling, the tokenizer, the preprocess or
-    the model has no stable name; a callable without one is warned about once
-    per cache.
-    """
+
+def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype, adapter=None):
+    """The model's key for this call (fingerprint, floating dtype, device type, numeric
+    settings), or ``None``: no cache, rows without stable identities, or a pooling,
+    tokenizer, preprocess or model without a stable name (warned once per cache)."""
     if cache is None:
         return None
     memo = memo_of(cache)
-    unkeyable = [("pooling", p) for p in poolings.values() if pooling_key(p) is None]
-    for what in ("tokenizer", "preprocess") if not cacheable else ():
-        found = getattr(adapter, what, None)
-        if found is not None and getattr(adapter, "_name", lambda: 1)() is None:
-            unkeyable.append((what, found))
+    unkeyable = _unkeyable(poolings, cacheable, adapter)
     fingerprint = None if unkeyable or not cacheable else model_fingerprint(model, memo)
     if fingerprint is None and cacheable and not unkeyable:
-        unkeyable.append(("model", model))
-    for what, found in unkeyable:
-        name = getattr(found, "__qualname__", None)
-        label = (f"{type(found).__name__} (it holds a lambda, a closure or a partial as an "
-                 "attribute, a hook or its forward, or a lazy parameter)" if what == "model"
-                 else f"{getattr(found, '__module__', None) or ''}.{name}" if isinstance(name, str)
-                 else repr(found)[:100])
+        unkeyable = [("model", f"{type(model).__name__} (it holds a lambda, a closure or a "
+                      "partial as an attribute, a hook or its forward, or a lazy parameter)")]
+    for what, label in unkeyable:
         with memo.lock:
             if (what, label) in memo.warned:
                 continue
