@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._extraction._cache import make_cache
 from ._extraction._capture import eager_module
 from ._extraction._extract import extract, layer_slices, model_float_dtype
+from ._extraction._fingerprint import count_rows
 from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
 from ._extraction._models import resolve_module
@@ -336,6 +337,7 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
         self.layer_names_ = resolve_layers(self.model_, self.layers, shapes=shapes)
         self.poolings_ = check_pooling(self.pooling, self.layer_names_)
         cache = make_cache(self.cache)
+        count_rows(cache, shapes.n_rows_run)
         device = self._device()
         warn_if_emulated(self.precision, device, stacklevel=5)
         with torch_threads(self.n_threads):

@@ -47,6 +47,11 @@ class ModuleShapes:
         From :func:`~._inputs.make_input`; its first row is used.
     device : torch.device
         Where the model's weights are.
+
+    Attributes
+    ----------
+    n_rows_run : int
+        Rows sent through the network to trace (0 or 1).
     """
 
     def __init__(self, model, adapter, device):
@@ -54,6 +59,7 @@ class ModuleShapes:
         self.adapter = adapter
         self.device = device
         self._calls = None
+        self.n_rows_run = 0
 
     def may_reduce_tokens(self):
         """Whether the model embeds tokens (an ``nn.Embedding``): only such a model's
@@ -100,6 +106,7 @@ class ModuleShapes:
                 handles.append(module.register_forward_pre_hook(enter(path)))
                 handles.append(module.register_forward_hook(leave))
             with eval_mode(self.model), torch.inference_mode():
+                self.n_rows_run = 1
                 self.model(*batch.args, **batch.kwargs)
         except Exception:  # the extraction that follows says what is wrong
             return None

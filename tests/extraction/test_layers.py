@@ -190,6 +190,17 @@ def test_penultimate_of_a_sequence_reducing_top_is_the_last_hidden_state(top, ex
                                    rtol=4 * gamma(4), atol=0)
 
 
+def test_the_row_traced_to_resolve_penultimate_is_counted():
+    from sklearn_layers import MemoryCache
+
+    net, cache = TokenModel(Pooler(6)).eval(), MemoryCache()
+    LayerFeatureTransformer(net, cache=cache).fit(IDS)
+    # the trace (1 row) and fit's width row (1 row); a named layer traces nothing
+    assert cache.n_rows_computed == 2
+    LayerFeatureTransformer(net, layers="top:input", cache=(cache := MemoryCache())).fit(IDS)
+    assert cache.n_rows_computed == 1
+
+
 @pytest.mark.parametrize("net, X, expected", [
     (MeanThenLinear(), torch.tensor([[1, 2, 3]]), "head:input"),
     (make_small_cnn(), np.zeros((2, 1, 28, 28), np.float32), "10:input"),
