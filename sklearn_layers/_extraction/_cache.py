@@ -105,11 +105,10 @@ class MemoryCache:
             needed = self._object_bytes + sys.getsizeof(self._entries) + self._evicted_bytes
             warn, self._warned = recomputed and not self._warned, self._warned or bool(recomputed)
         if warn:
-            warnings.warn(
-                f"{self!r} evicted rows that are requested again, so {recomputed} rows x "
-                "layers go through the network once more. Holding the rows stored so "
-                f"far needs max_bytes of about {needed:,}.", RuntimeWarning,
-                stacklevel=4)
+            warnings.warn(f"{self!r} evicted rows that are requested again, so {recomputed} "
+                          "rows x layers go through the network once more. Holding the rows "
+                          f"stored so far needs max_bytes of about {needed:,}.", RuntimeWarning,
+                          stacklevel=4)
         return found
 
     def store(self, fingerprint, features, digests):
