@@ -72,7 +72,7 @@ class MemoryCache:
         return self._object_bytes + sys.getsizeof(self._entries) + self._tracking_bytes()
 
     def _tracking_bytes(self):
-        # per evicted key, its 64-bit hash and its size: two ints, 64 bytes with the slot
+        # per evicted key, a 64-bit hash and its size: two ints of about 64 bytes, and a slot
         return sys.getsizeof(self._evicted) + 64 * len(self._evicted)
 
     def __repr__(self):
