@@ -1,9 +1,7 @@
 """Row-keyed activation caches: in memory (bounded, LRU) or on disk (SQLite).
 
 An entry is one row's pooled features at one layer, keyed by ``(model key,
-layer|pooling|precision, row digest)``. Both caches have ``lookup(model,
-layer_keys, digests) -> {layer_key: [1-D float32 or None per row]}`` and
-``store(model, {layer_key: (n_rows, width)}, digests)``.
+layer|pooling|precision, row digest)``.
 """
 
 import os
@@ -19,10 +17,6 @@ import numpy as np
 import xxhash
 
 from ._fingerprint import IdentityMemo
-
-# an evicted key is remembered (for the eviction warning) as a 64-bit hash and
-# its size, two ints of about this many bytes together, plus its table slot
-_TRACKED_INTS_BYTES = 64
 
 
 class MemoryCache:
@@ -67,8 +61,8 @@ class MemoryCache:
     def clear(self):
         """Drop every entry, and what the cache remembers about models."""
         with self._lock:
-            self._entries, self._evicted = OrderedDict(), OrderedDict()  # evicted: key hash -> bytes
-            # the entries' keys and values; those of every key evicted (once while tracked)
+            self._entries, self._evicted = OrderedDict(), OrderedDict()  # evicted: hash -> bytes
+            # bytes of the entries; of every key evicted (counted once while it is tracked)
             self._object_bytes = self._evicted_bytes = 0
             self._warned, self.identity_memo = False, IdentityMemo()
 
@@ -78,7 +72,8 @@ class MemoryCache:
         return self._object_bytes + sys.getsizeof(self._entries) + self._tracking_bytes()
 
     def _tracking_bytes(self):
-        return sys.getsizeof(self._evicted) + _TRACKED_INTS_BYTES * len(self._evicted)
+        # per evicted key, a 64-bit hash and its size: two ints of about 64 bytes, and a slot
+        return sys.getsizeof(self._evicted) + 64 * len(self._evicted)
 
     def __repr__(self):
         return f"MemoryCache(max_bytes={self.max_bytes})"
@@ -97,46 +92,49 @@ class MemoryCache:
         found, recomputed = {}, 0
         with self._lock:
             for layer_key in layer_keys:
-                found[layer_key] = rows = [self._entries.get((fingerprint, layer_key, d)) for d in digests]
+                keys = [(fingerprint, layer_key, digest) for digest in digests]
+                found[layer_key] = rows = [self._entries.get(key) for key in keys]
                 for i, value in enumerate(rows):
-                    key = (fingerprint, layer_key, digests[i])
                     if value is None:
-                        recomputed += bool(self._evicted) and _key_hash(key) in self._evicted
+                        recomputed += bool(self._evicted) and _key_hash(keys[i]) in self._evicted
                     else:
-                        self._entries.move_to_end(key)
+                        self._entries.move_to_end(keys[i])
                         rows[i] = np.frombuffer(value, dtype=np.float32)
                 self.hits += sum(r is not None for r in rows)
             self.misses += sum(r is None for rows in found.values() for r in rows)
             needed = self._object_bytes + sys.getsizeof(self._entries) + self._evicted_bytes
             warn, self._warned = recomputed and not self._warned, self._warned or bool(recomputed)
         if warn:
-            warnings.warn(
-                f"{self!r} evicted rows that are requested again, so {recomputed} rows x "
-                "layers go through the network once more. Holding the rows stored so "
-                f"far needs max_bytes of about {needed:,}.", RuntimeWarning,
-                stacklevel=4)
+            warnings.warn(f"{self!r} evicted rows that are requested again, so {recomputed} "
+                          "rows x layers go through the network once more. Holding the rows "
+                          f"stored so far needs max_bytes of about {needed:,}.", RuntimeWarning,
+                          stacklevel=4)
         return found
 
     def store(self, fingerprint, features, digests):
         """Store each row of each layer's feature matrix, evicting the oldest."""
+        self._insert(fingerprint, [
+            (layer_key, digest, row.tobytes()) for layer_key, matrix in features.items()
+            for digest, row in zip(digests, np.ascontiguousarray(matrix, dtype=np.float32))])
+
+    def _insert(self, fingerprint, entries):
+        """Hold each ``(layer key, row digest, float32 bytes)``, evicting the oldest."""
         fingerprint = sys.intern(fingerprint)
         with self._lock:
-            for layer_key, matrix in features.items():
-                layer_key = sys.intern(layer_key)
-                for digest, row in zip(digests, np.ascontiguousarray(matrix, dtype=np.float32)):
-                    key, value = (fingerprint, layer_key, digest), row.tobytes()
-                    size = _object_bytes(key, value)
-                    if size <= self.max_bytes:
-                        old = self._entries.pop(key, None)
-                        self._object_bytes += size - (0 if old is None else _object_bytes(key, old))
-                        self._entries[key] = value
+            for layer_key, digest, value in entries:
+                key = (fingerprint, sys.intern(layer_key), digest)
+                size = _object_bytes(key, value)
+                if size <= self.max_bytes:
+                    old = self._entries.pop(key, None)
+                    self._object_bytes += size - (0 if old is None else _object_bytes(key, old))
+                    self._entries[key] = value
             while self.nbytes > self.max_bytes and self._entries:
                 key, old = self._entries.popitem(last=False)
-                self._object_bytes -= _object_bytes(key, old)
-                h = _key_hash(key)
-                if h not in self._evicted:
-                    self._evicted[h] = _object_bytes(key, old)
-                    self._evicted_bytes += self._evicted[h]
+                size = _object_bytes(key, old)
+                self._object_bytes -= size
+                if (hashed := _key_hash(key)) not in self._evicted:
+                    self._evicted[hashed] = size
+                    self._evicted_bytes += size
                 while self._evicted and self._tracking_bytes() * 16 > self.max_bytes:
                     self._evicted.popitem(last=False)  # its bytes stay counted as needed
             if not self._entries:
@@ -169,30 +167,26 @@ _FLOAT32 = np.dtype("<f4").str
 _CHUNK = 400  # rows per SELECT: layers x rows stay under SQLite's 32,766 variables
 
 
-class _Foreign(Exception):
-    """The database file is damaged or not one this package wrote."""
-
-
 def _corrupt(exc):
-    """Whether an SQLite error says the file is damaged or not a database."""
+    """Whether an error says the database file is damaged or not one of ours."""
     code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # Python < 3.11 has no error codes: judge by the class
-        return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
-    return code & 0xFF in (11, 26) or code == 522  # CORRUPT, NOTADB, IOERR_SHORT_READ
+    if code is not None:
+        return code & 0xFF in (11, 26) or code == 522  # CORRUPT, NOTADB, IOERR_SHORT_READ
+    # raised by _open, or Python < 3.11 (no error codes): judge by the class
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
 
 
 class DiskCache:
     """Activation cache in an SQLite database, shared by processes and sessions.
 
     One table row per (model key, layer key, input row) in
-    ``<path>/activations.sqlite``, WAL mode, one transaction per batch: writers
-    of different layers of the same rows lose nothing. Values are float32
-    bytes with their dtype and width, checked before they are served, never
-    unpickled. A corrupt or foreign file is set aside with a warning, never
-    served; a directory that cannot be written still gives features, with a
-    warning. Rows this process read or wrote are also kept in a
-    :class:`MemoryCache` front of ``memory_bytes``. Pickling keeps the path
-    and the bound.
+    ``<path>/activations.sqlite``: float32 bytes with their dtype and width,
+    checked before they are served, never unpickled. WAL mode, one transaction
+    per batch: writers of different layers of the same rows lose nothing. A
+    corrupt or foreign file is set aside and never served, and a directory
+    that cannot be written still gives features (both with a warning). Rows
+    this process read or wrote are also kept in a :class:`MemoryCache` front
+    of ``memory_bytes``. Pickling keeps the path and the bound.
 
     Parameters
     ----------
@@ -220,17 +214,18 @@ class DiskCache:
         return f"DiskCache({str(self.path)!r})"
 
     def __deepcopy__(self, memo):
-        return self
+        return self  # shared by reference across clones
 
     def __reduce__(self):
         return (type(self), (str(self.path), self.memory_bytes))
 
     @property
     def file(self):
+        """The database file, ``<path>/activations.sqlite``."""
         return self.path / "activations.sqlite"
 
     def _connection(self):
-        """The open database (reopened after a fork), or None when it cannot be used."""
+        """The open database (opened anew after a fork), or None when it cannot be used."""
         if self._pid != os.getpid():
             if self._db is not None:  # opened before a fork: never used, nor closed, here
                 self._inherited.append(self._db)
@@ -238,10 +233,8 @@ class DiskCache:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
                 self._db = self._open()
-            except _Foreign as exc:
-                self._set_aside(exc)
             except (OSError, sqlite3.Error) as exc:
-                self._warn(exc)
+                self._failed(exc)
         return self._db
 
     def _open(self):
@@ -252,35 +245,16 @@ class DiskCache:
                 db.execute("BEGIN IMMEDIATE")  # one process creates the table
                 if db.execute(ours).fetchone()[0] != _APPLICATION_ID:
                     if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                        raise _Foreign("it holds another program's tables")
+                        raise sqlite3.DatabaseError("it holds another program's tables")
                     db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
                     db.execute(_SCHEMA)
                 db.execute("COMMIT")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable up to the last checkpoint
             return db
-        except BaseException as exc:
+        except BaseException:
             db.close()
-            if _corrupt(exc):
-                raise _Foreign(str(exc)) from exc
             raise
-
-    def _set_aside(self, exc):
-        """Rename a corrupt or foreign database out of the way and start a new one."""
-        aside = self.file.with_name(f"{self.file.name}.corrupt-{time.time_ns()}")
-        if self._db is not None:
-            self._db.close()
-        self._db = None
-        warnings.warn(f"The activation cache {str(self.file)!r} is not a database this "
-                      f"package can read ({exc}); it was moved to {aside.name} and is "
-                      "never served.", RuntimeWarning, stacklevel=5)
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                if suffix == "" or os.path.exists(f"{self.file}{suffix}"):
-                    os.replace(f"{self.file}{suffix}", f"{aside}{suffix}")
-            self._db = self._open()
-        except (OSError, sqlite3.Error, _Foreign) as again:
-            self._warn(again)
 
     def _run(self, work):
         """``work(db)`` under the lock; a failing database is a miss, never an error."""
@@ -289,49 +263,76 @@ class DiskCache:
             try:
                 return None if db is None else work(db)
             except sqlite3.Error as exc:
-                if _corrupt(exc):
-                    return self._set_aside(exc)
-                try:  # read-only, disk full, locked for longer than the timeout
-                    db.execute("ROLLBACK") if db.in_transaction else None
-                except sqlite3.Error:
-                    pass
-                self._warn(exc)
+                self._failed(exc)
+
+    def _failed(self, exc):
+        """Set a corrupt or foreign file aside for a new one; otherwise roll back, warn once."""
+        if _corrupt(exc):
+            aside = self.file.with_name(f"{self.file.name}.corrupt-{time.time_ns()}")
+            if self._db is not None:
+                self._db.close()
+            self._db = None
+            warnings.warn(f"The activation cache {str(self.file)!r} is not a database this "
+                          f"package can read ({exc}); it was moved to {aside.name} and is "
+                          "never served.", RuntimeWarning, stacklevel=5)
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    if suffix == "" or os.path.exists(f"{self.file}{suffix}"):
+                        os.replace(f"{self.file}{suffix}", f"{aside}{suffix}")
+                self._db = self._open()
+                return
+            except (OSError, sqlite3.Error) as again:
+                exc = again
+        try:  # read-only, disk full, locked for longer than the timeout
+            if self._db is not None and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        if str(exc) not in self._warned:
+            self._warned.add(str(exc))
+            warnings.warn(f"Could not use the activation cache {str(self.path)!r} ({exc}); "
+                          "features are computed and returned but not cached on disk.",
+                          RuntimeWarning, stacklevel=5)
 
     def lookup(self, fingerprint, layer_keys, digests):
         """Cached rows (``None`` where missing or unreadable) per layer key."""
         layers = list(layer_keys)
         found = (self._front.lookup(fingerprint, layers, digests) if self._front is not None
                  else {key: [None] * len(digests) for key in layers})
-        wanted = [i for i in range(len(digests)) if any(found[k][i] is None for k in layers)]
+        # the rows some layer missed, by digest
+        position = {d: i for i, d in enumerate(digests) if any(found[k][i] is None for k in layers)}
+        wanted = list(position)
 
         def read(db):
             got = []
             for lo in range(0, len(wanted), _CHUNK):
-                rows = [digests[i] for i in wanted[lo:lo + _CHUNK]]
+                rows = wanted[lo:lo + _CHUNK]
                 got += db.execute(
-                    f"SELECT layer, row, dtype, width, value FROM rows WHERE model = ? AND "
-                    f"layer IN ({','.join('?' * len(layers))}) AND row IN ({','.join('?' * len(rows))})",
+                    "SELECT layer, row, dtype, width, value FROM rows WHERE model = ? AND "
+                    f"layer IN ({','.join('?' * len(layers))}) "
+                    f"AND row IN ({','.join('?' * len(rows))})",
                     [fingerprint, *layers, *rows]).fetchall()
             return got
 
-        position, served = {digests[i]: i for i in wanted}, {}
-        for layer, row, dtype, width, value in (self._run(read) or []) if wanted else ():
+        served = []
+        for layer, row, dtype, width, value in (self._run(read) or ()) if wanted else ():
             i = position[row]
-            if dtype == _FLOAT32 and isinstance(value, bytes) and len(value) == 4 * width and found[layer][i] is None:
+            if found[layer][i] is None and dtype == _FLOAT32 and isinstance(value, bytes) \
+                    and len(value) == 4 * width:
                 found[layer][i] = np.frombuffer(value, dtype=np.float32)
-                served.setdefault(layer, []).append(i)
-        for layer, rows in served.items() if self._front is not None else ():
-            self._front.store(fingerprint, {layer: np.stack([found[layer][i] for i in rows])},
-                              [digests[i] for i in rows])
+                served.append((layer, digests[i], value))
+        if self._front is not None:
+            self._front._insert(fingerprint, served)
         return found
 
     def store(self, fingerprint, features, digests):
         """Store each row of each layer, in one transaction (kept rows stay as they are)."""
-        matrices = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in features.items()}
+        entries = [(layer, digest, row.tobytes()) for layer, matrix in features.items()
+                   for digest, row in zip(digests, np.ascontiguousarray(matrix, dtype=np.float32))]
         if self._front is not None:
-            self._front.store(fingerprint, matrices, digests)
-        records = [(fingerprint, layer, digest, _FLOAT32, m.shape[1], row.tobytes())
-                   for layer, m in matrices.items() for digest, row in zip(digests, m)]
+            self._front._insert(fingerprint, entries)
+        records = [(fingerprint, layer, digest, _FLOAT32, len(value) // 4, value)
+                   for layer, digest, value in entries]
 
         def write(db):
             db.execute("BEGIN IMMEDIATE")
@@ -345,13 +346,6 @@ class DiskCache:
             db.execute("COMMIT")
 
         self._run(write)
-
-    def _warn(self, exc):
-        if str(exc) not in self._warned:
-            self._warned.add(str(exc))
-            warnings.warn(f"Could not use the activation cache {str(self.path)!r} ({exc}); "
-                          "features are computed and returned but not cached on disk.",
-                          RuntimeWarning, stacklevel=5)
 
 
 def make_cache(cache):
@@ -367,8 +361,5 @@ def make_cache(cache):
         return _DEFAULT
     if isinstance(cache, (str, os.PathLike)) and os.fspath(cache).strip():
         return DiskCache(cache)
-    if isinstance(cache, (str, os.PathLike)):
-        raise ValueError("cache='' names no directory; pass 'memory', a directory path, a "
-                         "MemoryCache/DiskCache or None.")
-    raise ValueError(f"cache must be 'memory', a directory path, a MemoryCache/DiskCache "
-                     f"or None; got {cache!r}.")
+    raise ValueError("cache must be 'memory', a directory path (not ''), a MemoryCache/"
+                     f"DiskCache or None; got cache={cache!r}.")

@@ -266,6 +266,22 @@ def test_disk_cache_never_serves_rows_it_cannot_check(tmp_path):
     assert DiskCache(tmp_path, 0).lookup("fp", ["l"], [b"a" * 16, b"b" * 16])["l"] == [None, None]
 
 
+def test_file_rows_of_mixed_widths_are_recomputed_through_a_memory_front(cnn, data, tmp_path):
+    # some rows of one layer rewritten in another width, in our format: the in-memory
+    # front (default memory_bytes) takes each width apart, and the transformer recomputes
+    X, _ = data
+    expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
+    LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
+    db = _database(tmp_path)
+    db.execute("UPDATE rows SET width = 3, value = zeroblob(12) "
+               "WHERE row IN (SELECT row FROM rows LIMIT 30)")
+    db.close()
+    lft = LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path))
+    got = lft.fit_transform(X)
+    assert lft.n_features_out_ == 16
+    same_features(cnn, X, ["5"], got, expected)
+
+
 def test_full_disk_still_returns_features_and_warns(cnn, data, tmp_path):
     X, _ = data
     expected = LayerFeatureTransformer(cnn, layers="5", cache=None).fit_transform(X)
