@@ -152,11 +152,6 @@ def _key_hash(key):
 _DEFAULT = MemoryCache()  # the one process-wide object: what cache="memory" means
 
 
-def default_memory_cache():
-    """The process-wide cache used by ``cache="memory"``."""
-    return _DEFAULT
-
-
 _APPLICATION_ID = 0x534B4C59  # "SKLY" in the database header: a file of ours
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (model TEXT NOT NULL, layer TEXT NOT NULL, row BLOB NOT NULL,
@@ -172,8 +167,9 @@ def _corrupt(exc):
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
         return code & 0xFF in (11, 26) or code == 522  # CORRUPT, NOTADB, IOERR_SHORT_READ
-    # raised by _open, or Python < 3.11 (no error codes): judge by the class
-    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+    # raised by _open, or Python < 3.11 (no error codes): judge by the exact class, as
+    # its subclasses (a misuse, a constraint) say nothing about the file
+    return type(exc) is sqlite3.DatabaseError
 
 
 class DiskCache:

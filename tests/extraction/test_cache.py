@@ -1,4 +1,5 @@
 import multiprocessing
+import sqlite3
 
 import numpy as np
 import pytest
@@ -234,6 +235,24 @@ def test_foreign_database_is_set_aside(cnn, data, tmp_path):
     with pytest.warns(RuntimeWarning, match="another program"):
         LayerFeatureTransformer(cnn, layers="5", cache=cache).fit_transform(X)
     assert list(tmp_path.glob("activations.sqlite.corrupt-*"))
+
+
+@pytest.mark.parametrize("error", [sqlite3.ProgrammingError, sqlite3.IntegrityError,
+                                   sqlite3.OperationalError])
+def test_an_error_that_says_nothing_about_the_file_never_sets_it_aside(cnn, data, tmp_path,
+                                                                      error):
+    # a misuse or a constraint raised without an SQLite code (as on Python 3.10) is
+    # a miss and a warning; the file and its rows stay
+    X, _ = data
+    LayerFeatureTransformer(cnn, layers="5", cache=DiskCache(tmp_path, 0)).fit_transform(X)
+    cache = DiskCache(tmp_path, 0)
+    cache._connection()
+    with pytest.warns(RuntimeWarning, match="Could not use the activation cache"):
+        cache._failed(error("raised without an SQLite error code"))
+    assert not list(tmp_path.glob("activations.sqlite.corrupt-*"))
+    again = DiskCache(tmp_path, 0)
+    LayerFeatureTransformer(cnn, layers="5", cache=again).fit_transform(X)
+    assert again.n_rows_computed == 1  # every row still served (fit computes its first)
 
 
 def test_a_path_resolves_to_a_new_disk_cache_that_holds_nothing_after_use(cnn, data, tmp_path):
