@@ -25,11 +25,10 @@ import time
 
 import numpy as np
 import torch
+from _common import best_time, print_table
 
 from sklearn_layers import DiskCache, LayerFeatureTransformer, MemoryCache
 from sklearn_layers._extraction._cache import _SCHEMA
-
-from _common import best_time, print_table
 
 BATCH, CHUNK, LAYERS = 500, 400, ("layer1|mean", "layer2|mean", "layer3|mean", "layer4|mean")
 

@@ -27,9 +27,8 @@ process-wide, and the user's); a deployment that needs a tight bound sets the
 two environment variables.
 """
 
-import os
-
 import json
+import os
 import subprocess
 import sys
 

@@ -24,7 +24,10 @@ import warnings
 import numpy as np
 import torch
 from bench_grownet import DATASETS, cross_validate_cpu
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
 from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 

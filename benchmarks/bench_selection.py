@@ -21,10 +21,9 @@ As fitted, every block of each new row runs and is stored in the process-wide
 cache; deployed, the forward exits after the winner's layer and stores nothing.
 """
 
-import pickle
-
 import argparse
 import os
+import pickle
 import sys
 import time
 from pathlib import Path

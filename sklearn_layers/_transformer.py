@@ -17,12 +17,12 @@ from ._extraction._inputs import make_input
 from ._extraction._layers import block_names, resolve_layers
 from ._extraction._models import resolve_module
 from ._extraction._pooling import POOLING_NAMES, check_pooling
+from ._extraction._precision import PRECISIONS, row_cosines, warn_if_emulated
 from ._extraction._prefetch import prefetch_poolings
 from ._extraction._shapes import ModuleShapes
 from ._extraction._widths import probe_widths
-from .utils._device import resolve_device
-from ._extraction._precision import PRECISIONS, row_cosines, warn_if_emulated
 from .utils._compat import HasMethods, Interval, StrOptions, _fit_context, validate_data
+from .utils._device import resolve_device
 from .utils._repr import ReprMixin
 from .utils._threads import torch_threads
 

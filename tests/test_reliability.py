@@ -5,9 +5,7 @@ the correct answer -- never a torch stack trace, a silently wrong answer, a
 corrupted cache entry or a changed model.
 """
 
-import errno
 import functools
-import io
 import multiprocessing
 import os
 import signal

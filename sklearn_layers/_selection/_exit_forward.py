@@ -15,9 +15,9 @@ same rule, and run no forward; prediction never stores anything in the cache.
 import numpy as np
 
 from .._extraction._cache import make_cache
-from .._extraction._fingerprint import cache_identity
 from .._extraction._capture import capture
 from .._extraction._extract import model_float_dtype
+from .._extraction._fingerprint import cache_identity
 from .._extraction._plan import make_plan
 from .._extraction._precision import autocast
 from ..utils._threads import torch_threads

@@ -1,6 +1,5 @@
 """IntermediateLayerRegressor: a regression probe on the best (or cheapest good) layer."""
 
-import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array, column_or_1d
 

@@ -15,19 +15,20 @@ one), so that torch, BLAS and OpenMP share one count in every fit.
 
 import functools
 
+from sklearn.utils import _safe_indexing  # noqa: F401
 from sklearn.utils._param_validation import (  # noqa: F401
     HasMethods,
     Interval,
     RealNotInt,
     StrOptions,
-    validate_params,
     validate_parameter_constraints,
+    validate_params,
 )
 from sklearn_compat.base import _fit_context as _sklearn_fit_context
-from sklearn.utils import _safe_indexing  # noqa: F401
 from sklearn_compat.utils.validation import validate_data  # noqa: F401
 
 from ._threads import is_thread_count, thread_budget
+
 
 def _fit_context(*, prefer_skip_nested_validation):
     """scikit-learn's ``_fit_context``, inside the estimator's thread budget."""

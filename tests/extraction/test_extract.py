@@ -6,8 +6,8 @@ import torch
 
 from sklearn_layers import MemoryCache
 from sklearn_layers._extraction._extract import extract
-from sklearn_layers._extraction._inputs import make_input
 from sklearn_layers._extraction._fingerprint import cache_identity
+from sklearn_layers._extraction._inputs import make_input
 from sklearn_layers._extraction._plan import make_plan
 from sklearn_layers.utils.toy import make_mlp
 

@@ -13,7 +13,12 @@ from torch import nn
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers._extraction._layers import block_names
 
-from _float32 import assert_rows_close, same_features, same_features_of_any, transformer_rtol
+from _float32 import (
+    assert_rows_close,
+    same_features,
+    same_features_of_any,
+    transformer_rtol,
+)
 from _helpers import RowCounter
 
 

@@ -7,10 +7,8 @@ from sklearn_layers.metrics import (
     effective_rank,
     get_layer_metric,
     get_layer_metric_names,
-    knn_loo_accuracy,
     matrix_entropy,
     nc1,
-    twonn_dimension,
 )
 
 # float64 arithmetic on these small matrices: relative errors of order n * 1e-16.

@@ -26,13 +26,13 @@ from sklearn_layers import (
     MemoryCache,
 )
 from sklearn_layers._selection._cost import forward_shares
-from sklearn_layers._transformer import first_row
 from sklearn_layers._selection._exit_schedule import plan_stages, simulated_cost
 from sklearn_layers._selection._exit_thresholds import (
     calibrate_thresholds,
     first_exits,
     operating_point,
 )
+from sklearn_layers._transformer import first_row
 from sklearn_layers.utils.toy import make_mlp
 
 from _helpers import RowCounter

@@ -8,7 +8,11 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 
-from sklearn_layers import IntermediateLayerClassifier, LayerFeatureTransformer, layer_sweep
+from sklearn_layers import (
+    IntermediateLayerClassifier,
+    LayerFeatureTransformer,
+    layer_sweep,
+)
 from sklearn_layers._selection._control import (
     class_frequencies,
     control_labels,

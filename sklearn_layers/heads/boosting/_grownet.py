@@ -38,6 +38,7 @@ from ...utils._compat import (
 from ...utils._device import resolve_device
 from ...utils._repr import ReprMixin
 from ...utils._threads import cpu_settings
+from .._validation import check_sample_weight
 from ._core import Ensemble, build_ensemble
 from ._loop import (
     EarlyStopping,
@@ -53,7 +54,6 @@ from ._tabular import (
     check_numeric_columns,
     split_columns,
 )
-from .._validation import check_sample_weight
 
 # HistGradientBoosting's threshold for early_stopping="auto" and its cap on
 # the training rows scored by a scorer other than the loss.

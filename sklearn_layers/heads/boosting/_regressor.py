@@ -9,13 +9,13 @@ from sklearn.utils import check_array
 
 from ...utils._compat import Interval, StrOptions
 from ._grownet import _BaseGrowNet, _with_docs
-from ._tabular import weighted_mean_std
 from ._losses import (
     HalfPoissonLoss,
     HalfSquaredError,
     PinballLoss,
     absolute_error,
 )
+from ._tabular import weighted_mean_std
 
 
 @_with_docs

@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ...utils._chunks import chunk_n_rows
 from ...utils._compat import (
     HasMethods,
     Interval,
@@ -17,10 +18,9 @@ from ...utils._compat import (
     validate_data,
 )
 from ...utils._repr import ReprMixin
-from ..probe._default import default_probe
-from ...utils._chunks import chunk_n_rows
 from .._rowwise import l2_normalize
 from .._validation import check_at_least_two_classes
+from ..probe._default import default_probe
 
 # Blocks of at most this many query x training rows: on 15,000 x 512 float32
 # training rows and 5,000 queries, 2048 x 2048 blocks took 0.73x the time of

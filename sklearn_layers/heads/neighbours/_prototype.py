@@ -9,9 +9,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ...utils._chunks import row_chunks
 from ...utils._compat import Interval, StrOptions, _fit_context, validate_data
 from ...utils._repr import ReprMixin
-from ...utils._chunks import row_chunks
 from .._decision import DecisionClassifierMixin
 from .._rowwise import l2_normalize, softmax
 from .._validation import check_at_least_two_classes

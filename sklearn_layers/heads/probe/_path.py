@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_array
 
-from ...utils._compat import validate_parameter_constraints, validate_data
+from ...utils._compat import validate_data, validate_parameter_constraints
 from ...utils._device import resolve_device
 from .._validation import check_sample_weight
 from ._core import check_Cs, fit_path, product_threads

@@ -18,8 +18,8 @@ anisotropic features.
 import numpy as np
 import torch
 
-from ._lbfgs import minimize_lbfgs, minimize_one
 from ...utils._chunks import chunk_n_rows
+from ._lbfgs import minimize_lbfgs, minimize_one
 
 # Bytes per feature of a row chunk's float64 temporaries.
 _ROW_CHUNK_FACTOR = 2 * 8

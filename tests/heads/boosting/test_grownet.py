@@ -20,8 +20,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_layers.heads.boosting import _core as _grownet_core
 from sklearn_layers.heads.boosting import GrowNetClassifier, GrowNetRegressor
+from sklearn_layers.heads.boosting import _core as _grownet_core
 
 # Small fits: a few stages, no early stopping (the default holds out rows).
 FAST = {"max_iter": 3, "early_stopping": False, "random_state": 0}

@@ -6,8 +6,8 @@ import scipy.special
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -17,6 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_layers
 from sklearn_layers.heads import LinearProbeClassifier, default_probe, linear_probe_path
+
 
 @parametrize_with_checks(
     [
