@@ -16,8 +16,9 @@ def default_probe(task="classification"):
     regression whose penalty is chosen by exact leave-one-out, the model of
     ``make_pipeline(StandardScaler(), RidgeCV(alphas))``. Pooled activations
     can have tiny variance; standardising first is what lets a linear probe
-    read them (on a small CNN's mean-pooled blocks an unscaled logistic
-    regression scored 0.15 where the scaled one scored 0.98).
+    read them (on the packaged digits CNN's first mean-pooled block, an
+    unscaled logistic regression scores 0.53 in 5-fold cross-validation where
+    the scaled one scores 0.92).
 
     One function for both tasks, so that code choosing a probe for a target
     (a selector seeing a continuous ``y``) names the task, not a class.
