@@ -205,3 +205,57 @@ def test_preprocess_returning_the_wrong_number_of_rows(net):
     with pytest.raises(ValueError, match="one row per item"):
         LayerFeatureTransformer(net, layers="block1",
                                 preprocess=lambda rows: to_batch(rows)[:1]).fit_transform(images)
+
+
+class _LookupTable(dict):
+    """A callable dict: item -> its row (its state is its content, its code __call__)."""
+
+    def __call__(self, keys):
+        return np.stack([self[k] for k in keys]).astype(np.float32)
+
+
+class _Steps(list):
+    """A home-made Compose: a list of callables applied in turn."""
+
+    def __call__(self, rows):
+        for step in self:
+            rows = step(rows)
+        return rows
+
+
+class _Scale:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, rows):
+        return np.stack([np.full(4, self.factor * len(r), np.float32) for r in rows])
+
+
+class _Norm(__import__("enum").Enum):
+    ONE = 1
+
+    def __call__(self, rows):
+        return np.stack([np.full(4, float(len(r)), np.float32) for r in rows])
+
+
+@pytest.mark.parametrize("preprocess", [
+    _LookupTable(x=np.zeros(4), y=np.ones(4)), _Steps([_Scale(1.0)]), _Norm.ONE,
+], ids=["dict", "list", "enum"])
+def test_a_callable_container_or_enum_preprocess_has_no_name(preprocess):
+    # its name would show its items (or its value), not its code nor its items' state
+    from sklearn_layers._extraction._identity import preprocess_name
+
+    assert preprocess_name(preprocess) is None
+
+
+def test_two_lookup_tables_are_never_served_each_others_rows():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    a = _LookupTable(x=np.zeros(4), y=np.ones(4))
+    b = _LookupTable(x=np.full(4, 5.0), y=np.full(4, -3.0))
+    cache, items = MemoryCache(), ["x", "y"]
+    with pytest.warns(UserWarning, match="no stable name"):
+        LayerFeatureTransformer(net, layers="2", preprocess=a, cache=cache).fit_transform(items)
+    got = LayerFeatureTransformer(net, layers="2", preprocess=b, cache=cache).fit_transform(items)
+    expected = LayerFeatureTransformer(net, layers="2", preprocess=b,
+                                       cache=None).fit_transform(items)
+    assert_array_equal(got, expected)

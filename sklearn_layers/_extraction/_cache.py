@@ -295,8 +295,10 @@ class DiskCache:
         layers = list(layer_keys)
         found = (self._front.lookup(fingerprint, layers, digests) if self._front is not None
                  else {key: [None] * len(digests) for key in layers})
-        # the rows some layer missed, by digest
-        position = {d: i for i, d in enumerate(digests) if any(found[k][i] is None for k in layers)}
+        position = {}  # digest -> the rows (a row may come twice) some layer missed
+        for i, d in enumerate(digests):
+            if any(found[k][i] is None for k in layers):
+                position.setdefault(d, []).append(i)
         wanted = list(position)
 
         def read(db):
@@ -312,11 +314,11 @@ class DiskCache:
 
         served = []
         for layer, row, dtype, width, value in (self._run(read) or ()) if wanted else ():
-            i = position[row]
-            if found[layer][i] is None and dtype == _FLOAT32 and isinstance(value, bytes) \
-                    and len(value) == 4 * width:
-                found[layer][i] = np.frombuffer(value, dtype=np.float32)
-                served.append((layer, digests[i], value))
+            missing = [i for i in position[row] if found[layer][i] is None]
+            if missing and dtype == _FLOAT32 and isinstance(value, bytes) and len(value) == 4 * width:
+                for i in missing:
+                    found[layer][i] = np.frombuffer(value, dtype=np.float32)
+                served.append((layer, row, value))
         if self._front is not None:
             self._front._insert(fingerprint, served)
         return found

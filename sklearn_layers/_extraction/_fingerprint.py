@@ -49,9 +49,11 @@ def memo_of(cache):
 
 
 def count_rows(cache, n):
-    """Add ``n`` to the cache's count of rows that went through the network."""
-    if isinstance(getattr(cache, "n_rows_computed", None), int):
-        with memo_of(cache).lock:
+    """Add ``n`` to the count of rows that went through the network of a cache of
+    the package's (one with an :class:`IdentityMemo`; no other object is written to)."""
+    memo = getattr(cache, "identity_memo", None)
+    if isinstance(memo, IdentityMemo):
+        with memo.lock:
             cache.n_rows_computed += n
 
 

@@ -11,7 +11,8 @@ import types
 import torch
 import xxhash
 
-_PLAIN = (int, float, complex, bool, str, bytes, type(None), torch.dtype, torch.device, enum.Enum)
+_PLAIN = (int, float, complex, bool, str, bytes, type(None), slice, range, torch.dtype,
+          torch.device, enum.Enum)
 _BUILTIN = (types.BuiltinFunctionType, types.BuiltinMethodType)
 
 
@@ -52,13 +53,16 @@ def _describe(value, strict, leaf=None, depth=0):
         return leaf(value)
     if strict:
         raise Unnameable(kind.__qualname__)
+    if isinstance(value, type):  # a class held as configuration (``act=nn.ReLU``)
+        stop = torch.nn.Module if issubclass(value, torch.nn.Module) else object
+        return f"class:{value.__module__}.{value.__qualname__}:{class_digest(value, {}, stop)}"
     if inspect.isfunction(value) or isinstance(value, (*_BUILTIN, functools.partial)):
         name = function_name(value)
         if name is None:
             raise Unnameable(repr(value))
         return name
     to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict) and not isinstance(value, type) and depth <= 8:
+    if callable(to_dict) and depth <= 8:
         try:
             content = to_dict()
         except Exception:  # a foreign object's to_dict may fail in any way
@@ -87,8 +91,12 @@ def config_repr(value, leaf=None):
 def function_name(func):
     """A module-level function by name, code and plain defaults; a builtin by name.
     ``None`` for what carries state its code does not show: lambdas, local
-    functions, closures, other defaults, partials and callable instances."""
+    functions, closures, other defaults, partials, callable instances and
+    builtins bound to an object (``tensor.add``)."""
     if isinstance(func, _BUILTIN):
+        bound = getattr(func, "__self__", None)
+        if not (bound is None or isinstance(bound, types.ModuleType)):
+            return None
         return f"builtin:{getattr(func, '__module__', None) or ''}.{func.__qualname__}"
     if not inspect.isfunction(func) or "<" in func.__qualname__ or func.__closure__:
         return None
@@ -202,9 +210,16 @@ def tokenizer_name(tok, max_length, memo=None):
 
 def preprocess_name(preprocess):
     """A ``preprocess`` by :func:`function_name` or, with a ``to_dict()`` (a Hugging Face
-    image processor), by its configuration; else (a lambda, a ``Compose``) ``None``."""
-    try:
-        name = config_repr(preprocess)
-    except Unnameable:
-        return None
-    return None if name.startswith("object:") or not callable(preprocess) else f"preprocess|{name}"
+    image processor), by its class's code and a configuration of plain data; else (a
+    lambda, a ``Compose``, a callable container) ``None``."""
+    name = function_name(preprocess)
+    if name is None and callable(getattr(preprocess, "to_dict", None)) \
+            and not inspect.isfunction(preprocess):
+        try:
+            name = config_repr(preprocess)  # its class and to_dict() content
+        except Unnameable:
+            return None
+        if "object:" in name:  # a value named by its type only: state it does not show
+            return None
+        name += class_digest(type(preprocess), {}, stop=object)
+    return None if name is None else f"preprocess|{name}"

@@ -634,3 +634,41 @@ def test_an_unkeyable_callable_warns_once_naming_it(cnn, data):
     assert len(messages) == 1
     assert "<lambda>" in messages[0] and "module-level function" in messages[0]
     assert cache.n_rows_computed == 4 * len(X) + 3  # every call (and fit) ran the network
+
+
+def test_a_row_given_twice_is_served_twice_from_disk(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    rows = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    X = np.concatenate([rows, rows, rows])  # 9 rows, 3 distinct
+    cache = DiskCache(tmp_path, memory_bytes=0)  # every hit read from the file
+    lft = LayerFeatureTransformer(net, layers="2", cache=cache).fit(X)
+    expected = lft.transform(X)
+    before = cache.n_rows_computed
+    assert_array_equal(lft.transform(X), expected)
+    assert cache.n_rows_computed == before  # every copy served
+
+
+class _OwnCache:
+    """A cache of the user's own: a dict behind lookup and store."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def lookup(self, model, layer_keys, digests):
+        return {k: [self.rows.get((model, k, d)) for d in digests] for k in layer_keys}
+
+    def store(self, model, features, digests):
+        for k, matrix in features.items():
+            for d, row in zip(digests, np.asarray(matrix, np.float32)):
+                self.rows[model, k, d] = row
+
+
+def test_a_cache_of_the_users_own_is_used_and_never_written_to_by_the_package():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    cache = _OwnCache()
+    lft = LayerFeatureTransformer(net, layers="2", cache=cache).fit(X)
+    first = lft.transform(X)
+    assert len({digest for _, layer, digest in cache.rows if layer.startswith("2|")}) == len(X)
+    assert_array_equal(lft.transform(X), first)
+    assert set(vars(cache)) == {"rows"}  # no memo, no counter set on it

@@ -162,6 +162,40 @@ def test_a_lambda_attribute_makes_the_model_uncacheable(X):
     assert len(cache) == 0
 
 
+class Shifted(nn.Module):
+    """Adds what ``shift`` (a callable attribute) gives, then reads ``cols`` of it."""
+
+    def __init__(self, shift, cols=slice(None), act=nn.Identity):
+        super().__init__()
+        self.linear, self.shift, self.cols, self.act = nn.Linear(4, 3), shift, cols, act
+
+    def forward(self, x):
+        return self.act()(self.shift(self.linear(x))[:, self.cols])
+
+
+def test_a_builtin_bound_to_an_object_makes_the_model_uncacheable(X):
+    # tensor.add carries its tensor: no name shows it
+    from sklearn_layers._extraction._identity import function_name
+
+    a, b = Shifted(torch.tensor([0.0]).add), Shifted(torch.tensor([100.0]).add)
+    assert model_fingerprint(a) is None and model_fingerprint(b) is None
+    assert function_name({}.get) is None
+    assert function_name(torch.relu) is not None and function_name(len) is not None
+
+
+@pytest.mark.parametrize("first, second", [
+    ({"cols": slice(0, 2)}, {"cols": slice(1, 3)}),
+    ({"cols": range(0, 2)}, {"cols": range(1, 3)}),
+    ({"act": nn.ReLU}, {"act": nn.Tanh}),
+], ids=["slice", "range", "class"])
+def test_slices_ranges_and_classes_held_as_attributes_are_part_of_the_identity(
+        X, first, second):
+    a, b = Shifted(torch.relu, **first), Shifted(torch.relu, **second)
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) != model_fingerprint(b)
+    assert_served_like_uncached(a, b, X)
+
+
 def test_fingerprint_is_stable_and_content_based():
     a, b = make_mlp(seed=0), make_mlp(seed=0)
     assert model_fingerprint(a) == model_fingerprint(b)
