@@ -38,15 +38,16 @@ def code_digest(code):
 
 
 def _describe(value, strict, leaf=None, depth=0):
-    """Plain data by repr, containers item by item (sets and dicts sorted); any
-    other value by ``leaf``, else (unless ``strict``) as :func:`config_repr` says."""
+    """Plain data by repr, containers item by item (sets sorted: their order follows the
+    hash seed; a dict's is its insertion order, which a forward may read); any other
+    value by ``leaf``, else (unless ``strict``) as :func:`config_repr` says."""
     kind = type(value)  # not isinstance: it reads __class__, slow on some objects
     if issubclass(kind, _PLAIN):
         return repr(value)
     if depth <= 8 and issubclass(kind, (tuple, list, frozenset, set, dict)):
         item = functools.partial(_describe, strict=strict, leaf=leaf, depth=depth + 1)
         if issubclass(kind, dict):
-            return "{" + ", ".join(sorted(f"{item(k)}: {item(v)}" for k, v in value.items())) + "}"
+            return f"{kind.__name__}{{{', '.join(f'{item(k)}: {item(v)}' for k, v in value.items())}}}"
         items = [item(v) for v in value]
         return f"{kind.__name__}({', '.join(sorted(items) if issubclass(kind, (set, frozenset)) else items)})"
     if leaf is not None:

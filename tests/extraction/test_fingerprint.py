@@ -196,6 +196,24 @@ def test_slices_ranges_and_classes_held_as_attributes_are_part_of_the_identity(
     assert_served_like_uncached(a, b, X)
 
 
+class Weighted(nn.Module):
+    """Concatenates its input scaled by each weight of ``scales``, in the dict's order."""
+
+    def __init__(self, scales):
+        super().__init__()
+        self.linear, self.scales = nn.Linear(4, 2), scales
+
+    def forward(self, x):
+        return torch.cat([self.linear(x) * w for w in self.scales.values()], dim=1)
+
+
+def test_a_dicts_order_is_part_of_the_identity(X):
+    a, b = Weighted({"low": 1.0, "high": 3.0}), Weighted({"high": 3.0, "low": 1.0})
+    b.load_state_dict(a.state_dict())
+    assert model_fingerprint(a) != model_fingerprint(b)
+    assert_served_like_uncached(a, b, X)
+
+
 def test_fingerprint_is_stable_and_content_based():
     a, b = make_mlp(seed=0), make_mlp(seed=0)
     assert model_fingerprint(a) == model_fingerprint(b)
