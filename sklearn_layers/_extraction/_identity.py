@@ -175,7 +175,8 @@ def _vocabulary_digest(tok, memo):
     state = (id(backend), len(tok) if hasattr(tok, "__len__") else None)
     known = memo.get(tok) if memo is not None else None
     if known is None or known[0] != state:
-        vocab = backend.model.__getstate__() if backend else repr(sorted(tok.get_vocab().items())).encode()
+        vocab = (backend.model.__getstate__() if backend is not None
+                 else repr(sorted(tok.get_vocab().items())).encode())
         known = (state, xxhash.xxh3_128_hexdigest(vocab), backend)  # backend kept: its id stays unique
         if memo is not None:
             memo[tok] = known
@@ -196,17 +197,17 @@ def tokenizer_name(tok, max_length, memo=None):
         return None
     decoder = getattr(tok, "added_tokens_decoder", None)
     options = ("single_word", "lstrip", "rstrip", "normalized", "special")
-    added = sorted((int(i), str(t), *(getattr(t, o, None) for o in options)) for i, t in decoder.items()) \
-        if isinstance(decoder, dict) else sorted(tok.get_added_vocab().items())
+    added = sorted((int(i), str(t), *(getattr(t, o, None) for o in options))
+                   for i, t in decoder.items()) if isinstance(decoder, dict) else sorted(tok.get_added_vocab().items())
+    parts = [f"{type(tok).__module__}.{type(tok).__qualname__}", init,
+             repr((tok.padding_side, tok.truncation_side, tok.model_max_length)),
+             repr(sorted(map(str, tok.all_special_tokens))), repr(added),
+             _vocabulary_digest(tok, memo), f"max_length={max_length}"]
     backend = getattr(tok, "backend_tokenizer", None)
-    parts = [getattr(backend, part, None) for part in
-             ("normalizer", "pre_tokenizer", "post_processor", "decoder")] if backend else []
-    return "|".join([
-        f"{type(tok).__module__}.{type(tok).__qualname__}", init,
-        repr((tok.padding_side, tok.truncation_side, tok.model_max_length)),
-        repr(sorted(map(str, tok.all_special_tokens))), repr(added), _vocabulary_digest(tok, memo),
-        f"max_length={max_length}",
-        *(xxhash.xxh3_64_hexdigest(b"none" if p is None else p.__getstate__()) for p in parts)])
+    for part in ("normalizer", "pre_tokenizer", "post_processor", "decoder") if backend else ():
+        component = getattr(backend, part, None)
+        parts.append(xxhash.xxh3_64_hexdigest(b"none" if component is None else component.__getstate__()))
+    return "|".join(parts)
 
 
 def preprocess_name(preprocess):
