@@ -54,9 +54,10 @@ class LayerFeatureTransformer(ReprMixin, TransformerMixin, BaseEstimator):
     """Features from the intermediate layers of a frozen PyTorch network.
 
     Runs the network over batches of ``X`` without autograd (under
-    ``torch.inference_mode()``; the one row that traces a model for the cache
-    runs under ``torch.no_grad()``) in eval mode, captures the outputs of the requested modules with forward hooks, pools
-    each to one vector per sample and returns them side by side. Without a cache
+    ``torch.no_grad()``, not ``inference_mode``: a tensor a module builds and
+    keeps during its forward, a rotary table say, stays usable for training) in
+    eval mode, captures the outputs of the requested modules with forward hooks,
+    pools each to one vector per sample and returns them side by side. Without a cache
     (or with a ``"flatten"`` or callable pooling, which are not prefetched), the
     forward pass stops as soon as the last requested module has fired. With a
     cache, rows already cached run no forward at all, and a missing row computes

@@ -439,7 +439,7 @@ def capture(model, names, poolings, *, early_exit=True, optional=(), until=None)
             warn_if_nothing_to_pool(recorder.shapes, recorder.poolings)
             return recorder.results
 
-        with eval_mode(model), torch.inference_mode():
+        with eval_mode(model), torch.no_grad():
             yield run
     finally:
         with _HOOK_LOCK:

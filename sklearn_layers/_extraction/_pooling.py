@@ -88,8 +88,16 @@ def pool(a, pooling, mask=None):
         a = a.unsqueeze(1)
     if callable(pooling):
         out = _call_user_pooling(pooling, a, mask)
-    elif isinstance(pooling, numbers.Integral):
-        out = _adaptive(a, int(pooling))
+        return out.reshape(out.shape[0], -1)
+    if mask is not None and a.ndim == 3 and pooling != "flatten" and a.shape[1] != mask.shape[1]:
+        raise ValueError(
+            f"This layer's activation has {a.shape[1]} tokens (shape {tuple(a.shape)}) "
+            f"where the padding mask has {mask.shape[1]}: the layer adds or drops tokens "
+            "(a prepended class or register token, merged tokens), so which of its "
+            "tokens are padding is unknown. Pool it with a callable that knows its layout."
+        )
+    if isinstance(pooling, numbers.Integral):
+        out = _adaptive(a, int(pooling), mask)
     elif pooling in ("auto", "mean"):
         if a.ndim == 3:
             out = _masked_token_mean(a, mask)
@@ -117,12 +125,18 @@ def pool(a, pooling, mask=None):
     return out.reshape(out.shape[0], -1)
 
 
-def _adaptive(a, k):
+def _adaptive(a, k, mask=None):
     if a.ndim == 4:
         return F.adaptive_avg_pool2d(a, k)
-    if a.ndim == 3:
+    if a.ndim == 3 and mask is None:
         # (N, T, D) -> k token positions -> (N, k, D)
         return F.adaptive_avg_pool1d(a.transpose(1, 2), k).transpose(1, 2)
+    if a.ndim == 3:  # each row's real tokens only: its features never see its batch
+        real = mask.to(device=a.device, dtype=torch.bool)
+        return torch.stack([
+            F.adaptive_avg_pool1d(row[keep].T, k).T if keep.any() else row.new_zeros(k, row.shape[1])
+            for row, keep in zip(a, real)
+        ])
     if a.ndim == 5:
         return F.adaptive_avg_pool3d(a, k)
     return a

@@ -10,8 +10,7 @@ def prefetch_poolings(model, blocks, poolings, pooling_param):
 
     The candidates are the names users write for a stage: the block list,
     the model's top-level children and ``"penultimate"`` (the input of the last
-    ``nn.Linear``); names that denote the same tensor are cached once
-    (:mod:`._aliases`). Only cheap, fixed-width poolings are prefetched (never
+    ``nn.Linear``); each name has its own entries. Only cheap, fixed-width poolings are prefetched (never
     ``"flatten"``, whose width can be huge, nor a callable, whose cost is
     unknown).
     """

@@ -105,7 +105,7 @@ class ModuleShapes:
                     continue
                 handles.append(module.register_forward_pre_hook(enter(path)))
                 handles.append(module.register_forward_hook(leave))
-            with eval_mode(self.model), torch.inference_mode():
+            with eval_mode(self.model), torch.no_grad():
                 self.n_rows_run = 1
                 self.model(*batch.args, **batch.kwargs)
         except Exception:  # the extraction that follows says what is wrong

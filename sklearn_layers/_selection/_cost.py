@@ -59,7 +59,7 @@ def _shares(model, batch, layers, read, counter):
     reached, handles = {}, []
     try:
         _watch(model, layers, reached, read, handles)
-        with eval_mode(model), torch.inference_mode(), counter:
+        with eval_mode(model), torch.no_grad(), counter:
             start = read()
             model(*batch.args, **batch.kwargs)
             total = read() - start

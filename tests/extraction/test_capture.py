@@ -295,3 +295,31 @@ def test_an_eager_model_holding_a_scripted_submodule_is_extracted():
     with torch.no_grad():
         expected = inner(net[0](torch.as_tensor(X))).numpy()
     same_features_of_any(net, X, ["2:input"], got, expected)
+
+
+class _GrownTable(nn.Module):
+    """Builds a table in its forward and keeps it, as rotary position caches do."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = None
+
+    def forward(self, x):
+        if self.table is None or self.table.shape[0] < x.shape[1]:
+            self.table = torch.linspace(0.5, 1.5, x.shape[1])
+        return x * self.table[: x.shape[1]]
+
+
+@pytest.mark.parametrize("layers", ["1", "penultimate"])
+def test_what_a_forward_builds_or_materialises_stays_trainable(layers):
+    # extraction runs under no_grad, not inference_mode: a tensor created there
+    # and kept by the user's module would refuse autograd and in-place edits
+    X = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    net = nn.Sequential(nn.Linear(4, 4), _GrownTable(), nn.Linear(4, 2))
+    LayerFeatureTransformer(net, layers=layers, cache=None).fit_transform(X)
+    net(torch.as_tensor(X)).sum().backward()  # the table is saved for backward
+    lazy = nn.Sequential(nn.LazyLinear(3), nn.ReLU())
+    LayerFeatureTransformer(lazy, layers="1", cache=None).fit_transform(X)
+    with torch.no_grad():
+        lazy[0].weight.mul_(2)  # materialised during the extraction
+    assert not lazy[0].weight.is_inference()

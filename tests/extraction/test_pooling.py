@@ -43,6 +43,38 @@ def test_mask_aware_pooling_ignores_padding(lengths):
         assert torch.equal(pool(padded, "cls", mask)[i], a[i, 0])
 
 
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=4), k=st.integers(1, 4),
+       left=st.booleans())
+def test_int_pooling_of_tokens_reads_each_rows_real_tokens_only(lengths, k, left):
+    # a row's k averages are those of its real tokens alone, whatever its batch pads
+    T, D = 6, 3
+    a = torch.randn(len(lengths), T, D)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        if left:
+            mask[i, T - n:] = 1
+        else:
+            mask[i, :n] = 1
+    padded = a.clone()
+    padded[mask == 0] = 1e6
+    out = pool(padded, k, mask)
+    for i, n in enumerate(lengths):
+        real = a[i][mask[i].bool()]
+        # the same averages of the same values: the same float32 operations
+        expected = pool(real[None], k)[0] if n else torch.zeros(k * D)
+        assert torch.equal(out[i], expected)
+
+
+@pytest.mark.parametrize("pooling", ["auto", "mean", "max", "cls", "last", 2])
+def test_a_layer_with_other_tokens_than_the_mask_is_refused(pooling):
+    # one token prepended (a class or register token): which are padding is unknown
+    a, mask = torch.randn(2, 5, 3), torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    with pytest.raises(ValueError, match="5 tokens .* the padding mask has 4"):
+        pool(a, pooling, mask)
+    assert pool(a, "flatten", mask).shape == (2, 15)  # flatten reads no mask
+
+
 def test_token_poolings_refuse_feature_maps():
     with pytest.raises(ValueError, match="3-D"):
         pool(torch.randn(2, 3, 4, 4), "cls")
