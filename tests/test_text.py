@@ -5,7 +5,7 @@ import pytest
 import torch
 from numpy.testing import assert_array_equal
 
-from sklearn_layers import LayerFeatureTransformer
+from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers.models import load_minilm
 
 from _float32 import assert_rows_close, gamma, transformer_rtol
@@ -280,3 +280,43 @@ def test_default_layer_of_minilm_is_its_last_hidden_state_with_the_pooling(minil
     reference = LayerFeatureTransformer(model, layers="encoder.layer.5", tokenizer=tokenizer,
                                         pooling=pooling, cache=None).fit_transform(SENTENCES)
     assert_array_equal(got, reference)  # the very same tensor, pooled the same way
+
+
+@pytest.mark.parametrize("edit", [
+    lambda tok: setattr(tok, "split_special_tokens", True),
+    lambda tok: setattr(tok, "model_input_names", ["input_ids"]),
+    lambda tok: setattr(tok.backend_tokenizer.model, "unk_token", "[PAD]"),
+], ids=["split_special_tokens", "model_input_names", "model_option_in_place"])
+def test_tokenizer_state_set_after_construction_is_part_of_the_name(edit):
+    # each edit changes the ids or inputs some row gets; the vocabulary's size
+    # and the backend object stay the same
+    from sklearn_layers._extraction._identity import tokenizer_name
+
+    tok = _word_level_tokenizer()
+    tok.add_special_tokens({"sep_token": "[SEP]"})
+    before, ids = tokenizer_name(tok, None), tok("foo [SEP] qux")
+    edit(tok)
+    assert tok("foo [SEP] qux") != ids
+    assert tokenizer_name(tok, None) != before
+
+
+class _BagOfEmbeddings(torch.nn.Module):
+    def __init__(self, n_tokens=8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(n_tokens, 3)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        return self.embed(input_ids)
+
+
+def test_a_tokenizer_model_edited_in_place_is_never_served_its_old_rows():
+    tok = _word_level_tokenizer()
+    net, cache, texts = _BagOfEmbeddings(), MemoryCache(), ["foo qux", "bar"]
+    lft = LayerFeatureTransformer(net, layers="embed", tokenizer=tok, cache=cache)
+    lft.fit_transform(texts)
+    tok.backend_tokenizer.model.unk_token = "[PAD]"  # same vocabulary size, same backend
+    got = lft.transform(texts)
+    expected = LayerFeatureTransformer(net, layers="embed", tokenizer=tok,
+                                       cache=None).fit_transform(texts)
+    assert_array_equal(got, expected)

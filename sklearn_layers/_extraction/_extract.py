@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ._capture import capture
-from ._fingerprint import cache_identity, count_rows, memo_of
+from ._fingerprint import cache_identity, count_rows
 from ._plan import make_plan
 from ._precision import autocast
 from ._progress import progress_bar
@@ -74,8 +74,6 @@ def extract(
 def _extract(model, adapter, poolings, *, batch_size, device, cache, prefetch, widths,
              progress, precision):
     float_dtype = model_float_dtype(model)
-    if cache is not None and hasattr(adapter, "tokenizer"):
-        adapter.memo = memo_of(cache).tokenizers  # the vocabulary digest is kept there
     fingerprint = cache_identity(
         model, poolings, cache=cache, cacheable=getattr(adapter, "cacheable", True),
         device=device, float_dtype=float_dtype, adapter=adapter,

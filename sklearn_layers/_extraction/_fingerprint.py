@@ -30,14 +30,13 @@ _NUMERIC_FLAGS = tuple(f"backends.{flag}" for flag in (
 
 
 class IdentityMemo:
-    """What a cache remembers about the models it met: tensor and class digests and
-    tokenizer vocabularies (weakly keyed), and the unkeyable callables warned about."""
+    """What a cache remembers about the models it met: tensor and class digests
+    (weakly keyed), and the unkeyable callables warned about."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self.tensors = WeakIdKeyDictionary()  # by identity: a tensor's == is elementwise
         self.classes = weakref.WeakKeyDictionary()
-        self.tokenizers = weakref.WeakKeyDictionary()
         self.warned = set()
 
 
@@ -117,6 +116,8 @@ def _leaf(value, memo, seen):
 
 
 def _module(h, path, module, memo, seen):
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.running_mean is None:
+        raise Unnameable(f"{path}: batch statistics in eval mode make a row depend on its batch")
     cls = type(module)
     if cls not in seen:  # each class's code is checked once per call
         seen[cls] = f"{cls.__module__}.{cls.__qualname__}:{class_digest(cls, memo.classes)}"
@@ -214,7 +215,9 @@ def cache_identity(model, poolings, *, cache, cacheable, device, float_dtype, ad
     fingerprint = None if unkeyable or not cacheable else model_fingerprint(model, memo)
     if fingerprint is None and cacheable and not unkeyable:
         unkeyable = [("model", f"{type(model).__name__} (it holds a lambda, a closure or a "
-                      "partial as an attribute, a hook or its forward, or a lazy parameter)")]
+                      "partial as an attribute, a hook or its forward, a lazy parameter, or "
+                      "a batch norm without running statistics, whose rows depend on their "
+                      "batch)")]
     for what, label in unkeyable:
         with memo.lock:
             if (what, label) in memo.warned:

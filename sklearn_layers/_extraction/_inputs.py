@@ -171,9 +171,7 @@ class TextInput:
 
     def _name(self):
         if not hasattr(self, "_tokenizer_name"):
-            # the vocabulary digest is kept by the cache in use (extract sets memo)
-            memo = getattr(self, "memo", None)
-            self._tokenizer_name = tokenizer_name(self.tokenizer, self.max_length, memo)
+            self._tokenizer_name = tokenizer_name(self.tokenizer, self.max_length)
         return self._tokenizer_name
 
     def chunks(self, batch_size):

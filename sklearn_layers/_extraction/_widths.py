@@ -1,7 +1,7 @@
 """Feature width of each layer, from one row sent through the network at ``fit``."""
 
 from ._extract import extract
-from ._fingerprint import count_rows, memo_of
+from ._fingerprint import count_rows
 
 
 def probe_widths(model, adapter, poolings, *, device, cache=None, prefetch=None,
@@ -13,8 +13,6 @@ def probe_widths(model, adapter, poolings, *, device, cache=None, prefetch=None,
     written by someone else (a foreign file in a shared cache directory) must
     not decide the widths a fitted transformer promises.
     """
-    if cache is not None and hasattr(adapter, "tokenizer"):
-        adapter.memo = memo_of(cache).tokenizers
     counted = cache
     if not getattr(cache, "computed_here", False):
         cache = prefetch = None

@@ -690,3 +690,16 @@ def test_the_package_version_is_part_of_the_key(monkeypatch):
     before = model_fingerprint(net)
     monkeypatch.setattr(_fingerprint, "__version__", "0.0.0-another-release", raising=False)
     assert model_fingerprint(net) != before
+
+
+def test_a_batch_norm_without_running_statistics_is_never_cached(X):
+    # it normalises by the batch in eval mode: a row's features depend on its batch
+    images = X.reshape(3, 1, 4, 4)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False))
+    assert model_fingerprint(net) is None
+    cache = MemoryCache()
+    with pytest.warns(UserWarning, match="batch norm without running statistics"):
+        features(net, images, cache, layers="1")
+    assert len(cache) == 0
+    tracked = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    assert model_fingerprint(tracked) is not None
