@@ -197,3 +197,11 @@ def test_a_plain_arrays_key_is_what_it_was():
     # dtype, shape and bytes, under the dtype's str: keys written before stay valid
     item = np.arange(6, dtype=np.float32).reshape(2, 3)
     assert item_digest(item) == digest(b"array|<f4|(2, 3)|", item.tobytes())
+
+
+def test_a_conjugate_tensor_is_keyed_by_its_values():
+    values = torch.tensor([1 + 2j, 3 - 1j])
+    lazy = values.conj()  # a view with the conjugate bit set, as torch hands it out
+    assert lazy.is_conj()
+    assert item_digest(lazy) == item_digest(lazy.resolve_conj())
+    assert item_digest(lazy) != item_digest(values)
