@@ -20,7 +20,9 @@ class _CollatedChunk(Chunk):
     def __init__(self, start, collated, what, owned=False):
         self.owned = owned
         if isinstance(collated, Mapping):
-            self.kwargs = {k: _collated_tensor(collated[k], what, repr(k)) for k in sorted(collated)}
+            self.kwargs = {
+                k: _collated_tensor(collated[k], what, repr(k)) for k in sorted(collated)
+            }
             self.args = ()
         else:
             self.args = (_collated_tensor(collated, what, "the input"),)

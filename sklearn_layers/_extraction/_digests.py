@@ -114,16 +114,23 @@ def _plain(value, depth=0):
     type's name (never a ``repr`` that could hold an address)."""
     if type(value) in _PLAIN:
         return value
-    if isinstance(value, (bytearray, memoryview)):
+    if isinstance(value, str):  # a subclass (numpy.str_) by its value
+        return ("str", str(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if isinstance(value, numbers.Rational):  # PIL's IFDRational (dpi), numpy integers
-        return ("rational", int(value.numerator), int(value.denominator))
+    if isinstance(value, numbers.Integral):  # numpy integers
+        return ("int", int(value))
+    if isinstance(value, numbers.Rational):  # PIL's IFDRational (dpi, resolution)
+        fraction = (value.numerator, value.denominator)
+        if all(type(part) is int for part in fraction):
+            return ("rational", *fraction)
     if isinstance(value, numbers.Real):
         return ("real", float(value))
     if depth < 8 and type(value) in (tuple, list):
         return (type(value).__name__, *(_plain(v, depth + 1) for v in value))
     if depth < 8 and type(value) is dict:
-        items = [(repr(_plain(k, depth + 1)), _plain(v, depth + 1)) for k, v in value.items()]
+        items = [(repr(_plain(k, depth + 1)), _plain(v, depth + 1))
+                 for k, v in value.items()]
         return ("dict", *sorted(items, key=lambda item: item[0]))
     if depth < 8 and type(value) in (set, frozenset):
         return ("set", *sorted(repr(_plain(v, depth + 1)) for v in value))

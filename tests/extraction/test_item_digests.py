@@ -9,6 +9,7 @@ import pytest
 import torch
 from numpy.testing import assert_array_equal
 from PIL import Image, ImageOps
+from PIL.TiffImagePlugin import IFDRational
 
 from sklearn_layers import LayerFeatureTransformer, MemoryCache
 from sklearn_layers._extraction._digests import digest, digestible, item_digest
@@ -22,7 +23,8 @@ def small_net(n_inputs):
 def served_and_fresh(first, then, preprocess, n_inputs):
     """Features of ``then`` through a cache that saw ``first``, and without a cache."""
     net, cache = small_net(n_inputs), MemoryCache()
-    LayerFeatureTransformer(net, layers="1", cache=cache, preprocess=preprocess).fit_transform(first)
+    LayerFeatureTransformer(net, layers="1", cache=cache,
+                            preprocess=preprocess).fit_transform(first)
     served = LayerFeatureTransformer(net, layers="1", cache=cache,
                                      preprocess=preprocess).fit_transform(then)
     fresh = LayerFeatureTransformer(net, layers="1", cache=None,
@@ -82,7 +84,9 @@ def png(orientation=None, **info):
 def test_exif_orientation_is_part_of_an_images_key():
     served, fresh = served_and_fresh([png(1)], [png(3)], upright_pixels, 4)  # 3: turned 180
     assert_array_equal(served, fresh)
-    assert not np.allclose(served, served_and_fresh([png(1)], [png(1)], upright_pixels, 4)[1])
+    unturned = LayerFeatureTransformer(small_net(4), layers="1", cache=None,
+                                       preprocess=upright_pixels).fit_transform([png(1)])
+    assert not np.allclose(served, unturned)
 
 
 def test_an_exif_edited_in_memory_is_part_of_the_key():
@@ -96,11 +100,26 @@ def test_an_exif_edited_in_memory_is_part_of_the_key():
 def test_an_images_info_is_part_of_its_key():
     plain = png()
     assert item_digest(plain) == item_digest(png())
-    assert item_digest(png(icc_profile=b"profile A")) != item_digest(png(icc_profile=b"profile B"))
+    assert item_digest(png(icc_profile=b"A")) != item_digest(png(icc_profile=b"B"))
     assert item_digest(png(dpi=(72, 72))) != item_digest(png(dpi=(300, 300)))
     noted = png()
     noted.info["note"] = {"b": [1, 2.5], "a": b"\x00"}
     assert item_digest(noted) != item_digest(plain)
+
+
+@pytest.mark.parametrize("one, other", [
+    (IFDRational(72, 1), IFDRational(145, 2)),  # dpi read from EXIF
+    (IFDRational(72.25), IFDRational(72.5)),
+    (np.int64(1), np.int64(2)),
+    (np.float32(0.5), np.float32(0.25)),
+    (np.str_("sRGB"), np.str_("P3")),
+    ({"a", "b"}, {"a", "c"}),
+])
+def test_info_values_beyond_builtins_are_keyed_by_value(one, other):
+    images = [png(), png()]
+    for image, value in zip(images, (one, other)):
+        image.info["value"] = value
+    assert item_digest(images[0]) != item_digest(images[1])
 
 
 def test_reading_an_images_exif_for_its_key_leaves_the_image_as_it_was():
