@@ -326,3 +326,114 @@ def test_a_layer_selector_reads_a_shuffled_series_by_position():
         np.stack(list(series)), y)
     assert as_series.best_layer_ == as_list.best_layer_
     assert_array_equal(as_series.predict(series), as_list.predict(np.stack(list(series))))
+
+
+# -- collated rows: a Dataset's items or a DataLoader's batches -----------------------
+
+
+class Items(torch.utils.data.Dataset):
+    """A map-style Dataset of the items ``make(i)``."""
+
+    def __init__(self, n, make):
+        self.n, self.make = n, make
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.make(i)
+
+
+class TokenMean(nn.Module):
+    """``model(input_ids=...)``: the mean embedding of each row's tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 3)
+
+    def forward(self, input_ids):
+        return self.emb(input_ids).mean(1)
+
+
+IDS = [[1, 5, 7, 2], [1, 9, 2, 0], [1, 3, 3, 2], [1, 8, 2, 0], [1, 4, 6, 2],
+       [1, 7, 7, 2], [1, 2, 5, 2], [1, 6, 2, 0]]
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+@pytest.mark.parametrize("as_loader", [False, True])
+def test_items_holding_lists_are_refused_not_read_transposed(cache, as_loader):
+    # default_collate turns lists of 4 ids into 4 tensors of the batch's ids; with 4
+    # rows a batch, they stacked into a (tokens, rows) tensor read as rows
+    torch.manual_seed(0)
+    net = TokenMean()
+    data = Items(len(IDS), lambda i: {"input_ids": IDS[i]})
+    if as_loader:
+        data = DataLoader(data, batch_size=4)
+    lft = LayerFeatureTransformer(net, layers="output", cache=cache, batch_size=4)
+    with pytest.raises(ValueError, match="collated 'input_ids' into a list of 4 values"):
+        lft.fit_transform(data)
+    tensors = Items(len(IDS), lambda i: {"input_ids": torch.tensor(IDS[i])})
+    got = lft.fit_transform(tensors)
+    with torch.no_grad():  # the same batches of 4, so the same float32 operations
+        expected = torch.cat([net(torch.tensor(IDS[:4])), net(torch.tensor(IDS[4:]))])
+    assert_array_equal(got, expected.numpy())
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_items_holding_a_pair_of_inputs_are_refused(X, cache):
+    pairs = Items(len(X), lambda i: ((torch.tensor(X[i]), torch.tensor(X[i])), 0))
+    with pytest.raises(ValueError, match="collated the input into a list of 2 values"):
+        LayerFeatureTransformer(make_mlp(), cache=cache, batch_size=4).fit(pairs)
+
+
+def test_a_collate_fn_whose_rows_are_not_the_samples_is_refused(X):
+    # batches of 4 rows of 2 values, collated (2, 4): 2 rows a batch, 5 batches of
+    # the 10 samples, so the total alone would not tell
+    loader = DataLoader(TensorDataset(torch.as_tensor(X[:, :2])), batch_size=4,
+                        collate_fn=lambda b: torch.stack([x for (x,) in b], dim=1))
+    net = nn.Sequential(nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"batch of 4 samples \(batch_size=4\) collated "
+                                         "into inputs of 2 rows"):
+        LayerFeatureTransformer(net, cache=None).fit(loader)
+    uneven = DataLoader(
+        TensorDataset(torch.as_tensor(X)), batch_size=4,
+        collate_fn=lambda b: {"x": torch.stack([x for (x,) in b]), "offset": b[0][0][:2]})
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        LayerFeatureTransformer(Keyed(), cache=None).fit(uneven)
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+@pytest.mark.parametrize("item", ["tensor", "array", "(x, y)", "dict"])
+def test_dataset_items_of_tensors_and_arrays_give_the_features_of_the_array(X, item, cache):
+    net = make_mlp()
+    make = {
+        "tensor": lambda i: torch.tensor(X[i]),
+        "array": lambda i: X[i],
+        "(x, y)": lambda i: (torch.tensor(X[i]), i % 2),
+        "dict": lambda i: {"x": X[i]},
+    }[item]
+    model = Keyed() if item == "dict" else net
+    expected = LayerFeatureTransformer(model, layers="output", cache=None).fit_transform(
+        {"x": X} if item == "dict" else X)
+    got = LayerFeatureTransformer(model, layers="output", cache=cache,
+                                  batch_size=3).fit_transform(Items(len(X), make))
+    same_features_of_any(model, {"x": X} if item == "dict" else X, ["output"], got, expected)
+
+
+def test_a_positional_input_never_shares_rows_with_a_keyword_named_arg0(X):
+    class Arg0(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+
+        def forward(self, x=None, arg0=None):
+            return self.linear(x) if x is not None else self.linear(-arg0)
+
+    torch.manual_seed(0)
+    net, cache = Arg0(), MemoryCache()
+    plain = Items(len(X), lambda i: torch.tensor(X[i]))
+    keyed = Items(len(X), lambda i: {"arg0": torch.tensor(X[i])})
+    LayerFeatureTransformer(net, layers="linear", cache=cache).fit_transform(plain)
+    served = LayerFeatureTransformer(net, layers="linear", cache=cache).fit_transform(keyed)
+    fresh = LayerFeatureTransformer(net, layers="linear", cache=None).fit_transform(keyed)
+    assert_array_equal(served, fresh)
