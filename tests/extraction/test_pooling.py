@@ -43,19 +43,24 @@ def test_mask_aware_pooling_ignores_padding(lengths):
         assert torch.equal(pool(padded, "cls", mask)[i], a[i, 0])
 
 
-@settings(max_examples=30, deadline=None)
-@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=4), k=st.integers(1, 4),
-       left=st.booleans())
-def test_int_pooling_of_tokens_reads_each_rows_real_tokens_only(lengths, k, left):
-    # a row's k averages are those of its real tokens alone, whatever its batch pads
-    T, D = 6, 3
-    a = torch.randn(len(lengths), T, D)
+def padding_mask(lengths, T, left):
+    """A batch's mask: row i has lengths[i] real tokens, at the end when ``left``."""
     mask = torch.zeros(len(lengths), T, dtype=torch.long)
     for i, n in enumerate(lengths):
         if left:
             mask[i, T - n:] = 1
         else:
             mask[i, :n] = 1
+    return mask
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=4), k=st.integers(1, 4),
+       left=st.booleans())
+def test_int_pooling_of_tokens_reads_each_rows_real_tokens_only(lengths, k, left):
+    # a row's k averages are those of its real tokens alone, whatever its batch pads
+    T, D = 6, 3
+    a, mask = torch.randn(len(lengths), T, D), padding_mask(lengths, T, left)
     padded = a.clone()
     padded[mask == 0] = 1e6
     out = pool(padded, k, mask)
@@ -100,13 +105,7 @@ def test_bad_pooling_names_what_exists(bad, match):
        left=st.booleans())
 def test_first_and_last_tokens_are_real_whatever_the_padding_side(lengths, left):
     T, D = 6, 3
-    a = torch.randn(len(lengths), T, D)
-    mask = torch.zeros(len(lengths), T, dtype=torch.long)
-    for i, n in enumerate(lengths):
-        if left:
-            mask[i, T - n:] = 1
-        else:
-            mask[i, :n] = 1
+    a, mask = torch.randn(len(lengths), T, D), padding_mask(lengths, T, left)
     for i, n in enumerate(lengths):
         if n == 0:  # no real token: index 0, as without a mask
             continue
