@@ -11,10 +11,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from ...utils._compat import StrOptions
 from ._grownet import _BaseGrowNet, _with_docs
 from ._losses import HalfBinomialLoss, HalfMultinomialLoss
+from ._outputs import ClassifierOutputs
 
 
 @_with_docs
-class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
+class GrowNetClassifier(ClassifierOutputs, ClassifierMixin, _BaseGrowNet):
     """Gradient boosting of shallow neural networks (GrowNet) for classification.
 
     Two classes use the logistic loss on one output, more classes the
@@ -201,114 +202,3 @@ class GrowNetClassifier(ClassifierMixin, _BaseGrowNet):
 
     def _scale_target(self, Y):
         return Y
-
-    def _proba_from_raw(self, F):
-        if F.shape[1] == 1:
-            p = 1.0 / (1.0 + np.exp(-F[:, 0]))
-            return np.column_stack([1.0 - p, p])
-        F = F - F.max(axis=1, keepdims=True)
-        expF = np.exp(F)
-        return expF / expF.sum(axis=1, keepdims=True)
-
-    def _label_from_raw(self, F):
-        codes = (F[:, 0] > 0).astype(int) if F.shape[1] == 1 else F.argmax(axis=1)
-        return self.classes_[codes]
-
-    @staticmethod
-    def _decision_from_raw(F):
-        return F[:, 0] if F.shape[1] == 1 else F
-
-    def decision_function(self, X):
-        """Raw ensemble output ``F(X)``.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            Log-odds of the second class for two classes, one logit per class
-            otherwise.
-        """
-        return self._decision_from_raw(self._raw_predict(X))
-
-    def predict(self, X):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,)
-            Predicted labels, from ``classes_``.
-        """
-        return self._label_from_raw(self._raw_predict(X))
-
-    def predict_proba(self, X):
-        """Predict class probabilities.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Class probabilities, columns in the order of ``classes_``.
-        """
-        return self._proba_from_raw(self._raw_predict(X))
-
-    def staged_decision_function(self, X):
-        """Raw ensemble output after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        decision : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            :meth:`decision_function` of the ensemble of the first ``t``
-            networks.
-        """
-        for F in self._staged_raw_predict(X):
-            yield self._decision_from_raw(F)
-
-    def staged_predict(self, X):
-        """Predict class labels after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        y : ndarray of shape (n_samples,)
-            Predicted labels of the ensemble of the first ``t`` networks.
-        """
-        for F in self._staged_raw_predict(X):
-            yield self._label_from_raw(F)
-
-    def staged_predict_proba(self, X):
-        """Predict class probabilities after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        proba : ndarray of shape (n_samples, n_classes)
-            Class probabilities of the ensemble of the first ``t`` networks.
-        """
-        for F in self._staged_raw_predict(X):
-            yield self._proba_from_raw(F)

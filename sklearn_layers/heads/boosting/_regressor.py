@@ -15,11 +15,12 @@ from ._losses import (
     PinballLoss,
     absolute_error,
 )
+from ._outputs import RegressorOutputs
 from ._tabular import weighted_mean_std
 
 
 @_with_docs
-class GrowNetRegressor(RegressorMixin, _BaseGrowNet):
+class GrowNetRegressor(RegressorOutputs, RegressorMixin, _BaseGrowNet):
     """Gradient boosting of shallow neural networks (GrowNet) for regression.
 
     A drop-in replacement for
@@ -208,34 +209,3 @@ default='squared_error'
         if self.loss == "poisson":
             return np.exp(F[:, 0])
         return F[:, 0] * self._y_scale + self._y_center
-
-    def predict(self, X):
-        """Predict regression targets.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,)
-            Predicted values.
-        """
-        return self._prediction_from_raw(self._raw_predict(X))
-
-    def staged_predict(self, X):
-        """Predict regression targets after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        y : ndarray of shape (n_samples,)
-            Predictions of the ensemble of the first ``t`` networks.
-        """
-        for F in self._staged_raw_predict(X):
-            yield self._prediction_from_raw(F)

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 from scipy.optimize import minimize
-from scipy.special import expit, log_softmax, softmax
+from scipy.special import log_softmax
+
+from ._outputs import predict_proba_columns
 
 # Regularisation of the line search: keeps ``a`` finite when the direction
 # does not change the loss (as the reference implementation does).
@@ -153,11 +155,6 @@ def logistic_loss(raw, Y, w):
         z, y = raw[:, 0], Y[:, 0]
         return float(share @ (np.logaddexp(0.0, z) - y * z))
     return float(-share @ (Y * log_softmax(raw, axis=1)).sum(axis=1))
-
-
-def predict_proba_columns(raw):
-    """Probabilities per output column: sigmoid for one column, softmax for more."""
-    return expit(raw) if raw.shape[1] == 1 else softmax(raw, axis=1)
 
 
 # L-BFGS iterations of the logistic top model: from zero at the first stage,

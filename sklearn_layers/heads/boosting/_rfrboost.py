@@ -34,13 +34,13 @@ from ...utils._compat import (
 from ...utils._repr import ReprMixin
 from .._validation import check_sample_weight
 from ._grownet import _BaseGrowNet
+from ._outputs import ClassifierOutputs, RegressorOutputs
 from ._rfr_core import (
     Upscale,
     fit_logistic_top,
     fit_ridge_top,
     fit_stage,
     logistic_loss,
-    predict_proba_columns,
 )
 from ._tabular import TabularEncoder, weighted_mean_std
 
@@ -428,7 +428,7 @@ _ATTRIBUTES = """
 
 
 @_with_docs
-class RFRBoostClassifier(ClassifierMixin, _BaseRFRBoost):
+class RFRBoostClassifier(ClassifierOutputs, ClassifierMixin, _BaseRFRBoost):
     """Random Feature Representation Boosting (RFRBoost) for classification.
 
     A deep residual network of random features built by gradient boosting:
@@ -566,115 +566,9 @@ class RFRBoostClassifier(ClassifierMixin, _BaseRFRBoost):
     def _loss(raw, Y, w):
         return logistic_loss(raw, Y, w)
 
-    def _proba(self, raw):
-        P = predict_proba_columns(raw)
-        return np.column_stack([1.0 - P[:, 0], P[:, 0]]) if raw.shape[1] == 1 else P
-
-    def _labels(self, raw):
-        codes = (raw[:, 0] > 0).astype(int) if raw.shape[1] == 1 else raw.argmax(axis=1)
-        return self.classes_[codes]
-
-    @staticmethod
-    def _decision(raw):
-        return raw[:, 0] if raw.shape[1] == 1 else raw
-
-    def decision_function(self, X):
-        """Raw output of the top model.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            Log-odds of the second class for two classes, one logit per class
-            otherwise.
-        """
-        return self._decision(self._raw_predict(X))
-
-    def predict(self, X):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,)
-            Predicted labels, from ``classes_``.
-        """
-        return self._labels(self._raw_predict(X))
-
-    def predict_proba(self, X):
-        """Predict class probabilities.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Class probabilities, columns in the order of ``classes_``.
-        """
-        return self._proba(self._raw_predict(X))
-
-    def staged_decision_function(self, X):
-        """Raw output of the top model after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        decision : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            :meth:`decision_function` of the model cut after stage ``t``.
-        """
-        for raw in self._staged_raw_predict(X):
-            yield self._decision(raw)
-
-    def staged_predict(self, X):
-        """Predict class labels after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        y : ndarray of shape (n_samples,)
-            Predicted labels of the model cut after stage ``t``.
-        """
-        for raw in self._staged_raw_predict(X):
-            yield self._labels(raw)
-
-    def staged_predict_proba(self, X):
-        """Predict class probabilities after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        proba : ndarray of shape (n_samples, n_classes)
-            Class probabilities of the model cut after stage ``t``.
-        """
-        for raw in self._staged_raw_predict(X):
-            yield self._proba(raw)
-
 
 @_with_docs
-class RFRBoostRegressor(RegressorMixin, _BaseRFRBoost):
+class RFRBoostRegressor(RegressorOutputs, RegressorMixin, _BaseRFRBoost):
     """Random Feature Representation Boosting (RFRBoost) for regression.
 
     A deep residual network of random features built by gradient boosting
@@ -785,36 +679,5 @@ class RFRBoostRegressor(RegressorMixin, _BaseRFRBoost):
     def _loss(raw, Y, w):
         return 0.5 * float((w / w.sum()) @ ((raw - Y) ** 2).sum(axis=1))
 
-    def _unscale(self, raw):
+    def _prediction_from_raw(self, raw):
         return raw[:, 0] * self._target_scale + self._target_mean
-
-    def predict(self, X):
-        """Predict values.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,)
-            Predicted values.
-        """
-        return self._unscale(self._raw_predict(X))
-
-    def staged_predict(self, X):
-        """Predict values after each stage.
-
-        Parameters
-        ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
-            Input samples.
-
-        Yields
-        ------
-        y : ndarray of shape (n_samples,)
-            Predicted values of the model cut after stage ``t``.
-        """
-        for raw in self._staged_raw_predict(X):
-            yield self._unscale(raw)
