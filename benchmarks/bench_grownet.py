@@ -184,6 +184,23 @@ def cross_validate_cpu(model, X, y, cv):
     return np.mean(scores), np.mean(seconds), stages
 
 
+def cross_validate_seeds(name, make_models, n_seeds, n_folds):
+    """The data set ``name`` and, per model, one row of :func:`cross_validate_cpu`
+    (score, CPU seconds, stages) per seed of the shuffled folds.
+
+    ``make_models(is_classification, seed)`` gives the models by name.
+    """
+    load, is_classification, _ = DATASETS[name]
+    X, y = load()
+    splitter = StratifiedKFold if is_classification else KFold
+    results = {}
+    for seed in range(n_seeds):
+        cv = splitter(n_folds, shuffle=True, random_state=seed)
+        for model_name, model in make_models(is_classification, seed).items():
+            results.setdefault(model_name, []).append(cross_validate_cpu(model, X, y, cv))
+    return X, {m: np.array(r) for m, r in results.items()}
+
+
 def compare(names, n_seeds, n_folds, grownet_params=None):
     header = (
         f"{'dataset':<14}{'n x d':>11} {'has':<17}{'model':<8}{'CV score':>16}"
@@ -192,15 +209,9 @@ def compare(names, n_seeds, n_folds, grownet_params=None):
     print(header + "\n" + "-" * len(header), flush=True)
     tally = {"HistGB": [0, 0, 0], "linear": [0, 0, 0]}
     for name in names:
-        load, is_classification, has = DATASETS[name]
-        X, y = load()
-        splitter = StratifiedKFold if is_classification else KFold
-        results = {}
-        for seed in range(n_seeds):
-            cv = splitter(n_folds, shuffle=True, random_state=seed)
-            for model_name, model in models(is_classification, seed, grownet_params).items():
-                results.setdefault(model_name, []).append(cross_validate_cpu(model, X, y, cv))
-        summary = {m: np.array(r) for m, r in results.items()}
+        _, is_classification, has = DATASETS[name]
+        X, summary = cross_validate_seeds(
+            name, lambda task, seed: models(task, seed, grownet_params), n_seeds, n_folds)
         reference = summary["HistGB"][:, 1].mean()
         metric = "acc" if is_classification else "R2"
         for i, (model_name, rows) in enumerate(summary.items()):

@@ -23,12 +23,11 @@ import warnings
 
 import numpy as np
 import torch
-from bench_grownet import DATASETS, cross_validate_cpu
+from bench_grownet import DATASETS, cross_validate_seeds
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
 )
-from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from sklearn_layers import (
@@ -65,15 +64,8 @@ def compare(names, n_seeds, n_folds, grownet):
     print(header + "\n" + "-" * len(header), flush=True)
     outcomes, ratios = [], []
     for name in names:
-        load, is_classification, _ = DATASETS[name]
-        X, y = load()
-        splitter = StratifiedKFold if is_classification else KFold
-        results = {}
-        for seed in range(n_seeds):
-            cv = splitter(n_folds, shuffle=True, random_state=seed)
-            for model_name, model in models(is_classification, seed, grownet).items():
-                results.setdefault(model_name, []).append(cross_validate_cpu(model, X, y, cv))
-        summary = {m: np.array(r) for m, r in results.items()}
+        X, summary = cross_validate_seeds(
+            name, lambda task, seed: models(task, seed, grownet), n_seeds, n_folds)
         reference = summary["HistGB"][:, 1].mean()
         for i, (model_name, rows) in enumerate(summary.items()):
             score, seconds, stages = rows[:, 0], rows[:, 1], rows[:, 2]
